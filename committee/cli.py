@@ -1,0 +1,157 @@
+"""Command line: ``committee run`` and ``committee report``.
+
+Bad options end in one line on stderr (what was wrong, the value, what was expected) and exit
+status 2, before any Ray cluster starts.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from committee.members import PRESETS
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer > 0")
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{value} must be > 0")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number > 0")
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return value
+
+
+def _nonneg_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number >= 0")
+    if not value >= 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _member_list(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no member; expected e.g. model1,model3")
+    return names
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of a committee run (shared by ``committee run`` and jobs/train_committee.py)."""
+    g = parser.add_argument_group("members")
+    g.add_argument("--preset", default="seed", choices=sorted(PRESETS),
+                   help="which set of members to train (default: seed, the notebook's three)")
+    g.add_argument("--members", type=_member_list, metavar="A,B",
+                   help="train only these members of the preset, e.g. model1,model3")
+    g.add_argument("--epochs", type=_positive_int, help="epoch ceiling for every member "
+                   "(default: the preset's, 20 for seed; early stopping may end sooner)")
+    g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
+    g.add_argument("--learning-rate", type=_positive_float,
+                   help="override every member's initial learning rate")
+    g = parser.add_argument_group("data")
+    g.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files (default: "
+                   "$FASHION_MNIST_DIR, then ~/.keras/datasets/fashion-mnist, else download)")
+    g.add_argument("--limit-train", type=_positive_int, metavar="N",
+                   help="use only the first N training images (quick runs)")
+    g.add_argument("--split", default="tail", choices=("tail", "stratified"),
+                   help="validation split: tail = the last 20%% as in the notebook (default); "
+                   "stratified = seeded, class-balanced")
+    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g = parser.add_argument_group("outputs")
+    g.add_argument("--output", default="runs", help="parent folder of run folders (default runs/)")
+    g.add_argument("--run-name", help="run folder name (default: timestamp-preset); rerunning "
+                   "an unfinished run's name resumes it")
+    g.add_argument("--overwrite", action="store_true",
+                   help="replace a complete run folder of the same name")
+    g.add_argument("--storage", help="Ray Train checkpoint storage: a shared path or a URI such "
+                   "as s3://bucket/prefix (default: RUN_DIR/train; multi-node clusters need "
+                   "shared storage)")
+    g = parser.add_argument_group("Ray")
+    g.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
+                   "private local Ray is started)")
+    g.add_argument("--cpus-per-member", type=_positive_float,
+                   help="CPUs per member (default: the cluster's CPUs shared evenly)")
+    g.add_argument("--gpus-per-member", type=_nonneg_float,
+                   help="GPUs per member, fractions allowed (default: 1 with >= 3 GPUs, an even "
+                   "share with fewer, 0 without)")
+    g.add_argument("--workers-per-member", type=_positive_int, default=1,
+                   help="data-parallel workers per member; only 1 works with Keras 3")
+    g.add_argument("--max-failures", type=int, default=1,
+                   help="retries of a member's training after a worker dies (default 1)")
+    g.add_argument("--steps-per-execution", type=_positive_int, default=32,
+                   help="Keras steps_per_execution: batches per compiled call (default 32; "
+                   "same updates, less per-step overhead)")
+
+
+def options_from_args(args: argparse.Namespace):
+    from committee.job import RunOptions
+    return RunOptions(
+        preset=args.preset, members=args.members, epochs=args.epochs,
+        batch_size=args.batch_size, learning_rate=args.learning_rate, data_dir=args.data_dir,
+        output=args.output, run_name=args.run_name, overwrite=args.overwrite,
+        address=args.address, seed=args.seed, limit_train=args.limit_train, split=args.split,
+        cpus_per_member=args.cpus_per_member, gpus_per_member=args.gpus_per_member,
+        workers_per_member=args.workers_per_member, max_failures=args.max_failures,
+        storage=args.storage, steps_per_execution=args.steps_per_execution)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="committee",
+        description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="train the members concurrently and score the committee")
+    add_run_arguments(run)
+    rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
+    rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")
+    return parser
+
+
+def run_command(args: argparse.Namespace) -> int:
+    """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
+    from committee.data import DataError
+    from committee.job import run, validate
+
+    options = options_from_args(args)
+    try:
+        validate(options)
+        run_dir = run(options)
+    except (ValueError, DataError, FileExistsError, PermissionError, FileNotFoundError) as exc:
+        print(f"committee: error: {exc}", file=sys.stderr)
+        return 2
+    print(f"outputs in {run_dir}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by a local Ray's workers
+    args = build_parser().parse_args(argv)
+    if args.command == "run":
+        return run_command(args)
+    from committee.report import render
+    try:
+        for path in render(args.run_dir):
+            print(path)
+    except (FileNotFoundError, KeyError, ValueError) as exc:
+        print(f"committee: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,285 @@
+"""Fashion-MNIST: find, download, verify and split the four official IDX files.
+
+Where the files come from, in order:
+
+1. an explicit folder (``--data-dir`` or the environment variable ``FASHION_MNIST_DIR``);
+   if it is given it must hold the files — there is no silent fallback;
+2. Keras' cache folder ``~/.keras/datasets/fashion-mnist/`` (where
+   ``keras.datasets.fashion_mnist.load_data`` keeps them);
+3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), verified
+   before it is written — atomically — into the Keras cache.
+
+Every file is checked: gzip integrity, the official gz MD5 *or* the SHA-256 of the
+decompressed IDX content, the IDX magic number, counts, 28x28 dimensions and labels in 0..9.
+Any failure raises :class:`DataError` naming the file and what was expected.
+
+Arrays returned: images ``uint8 (n, 28, 28)``, labels ``uint8 (n,)``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import struct
+import sys
+import tempfile
+import urllib.error
+import urllib.request
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+CLASS_NAMES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+NUM_CLASSES = len(CLASS_NAMES)
+IMAGE_SHAPE = (28, 28)
+
+IMAGE_MAGIC, LABEL_MAGIC = 2051, 2049
+
+
+@dataclass(frozen=True)
+class IdxFile:
+    name: str
+    kind: str  # "images" or "labels"
+    count: int
+    gz_md5: str  # the official gz file's MD5, as published
+    idx_sha256: str  # SHA-256 of the decompressed IDX content
+
+
+FILES = {
+    "train_images": IdxFile("train-images-idx3-ubyte.gz", "images", 60_000,
+                            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+                            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
+    "train_labels": IdxFile("train-labels-idx1-ubyte.gz", "labels", 60_000,
+                            "25c81989df183df01b3e8a0aad5dffbe",
+                            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+    "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "images", 10_000,
+                           "bef4ecab320f06d8554ea6380940ec79",
+                           "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
+    "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "labels", 10_000,
+                           "bb300cfdad3c16e7a12a480ee83cd310",
+                           "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+}
+
+# Official mirrors, tried in order (both serve the same four files).
+MIRRORS = (
+    "https://storage.googleapis.com/tensorflow/tf-keras-datasets/",
+    "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+)
+KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
+
+
+class DataError(ValueError):
+    """The data could not be found, fetched or verified. The message names the file."""
+
+
+# --------------------------------------------------------------------------- parsing
+
+def parse_idx(raw: bytes, spec: IdxFile, source: str = "") -> np.ndarray:
+    """Parse decompressed IDX bytes into a uint8 array, checking header, size and values.
+
+    Returns ``(count, 28, 28)`` for images, ``(count,)`` for labels.
+    """
+    where = source or spec.name
+    header_len = 16 if spec.kind == "images" else 8
+    if len(raw) < header_len:
+        raise DataError(f"{where}: {len(raw)} bytes is too short for an IDX {spec.kind} header "
+                        f"(expected at least {header_len})")
+    magic, count = struct.unpack(">II", raw[:8])
+    expected_magic = IMAGE_MAGIC if spec.kind == "images" else LABEL_MAGIC
+    if magic != expected_magic:
+        raise DataError(f"{where}: IDX magic number {magic}, expected {expected_magic} "
+                        f"for {spec.kind}")
+    if count != spec.count:
+        raise DataError(f"{where}: holds {count} {spec.kind}, expected {spec.count}")
+    shape: tuple[int, ...] = (count,)
+    if spec.kind == "images":
+        rows, cols = struct.unpack(">II", raw[8:16])
+        if (rows, cols) != IMAGE_SHAPE:
+            raise DataError(f"{where}: image size {rows}x{cols}, expected 28x28")
+        shape = (count, rows, cols)
+    expected_len = header_len + int(np.prod(shape))
+    if len(raw) != expected_len:
+        raise DataError(f"{where}: {len(raw)} bytes of IDX content, expected {expected_len} "
+                        f"for {count} {spec.kind}")
+    array = np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
+    if spec.kind == "labels" and array.max(initial=0) >= NUM_CLASSES:
+        bad = int(array.max())
+        raise DataError(f"{where}: label {bad} found, expected labels in 0..{NUM_CLASSES - 1}")
+    return array
+
+
+def read_idx_gz(path: Path, spec: IdxFile, verify_checksum: bool = True) -> np.ndarray:
+    """Read, checksum-verify and parse one gzipped IDX file."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: file missing (expected the official {spec.name})")
+    gz_bytes = path.read_bytes()
+    try:
+        raw = gzip.decompress(gz_bytes)
+    except (OSError, EOFError, zlib.error) as exc:
+        kind = "truncated gzip data" if isinstance(exc, EOFError) else f"not valid gzip ({exc})"
+        raise DataError(f"{path}: {kind}; expected the official gzip file {spec.name}") from None
+    if verify_checksum:
+        md5 = hashlib.md5(gz_bytes).hexdigest()
+        if md5 != spec.gz_md5:
+            sha = hashlib.sha256(raw).hexdigest()
+            if sha != spec.idx_sha256:
+                raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha[:16]}..., "
+                                f"expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
+    return parse_idx(raw, spec, source=str(path))
+
+
+# --------------------------------------------------------------------------- locating
+
+def _has_all(folder: Path) -> bool:
+    return all((folder / spec.name).is_file() for spec in FILES.values())
+
+
+def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True,
+                     mirrors: tuple[str, ...] | None = None) -> Path:
+    """Return the folder holding the four files: explicit, Keras cache, or a fresh download."""
+    explicit = data_dir or os.environ.get("FASHION_MNIST_DIR")
+    if explicit:
+        folder = Path(explicit).expanduser()
+        if not folder.is_dir():
+            raise DataError(f"data folder {folder} does not exist (from "
+                            f"{'--data-dir' if data_dir else 'FASHION_MNIST_DIR'}); expected a "
+                            f"folder with the four Fashion-MNIST .gz files")
+        missing = [s.name for s in FILES.values() if not (folder / s.name).is_file()]
+        if missing:
+            raise DataError(f"{folder / missing[0]}: file missing from the data folder "
+                            f"(missing: {', '.join(missing)})")
+        return folder
+    cache = KERAS_CACHE.expanduser()
+    if _has_all(cache):
+        return cache
+    if not download:
+        raise DataError(f"Fashion-MNIST not found in {cache} and downloading is off; "
+                        f"pass --data-dir or set FASHION_MNIST_DIR")
+    env_mirror = os.environ.get("FASHION_MNIST_MIRROR")
+    download_all(cache, mirrors or ((env_mirror,) if env_mirror else MIRRORS))
+    return cache
+
+
+def download_all(dest: Path, mirrors: tuple[str, ...]) -> None:
+    """Download each missing file from the first mirror that serves it, verify, then cache."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for spec in FILES.values():
+        target = dest / spec.name
+        if target.is_file():
+            continue
+        errors = []
+        for base in mirrors:
+            url = base.rstrip("/") + "/" + spec.name
+            try:
+                _download_verified(url, target, spec)
+                break
+            except (urllib.error.URLError, OSError, DataError) as exc:
+                errors.append(f"{url}: {exc}")
+        else:
+            raise DataError(f"could not download {spec.name}: " + "; ".join(errors))
+
+
+def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 60.0) -> None:
+    from tqdm import tqdm
+
+    fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.name}.", suffix=".part")
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.name,
+                      file=sys.stderr, disable=None) as bar:
+                while chunk := resp.read(1 << 16):
+                    out.write(chunk)
+                    bar.update(len(chunk))
+        read_idx_gz(tmp, spec)  # verify before the file becomes visible in the cache
+        os.replace(tmp, target)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+# --------------------------------------------------------------------------- loading
+
+@dataclass
+class FashionMNIST:
+    """The raw official arrays plus where they came from."""
+
+    x_train: np.ndarray  # uint8 (60000, 28, 28)
+    y_train: np.ndarray  # uint8 (60000,)
+    x_test: np.ndarray  # uint8 (10000, 28, 28)
+    y_test: np.ndarray  # uint8 (10000,)
+    source: str
+    sha256: dict[str, str]
+
+
+def load(data_dir: str | os.PathLike | None = None, download: bool = True) -> FashionMNIST:
+    """Locate (or download) and verify the four files; return the raw arrays."""
+    folder = resolve_data_dir(data_dir, download=download)
+    arrays = {key: read_idx_gz(folder / spec.name, spec) for key, spec in FILES.items()}
+    return FashionMNIST(
+        x_train=arrays["train_images"], y_train=arrays["train_labels"],
+        x_test=arrays["test_images"], y_test=arrays["test_labels"],
+        source=str(folder),
+        sha256={spec.name.removesuffix(".gz"): spec.idx_sha256 for spec in FILES.values()},
+    )
+
+
+# --------------------------------------------------------------------------- splitting
+
+SPLITS = ("tail", "stratified")
+
+
+@dataclass
+class Split:
+    """Training and validation arrays, preprocessed as the seed did.
+
+    ``x_*`` float32 ``(n, 28, 28, 1)`` in [0, 1]; ``y_*`` int ``(n,)`` class indices.
+    """
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray
+    y_val: np.ndarray
+
+
+def preprocess(images: np.ndarray) -> np.ndarray:
+    """uint8 (n, 28, 28) -> float32 (n, 28, 28, 1) scaled to [0, 1]."""
+    return (images.astype(np.float32) / 255.0)[..., np.newaxis]
+
+
+def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
+                    method: str = "tail", seed: int = 0, limit: int | None = None) -> Split:
+    """Split the training arrays into train and validation parts.
+
+    ``method="tail"`` reproduces Keras' ``validation_split`` (the seed notebook): the LAST
+    ``val_fraction`` of the arrays, unshuffled. ``method="stratified"`` draws a seeded split
+    with the same class proportions in both parts. ``limit`` keeps only the first ``limit``
+    training images before splitting (for quick runs and tests).
+    """
+    if method not in SPLITS:
+        raise ValueError(f"split method {method!r} is unknown; expected one of {', '.join(SPLITS)}")
+    if not 0.0 < val_fraction < 1.0:
+        raise ValueError(f"val_fraction {val_fraction!r} must lie strictly between 0 and 1")
+    if len(x) != len(y):
+        raise ValueError(f"{len(x)} images but {len(y)} labels; expected equal counts")
+    if limit is not None:
+        if limit < 10 or limit > len(x):
+            raise ValueError(f"limit {limit} must lie in 10..{len(x)}")
+        x, y = x[:limit], y[:limit]
+    n_val = int(round(len(x) * val_fraction))
+    if method == "tail":
+        train_idx = np.arange(len(x) - n_val)
+        val_idx = np.arange(len(x) - n_val, len(x))
+    else:
+        from sklearn.model_selection import train_test_split
+        train_idx, val_idx = train_test_split(np.arange(len(x)), test_size=n_val,
+                                              stratify=y, random_state=seed)
+    return Split(preprocess(x[train_idx]), y[train_idx].astype(np.int64),
+                 preprocess(x[val_idx]), y[val_idx].astype(np.int64))

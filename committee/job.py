@@ -1,0 +1,179 @@
+"""One committee run end to end: validate -> data -> Ray training -> committee -> outputs.
+
+:func:`run` is what ``committee run`` and ``jobs/train_committee.py`` call. Every check that
+can run before Ray starts does (options, output folder, data files), so bad input fails in
+seconds with one line and leaves nothing behind.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from committee import data as data_mod
+from committee import members as members_mod
+from committee import report, runfolder
+
+PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
+
+
+@dataclass
+class RunOptions:
+    preset: str = "seed"
+    members: list[str] | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    data_dir: str | None = None
+    output: str = "runs"
+    run_name: str | None = None
+    overwrite: bool = False
+    address: str | None = None
+    seed: int = 0
+    limit_train: int | None = None
+    split: str = "tail"
+    val_fraction: float = 0.2
+    cpus_per_member: float | None = None
+    gpus_per_member: float | None = None
+    workers_per_member: int = 1
+    max_failures: int = 1
+    storage: str | None = None
+    steps_per_execution: int = 32
+    extra: dict = field(default_factory=dict)
+
+    def specs(self) -> list[members_mod.MemberSpec]:
+        """The members to train, with overrides applied; raises ValueError on bad values."""
+        return members_mod.select_members(self.preset, self.members, epochs=self.epochs,
+                                          batch_size=self.batch_size,
+                                          learning_rate=self.learning_rate)
+
+    def run_dir(self) -> Path:
+        name = self.run_name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{self.preset}")
+        return Path(self.output).expanduser() / name
+
+
+def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
+    """Check every option that needs no cluster; return the member specs."""
+    specs = options.specs()
+    if options.split not in data_mod.SPLITS:
+        raise ValueError(f"split {options.split!r} is unknown; expected one of "
+                         f"{', '.join(data_mod.SPLITS)}")
+    if options.limit_train is not None and not 10 <= options.limit_train <= 60_000:
+        raise ValueError(f"--limit-train {options.limit_train} must lie in 10..60000")
+    if options.workers_per_member != 1:
+        raise ValueError(
+            f"--workers-per-member {options.workers_per_member} is not supported; expected 1. "
+            "Keras 3 fails under MultiWorkerMirroredStrategy with 2 or more workers "
+            "(ray-project/ray#47464, keras-team/keras#20585); each member trains on one worker")
+    for flag, value in (("--cpus-per-member", options.cpus_per_member),
+                        ("--gpus-per-member", options.gpus_per_member)):
+        if value is not None and not (value >= 0 and value == value):
+            raise ValueError(f"{flag} {value!r} must be a number >= 0")
+    if options.cpus_per_member == 0:
+        raise ValueError("--cpus-per-member 0 must be > 0")
+    if options.max_failures < 0:
+        raise ValueError(f"--max-failures {options.max_failures} must be >= 0")
+    if options.steps_per_execution < 1:
+        raise ValueError(f"--steps-per-execution {options.steps_per_execution} must be >= 1")
+    if options.run_name is not None and (not options.run_name or "/" in options.run_name
+                                         or options.run_name in (".", "..")):
+        raise ValueError(f"--run-name {options.run_name!r} must be a plain folder name")
+    runfolder.check_writable(options.output)
+    return specs
+
+
+def _versions() -> dict[str, str]:
+    out = {"python": platform.python_version()}
+    for package in PACKAGES:
+        try:
+            out[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            out[package] = "not installed"
+    return out
+
+
+def _class_counts(labels: np.ndarray) -> list[int]:
+    return np.bincount(labels, minlength=data_mod.NUM_CLASSES).astype(int).tolist()
+
+
+def run(options: RunOptions) -> Path:
+    """Train and score the committee; return the run folder. Raises on bad input or failure."""
+    from committee import orchestration as orch
+
+    specs = validate(options)
+    run_dir = options.run_dir()
+    if runfolder.is_complete(run_dir) and not options.overwrite:
+        raise FileExistsError(f"run folder {run_dir} already holds a complete run; pass "
+                              f"--overwrite to replace it or choose another --run-name")
+    dataset = data_mod.load(options.data_dir)
+    split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
+                                     options.split, options.seed, options.limit_train)
+    x_test = data_mod.preprocess(dataset.x_test)
+    y_test = dataset.y_test.astype(np.int64)
+    orch.log(f"data from {dataset.source}: {len(split.y_train):,} train / "
+             f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
+
+    started = time.time()
+    orch.connect(options.address)
+    placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
+                                    options.cpus_per_member, options.gpus_per_member)
+    mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
+    orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
+             f"{placement.describe()} each")
+    config = {"options": {k: v for k, v in asdict(options).items() if k != "extra"},
+              "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
+    runfolder.write_json(run_dir / "config.json", config)
+    rng = np.random.default_rng(options.seed)
+    pick = rng.choice(len(dataset.x_train), size=75, replace=False)
+    runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
+                        labels=dataset.y_train[pick])
+
+    outcomes, scores, committee_probas = orch.run_members(
+        specs, split, x_test, y_test, run_dir, seed=options.seed, placement=placement,
+        max_failures=options.max_failures, storage=options.storage,
+        steps_per_execution=options.steps_per_execution)
+
+    finished = time.time()
+    results = {
+        "run": {"name": run_dir.name, "preset": options.preset,
+                "members": [s.name for s in specs], "seed": options.seed,
+                "placement": placement.describe(), "mode": mode,
+                "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+                "wall_s": finished - started},
+        "config": config,
+        "versions": _versions(),
+        "data": {"source": dataset.source, "sha256": dataset.sha256, "split": options.split,
+                 "val_fraction": options.val_fraction, "limit_train": options.limit_train,
+                 "n_train": int(len(split.y_train)), "n_val": int(len(split.y_val)),
+                 "n_test": int(len(y_test)),
+                 "class_counts": {"train": _class_counts(dataset.y_train),
+                                  "test": _class_counts(dataset.y_test)}},
+        "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
+                              "started_at": o.started_at, "finished_at": o.finished_at,
+                              "train_s": o.finished_at - o.started_at, "reused": o.reused,
+                              "history": o.history} for o in outcomes},
+        **scores,
+    }
+    report.write_predictions(run_dir / report.PREDICTIONS, report.predictions_table(
+        y_test, {o.name: o.test_proba for o in outcomes}, committee_probas))
+    runfolder.write_json(run_dir / runfolder.RESULTS, results)
+    report.render(run_dir)
+    runfolder.mark_complete(run_dir)
+    print(summary(results), flush=True)
+    return run_dir
+
+
+def summary(results: dict) -> str:
+    """A few lines for the terminal and the job logs."""
+    lines = [f"Run {results['run']['name']} ({results['run']['wall_s']:.0f} s): test accuracy"]
+    for name, m in results["members"].items():
+        lines.append(f"  member {name:<12} accuracy {m['accuracy']:.4f}")
+    for rule, m in results["committee"].items():
+        lines.append(f"  committee {rule:<9} accuracy {m['accuracy']:.4f}")
+    return "\n".join(lines)

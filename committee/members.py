@@ -1,0 +1,182 @@
+"""Committee members described as data: architecture builders, member specs and presets.
+
+A member is a :class:`MemberSpec` — a name, the builder of its architecture (with keyword
+arguments), an optimizer, a learning rate, a batch size, an epoch ceiling and its callbacks'
+settings. A preset is a tuple of specs. The trainer only ever reads specs, so a preset can be
+added here without touching training or orchestration code.
+
+The ``seed`` preset is the user's notebook, exactly (see ../shared/docs/seed-notebook.md):
+
+=========  =========  ==========  ======  ==========
+member     optimizer  lr          batch   parameters
+=========  =========  ==========  ======  ==========
+model1     adam       0.001       32      298,058
+model2     sgd        0.01        16      14,058
+model3     adagrad    0.001       64      99,946 (99,498 trainable)
+=========  =========  ==========  ======  ==========
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable
+
+INPUT_SHAPE = (28, 28, 1)
+NUM_CLASSES = 10
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
+
+
+# --------------------------------------------------------------------------- architectures
+# Keras is imported inside the builders so that importing this module stays cheap.
+
+def build_model1(dense_units: int = 256, filters: int = 32):
+    """Seed Model-1: Conv(32, 3, s2) -> MaxPool(2) -> Flatten -> Dense(256) -> Dense(10)."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input(INPUT_SHAPE),
+        layers.Conv2D(filters, 3, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(dense_units, activation="relu"),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ], name="model1")
+
+
+def build_model2(dropout: float = 0.2, dense_units: int = 128):
+    """Seed Model-2: two (Conv k2 s2 -> MaxPool -> Dropout) blocks (64, 32), Dense(128), Dense(10)."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input(INPUT_SHAPE),
+        layers.Conv2D(64, 2, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(dropout),
+        layers.Conv2D(32, 2, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(dropout),
+        layers.Flatten(),
+        layers.Dense(dense_units, activation="relu"),
+        layers.Dropout(dropout),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ], name="model2")
+
+
+def build_model3(dropout: float = 0.3, dense_units: int = 128):
+    """Seed Model-3: Conv(k3 s2 same) blocks of 128, 64, 32 filters (pool after the first two),
+    each with BatchNorm and Dropout, then Dense(128) -> Dropout -> Dense(10)."""
+    import keras
+    from keras import layers
+    stack = [keras.Input(INPUT_SHAPE)]
+    for i, filters in enumerate((128, 64, 32)):
+        stack.append(layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"))
+        if i < 2:
+            stack.append(layers.MaxPooling2D(2))
+        stack += [layers.BatchNormalization(), layers.Dropout(dropout)]
+    stack += [layers.Flatten(), layers.Dense(dense_units, activation="relu"),
+              layers.Dropout(dropout), layers.Dense(NUM_CLASSES, activation="softmax")]
+    return keras.Sequential(stack, name="model3")
+
+
+ARCHITECTURES: dict[str, Callable[..., Any]] = {
+    "model1": build_model1,
+    "model2": build_model2,
+    "model3": build_model3,
+}
+
+
+# --------------------------------------------------------------------------- learning rate
+
+def seed_schedule(epoch: int, initial_lr: float, hold_epochs: int = 10,
+                  decay: float = 0.1) -> float:
+    """The seed's LearningRateScheduler as a pure function of the epoch index.
+
+    The notebook keeps the rate for epochs 0..9 and then multiplies it by exp(-0.1) each epoch;
+    written as a closed form it needs no state, so a resumed run gets the same rate.
+    """
+    return initial_lr * math.exp(-decay * max(0, epoch - (hold_epochs - 1)))
+
+
+# --------------------------------------------------------------------------- specs
+
+@dataclass(frozen=True)
+class MemberSpec:
+    """One committee member, fully described by data."""
+
+    name: str
+    architecture: str
+    optimizer: str
+    learning_rate: float
+    batch_size: int
+    epochs: int = 20
+    patience: int = 5  # EarlyStopping(monitor="val_loss", patience=...)
+    arch_params: dict[str, Any] = field(default_factory=dict)
+    expected_params: int | None = None  # documented parameter count, checked by tests
+
+    def __post_init__(self):
+        validate_spec(self)
+
+    def with_overrides(self, **changes) -> "MemberSpec":
+        return replace(self, **changes)
+
+    def build(self):
+        """Return the (uncompiled) Keras model."""
+        return ARCHITECTURES[self.architecture](**self.arch_params)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def validate_spec(spec: MemberSpec) -> None:
+    """Raise ValueError naming the member, the bad value and what was expected."""
+    where = f"member {spec.name!r}"
+    if spec.architecture not in ARCHITECTURES:
+        raise ValueError(f"{where}: architecture {spec.architecture!r} is unknown; expected one "
+                         f"of {', '.join(ARCHITECTURES)}")
+    if spec.optimizer not in OPTIMIZERS:
+        raise ValueError(f"{where}: optimizer {spec.optimizer!r} is unknown; expected one of "
+                         f"{', '.join(OPTIMIZERS)}")
+    if not _is_number(spec.learning_rate) or spec.learning_rate <= 0:
+        raise ValueError(f"{where}: learning rate {spec.learning_rate!r} must be a number > 0")
+    for label, value in (("batch size", spec.batch_size), ("epochs", spec.epochs)):
+        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+            raise ValueError(f"{where}: {label} {value!r} must be an integer > 0")
+    if not isinstance(spec.patience, int) or spec.patience < 0:
+        raise ValueError(f"{where}: patience {spec.patience!r} must be an integer >= 0")
+
+
+SEED_PRESET: tuple[MemberSpec, ...] = (
+    MemberSpec("model1", "model1", "adam", 0.001, 32, expected_params=298_058),
+    MemberSpec("model2", "model2", "sgd", 0.01, 16, expected_params=14_058),
+    MemberSpec("model3", "model3", "adagrad", 0.001, 64, expected_params=99_946),
+)
+
+PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET}
+
+
+def select_members(preset: str, names: list[str] | None = None,
+                   **overrides) -> list[MemberSpec]:
+    """Pick a preset's members (all, or those named), applying overrides such as ``epochs``.
+
+    Overrides whose value is None are ignored.
+    """
+    if preset not in PRESETS:
+        raise ValueError(f"preset {preset!r} is unknown; expected one of {', '.join(PRESETS)}")
+    specs = {spec.name: spec for spec in PRESETS[preset]}
+    if names:
+        unknown = [n for n in names if n not in specs]
+        if unknown:
+            raise ValueError(f"member {unknown[0]!r} is not in preset {preset!r}; expected "
+                             f"one of {', '.join(specs)}")
+        if len(set(names)) != len(names):
+            raise ValueError(f"members {','.join(names)} name a member twice")
+        chosen = [specs[n] for n in names]
+    else:
+        chosen = list(specs.values())
+    changes = {k: v for k, v in overrides.items() if v is not None}
+    return [spec.with_overrides(**changes) if changes else spec for spec in chosen]

@@ -1,0 +1,300 @@
+"""The Ray layer: connect, place, train the members concurrently, predict, score.
+
+Everything Ray-specific lives here; the pieces it runs (``training``, ``prediction``,
+``scoring``) work without Ray.
+
+Flow of :func:`run_members`::
+
+    driver: data arrays --ray.put once--> object store
+            one TensorflowTrainer per member, fit() from a thread each -> run concurrently
+              worker: train_loop_per_worker(config) -> per-epoch ray.train.report(metrics, ckpt)
+            one predict task per member (loads the final checkpoint) -> val/test probabilities
+            one committee task gathers all probabilities -> scores (retried if its worker dies)
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from committee import runfolder
+from committee.members import MemberSpec
+from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
+                                load_checkpoint, save_checkpoint, train_member)
+
+# Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
+# explicitly (``import keras``), never ``tf.keras``.
+
+
+def log(message: str) -> None:
+    print(f"[committee] {message}", file=sys.stderr, flush=True)
+
+
+# --------------------------------------------------------------------------- cluster
+
+def connect(address: str | None = None, num_cpus: int | None = None,
+            timeout_s: float = 60.0) -> None:
+    """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
+
+    A local Ray binds its dashboard to 127.0.0.1 only.
+    """
+    import ray
+
+    if ray.is_initialized():
+        return
+    address = address or os.environ.get("RAY_ADDRESS")
+    if address:
+        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(int(timeout_s)))
+        ray.init(address=address, log_to_driver=True)
+    else:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+                 dashboard_host="127.0.0.1")
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Resources each member's single training worker asks for."""
+
+    cpus: float
+    gpus: float
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def threads(self) -> int:
+        """TensorFlow CPU threads: as many as CPUs given, at least one."""
+        return max(1, int(self.cpus + 0.5))
+
+    def describe(self) -> str:
+        return f"{self.cpus:g} CPU" + (f", {self.gpus:g} GPU" if self.gpus else "")
+
+
+def _floor4(x: float) -> float:
+    return math.floor(x * 10_000) / 10_000  # Ray's resource granularity is 1e-4
+
+
+def plan_placement(n_members: int, nodes: list[dict[str, float]],
+                   cpus: float | None = None, gpus: float | None = None) -> Placement:
+    """Choose per-member resources so that all members can run at the same time.
+
+    ``nodes``: each alive node's total resources (``{"CPU": .., "GPU": ..}``).
+    Defaults: CPUs shared evenly (at most one node's worth); with >= n_members GPUs one GPU
+    per member, with fewer GPUs an even fraction of them, with none CPU only. Raises
+    ValueError — before anything is launched — if no node could ever host one member.
+    """
+    if n_members < 1:
+        raise ValueError(f"{n_members} members; expected at least one")
+    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+    total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
+    max_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if gpus is None:
+        gpus = 0.0 if total_gpu == 0 else (1.0 if total_gpu >= n_members
+                                           else _floor4(total_gpu / n_members))
+    if cpus is None:
+        cpus = _floor4(min(max_cpu, max(total_cpu / n_members, 0.1)))
+    if cpus <= 0 or gpus < 0:
+        raise ValueError(f"{cpus} CPU / {gpus} GPU per member; expected CPU > 0 and GPU >= 0")
+    fits = [n for n in nodes if n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus]
+    if not fits:
+        largest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
+        raise ValueError(
+            f"each member asks for {cpus:g} CPU and {gpus:g} GPU on one node, but no node of "
+            f"this cluster offers that (largest: {largest.get('CPU', 0.0):g} CPU, "
+            f"{largest.get('GPU', 0.0):g} GPU; cluster total {total_cpu:g} CPU, "
+            f"{total_gpu:g} GPU); lower --cpus-per-member / --gpus-per-member")
+    return Placement(cpus=cpus, gpus=gpus)
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    import ray
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+
+
+# --------------------------------------------------------------------------- worker side
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train loop for ONE member: resume if a checkpoint exists, report every epoch."""
+    import ray
+    import ray.train
+
+    configure_tensorflow(threads=config["threads"])
+    spec = MemberSpec(**config["spec"])
+    data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
+
+    resume = None
+    checkpoint = ray.train.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as folder:
+            resume = load_checkpoint(folder)
+        print(f"[{spec.name}] resuming after epoch {resume[1].epoch}", flush=True)
+
+    def report(epoch: int, logs: dict, model, state: TrainState) -> None:
+        metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
+                   "stopped_early": state.stopped_early}
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(tmp, model, state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+
+    train_member(spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
+                 seed=config["seed"], resume=resume, on_epoch_end=report,
+                 steps_per_execution=config["steps_per_execution"], verbose=2)
+
+
+def _predict(checkpoint, data: dict, test: dict, threads: int) -> dict[str, np.ndarray]:
+    """Ray task body: load a member's final checkpoint; return its val and test probabilities."""
+    from committee.prediction import predict_proba
+
+    configure_tensorflow(threads=threads)
+    with checkpoint.as_directory() as folder:
+        model, _ = load_checkpoint(folder)
+    return {"val": predict_proba(model, data["x_val"]),
+            "test": predict_proba(model, test["x_test"])}
+
+
+def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
+    """Ray task body: the committee. Pure function of its inputs, so retrying it is safe."""
+    from committee.scoring import score_committee
+    test = {n: p["test"] for n, p in zip(names, predictions)}
+    val = {n: p["val"] for n, p in zip(names, predictions)}
+    return score_committee(test, y_test, val, y_val)
+
+
+# --------------------------------------------------------------------------- driver side
+
+@dataclass
+class MemberOutcome:
+    name: str
+    history: dict[str, list[float]]
+    epochs_run: int
+    stopped_early: bool
+    started_at: float
+    finished_at: float
+    val_proba: np.ndarray
+    test_proba: np.ndarray
+    reused: bool = False  # finished in an earlier, interrupted run and not retrained
+
+
+def _member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
+    return (run_dir / "models" / f"{name}.keras", run_dir / "members" / f"{name}.json",
+            run_dir / "members" / f"{name}.npz")
+
+
+def load_finished_member(run_dir: Path, name: str) -> MemberOutcome | None:
+    """A member saved by an earlier run of this folder, or None."""
+    model_path, info_path, probs_path = _member_paths(run_dir, name)
+    if not (model_path.is_file() and info_path.is_file() and probs_path.is_file()):
+        return None
+    info = runfolder.read_json(info_path)
+    with np.load(probs_path) as probs:
+        return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
+                             stopped_early=info["stopped_early"], started_at=info["started_at"],
+                             finished_at=info["finished_at"], val_proba=probs["val"],
+                             test_proba=probs["test"], reused=True)
+
+
+def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
+                 probs: dict[str, np.ndarray]) -> MemberOutcome:
+    model_path, info_path, probs_path = _member_paths(run_dir, spec.name)
+    with checkpoint.as_directory() as folder:
+        runfolder.copy_file(Path(folder) / MODEL_FILE, model_path)
+    runfolder.write_npz(probs_path, val=probs["val"], test=probs["test"])
+    outcome = MemberOutcome(name=spec.name, history=state.history, epochs_run=state.epoch,
+                            stopped_early=state.stopped_early, started_at=state.started_at,
+                            finished_at=state.finished_at or time.time(),
+                            val_proba=probs["val"], test_proba=probs["test"])
+    runfolder.write_json(info_path, {"spec": spec.to_dict(), "history": state.history,
+                                     "epochs_run": state.epoch,
+                                     "stopped_early": state.stopped_early,
+                                     "started_at": outcome.started_at,
+                                     "finished_at": outcome.finished_at})
+    return outcome
+
+
+def _read_state(checkpoint) -> TrainState:
+    import json
+    with checkpoint.as_directory() as folder:
+        return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
+
+
+def storage_for(run_dir: Path, storage: str | None) -> str:
+    """Ray Train storage: ``<run_dir>/train`` by default, else a path or URI (s3://, gs://...)."""
+    if storage is None:
+        return str((run_dir / "train").resolve())
+    if "://" in storage:
+        return storage.rstrip("/") + "/" + run_dir.name
+    return str(Path(storage).expanduser().resolve() / run_dir.name)
+
+
+def run_members(
+    specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
+    seed: int, placement: Placement, max_failures: int = 1, storage: str | None = None,
+    steps_per_execution: int = 1,
+) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
+    """Train every member concurrently on Ray, predict, and score the committee.
+
+    Returns ``(outcomes, results, committee_probas)``.
+    """
+    import ray
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train.tensorflow import TensorflowTrainer
+
+    data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
+                        "x_val": split.x_val, "y_val": split.y_val})
+    test_ref = ray.put({"x_test": x_test})
+    storage_path = storage_for(run_dir, storage)
+
+    predict = ray.remote(_predict).options(num_cpus=placement.cpus, num_gpus=placement.gpus,
+                                           max_retries=2)
+
+    def run_one(index: int, spec: MemberSpec) -> MemberOutcome:
+        done = load_finished_member(run_dir, spec.name)
+        if done is not None:
+            log(f"{spec.name}: finished in an earlier run of this folder, reusing it")
+            return done
+        trainer = TensorflowTrainer(
+            train_loop_per_worker=train_loop_per_worker,
+            train_loop_config={"spec": spec.to_dict(), "data": data_ref,
+                               "seed": seed + index, "threads": placement.threads,
+                               "steps_per_execution": steps_per_execution},
+            scaling_config=ScalingConfig(
+                num_workers=1, use_gpu=placement.use_gpu,
+                resources_per_worker={"CPU": placement.cpus,
+                                      **({"GPU": placement.gpus} if placement.use_gpu else {})}),
+            run_config=RunConfig(
+                name=spec.name, storage_path=storage_path,
+                failure_config=FailureConfig(max_failures=max_failures),
+                checkpoint_config=CheckpointConfig(num_to_keep=2)),
+        )
+        log(f"{spec.name}: training on Ray Train ({placement.describe()}, up to "
+            f"{spec.epochs} epochs, batch {spec.batch_size}, {spec.optimizer} lr "
+            f"{spec.learning_rate:g})")
+        result = trainer.fit()
+        if result.error is not None or result.checkpoint is None:
+            raise RuntimeError(f"member {spec.name} failed: {result.error}")
+        state = _read_state(result.checkpoint)
+        probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads))
+        outcome = _save_member(run_dir, spec, result.checkpoint, state, probs)
+        log(f"{spec.name}: done after {outcome.epochs_run} epochs"
+            f"{' (early stop)' if outcome.stopped_early else ''}")
+        return outcome
+
+    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="member") as pool:
+        futures = [pool.submit(run_one, i, spec) for i, spec in enumerate(specs)]
+        outcomes = [f.result() for f in futures]
+
+    score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
+    results, committee_probas = ray.get(score.remote(
+        [o.name for o in outcomes], y_test, split.y_val,
+        *[ray.put({"val": o.val_proba, "test": o.test_proba}) for o in outcomes]))
+    return outcomes, results, committee_probas

@@ -1,0 +1,179 @@
+"""Train one committee member with Keras — no Ray here.
+
+:func:`train_member` runs the seed's recipe (categorical cross-entropy; accuracy, precision,
+recall; EarlyStopping on val_loss; the seed's learning-rate schedule) and can resume from a
+:class:`TrainState` — epoch, metric history and early-stopping counters — plus a saved
+``.keras`` model (which carries the optimizer state). The Ray layer passes ``on_epoch_end`` to
+report metrics and checkpoints; the plain-Keras benchmark passes nothing.
+
+A checkpoint is a folder with ``model.keras`` and ``state.json``
+(:func:`save_checkpoint` / :func:`load_checkpoint`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from committee.members import NUM_CLASSES, MemberSpec, seed_schedule
+
+MODEL_FILE, STATE_FILE = "model.keras", "state.json"
+METRICS = ("loss", "accuracy", "precision", "recall")
+
+
+@dataclass
+class TrainState:
+    """Everything besides the model needed to continue training exactly where it stopped."""
+
+    epoch: int = 0  # epochs completed so far (the next epoch's index)
+    history: dict[str, list[float]] = field(default_factory=dict)
+    es_wait: int = 0
+    es_best: float | None = None
+    stopped_early: bool = False
+    started_at: float | None = None  # wall clock of the first epoch's start
+    finished_at: float | None = None
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        return cls(**data)
+
+
+def configure_tensorflow(threads: int | None = None, gpu_memory_growth: bool = True) -> None:
+    """Limit TensorFlow to ``threads`` CPU threads and let GPUs grow memory on demand.
+
+    Must run before TensorFlow executes its first op; afterwards the settings are fixed and
+    this is a no-op.
+    """
+    import tensorflow as tf
+
+    try:
+        if threads:
+            tf.config.threading.set_intra_op_parallelism_threads(int(threads))
+            tf.config.threading.set_inter_op_parallelism_threads(max(1, min(2, int(threads))))
+        if gpu_memory_growth:
+            for gpu in tf.config.list_physical_devices("GPU"):
+                tf.config.experimental.set_memory_growth(gpu, True)
+    except RuntimeError:  # runtime already initialised in this process
+        pass
+
+
+def make_optimizer(name: str, learning_rate: float):
+    import keras
+    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
+               "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop,
+               "adamw": keras.optimizers.AdamW}
+    return classes[name](learning_rate=learning_rate)
+
+
+def compile_member(spec: MemberSpec, steps_per_execution: int = 1):
+    """Build and compile the member's model as the seed did."""
+    import keras
+    model = spec.build()
+    model.compile(
+        optimizer=make_optimizer(spec.optimizer, spec.learning_rate),
+        loss="categorical_crossentropy",
+        metrics=["accuracy", keras.metrics.Precision(name="precision"),
+                 keras.metrics.Recall(name="recall")],
+        steps_per_execution=steps_per_execution,
+    )
+    return model
+
+
+def one_hot(labels: np.ndarray) -> np.ndarray:
+    return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
+
+
+def save_checkpoint(folder: str | os.PathLike, model, state: TrainState) -> Path:
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model.save(folder / MODEL_FILE)
+    (folder / STATE_FILE).write_text(json.dumps(asdict(state)))
+    return folder
+
+
+def load_checkpoint(folder: str | os.PathLike):
+    """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer."""
+    import keras
+    folder = Path(folder)
+    model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
+    state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()))
+    return model, state
+
+
+def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end):
+    import keras
+
+    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
+        """EarlyStopping whose counters survive a restart (restored after on_train_begin)."""
+
+        def on_train_begin(self, logs=None):
+            super().on_train_begin(logs)
+            self.wait, self.best = state.es_wait, state.es_best
+
+    class Recorder(keras.callbacks.Callback):
+        """Runs last each epoch: folds the epoch into the state, then calls on_epoch_end."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = dict(logs or {})
+            for key, value in logs.items():
+                state.history.setdefault(key, []).append(float(value))
+            state.epoch = epoch + 1
+            state.es_wait = int(early_stopping.wait)
+            state.es_best = None if early_stopping.best is None else float(early_stopping.best)
+            state.stopped_early = bool(self.model.stop_training)
+            if on_epoch_end is not None:
+                on_epoch_end(epoch, logs, self.model, state)
+
+    early_stopping = ResumableEarlyStopping(monitor="val_loss", patience=spec.patience,
+                                            min_delta=0, restore_best_weights=False)
+    schedule = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: seed_schedule(epoch, spec.learning_rate))
+    return [schedule, early_stopping, Recorder()]
+
+
+def train_member(
+    spec: MemberSpec,
+    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+    *,
+    seed: int = 0,
+    resume: tuple[Any, TrainState] | None = None,
+    on_epoch_end: Callable[[int, dict, Any, TrainState], None] | None = None,
+    steps_per_execution: int = 1,
+    verbose: int = 2,
+):
+    """Train ``spec`` on (x_train, y_train), validating on (x_val, y_val).
+
+    Shapes: ``x_*`` float32 ``(n, 28, 28, 1)``; ``y_*`` int class indices ``(n,)``.
+    ``resume``: a ``(model, state)`` pair from :func:`load_checkpoint` to continue from.
+    ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch.
+    Returns ``(model, state)``; ``state.history`` holds every epoch's metrics.
+    """
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    if resume is not None:
+        model, state = resume
+        keras.utils.set_random_seed(seed + 1000 * state.epoch)  # fresh shuffles after a resume
+    else:
+        model, state = compile_member(spec, steps_per_execution), TrainState()
+    if state.started_at is None:
+        state.started_at = time.time()
+    if state.epoch < spec.epochs and not state.stopped_early:
+        model.fit(
+            x_train, one_hot(y_train),
+            validation_data=(x_val, one_hot(y_val)),
+            batch_size=spec.batch_size,
+            epochs=spec.epochs,
+            initial_epoch=state.epoch,
+            shuffle=True,
+            callbacks=_callbacks(spec, state, on_epoch_end),
+            verbose=verbose,
+        )
+    state.finished_at = time.time()
+    return model, state

@@ -1,0 +1,28 @@
+"""Ray job entry point: train and score the committee on the cluster this job runs in.
+
+    ray job submit --address http://127.0.0.1:8265 --working-dir . -- \
+        python jobs/train_committee.py --preset seed --output /shared/runs
+
+Takes the same options as ``committee run`` (see ``--help``). Under ``ray job submit`` Ray
+sets RAY_ADDRESS, so the job joins that cluster; run directly, it starts a local Ray.
+"""
+
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from committee.cli import add_run_arguments, run_command  # noqa: E402
+
+
+def main(argv=None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = argparse.ArgumentParser(prog="train_committee.py", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_run_arguments(parser)
+    return run_command(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
