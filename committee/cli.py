@@ -8,10 +8,18 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
 from committee.members import PRESETS
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}\n")
 
 
 def _positive_int(text: str) -> int:
@@ -98,9 +106,28 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    "same updates, less per-step overhead)")
 
 
+def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
+    g = parser.add_argument_group("search")
+    g.add_argument("--num-samples", type=int, default=8,
+                   help="configurations per member, the default one included (default 8)")
+    g.add_argument("--max-concurrent", type=int,
+                   help="trials at once (default: as many as the cluster's CPUs allow)")
+    g.add_argument("--time-budget-s", type=float, help="stop each member's search after T s")
+    g.add_argument("--scheduler", default="asha",
+                   help="asha (stop poor trials early, default) or fifo")
+
+
 def options_from_args(args: argparse.Namespace):
-    from committee.job import RunOptions
-    return RunOptions(
+    from committee.job import RunOptions, TuneOptions
+    if getattr(args, "num_samples", None) is not None:
+        return TuneOptions(**vars(options_from_run_args(args, RunOptions)),
+                           num_samples=args.num_samples, max_concurrent=args.max_concurrent,
+                           time_budget_s=args.time_budget_s, scheduler=args.scheduler)
+    return options_from_run_args(args, RunOptions)
+
+
+def options_from_run_args(args: argparse.Namespace, cls):
+    return cls(
         preset=args.preset, members=args.members, epochs=args.epochs,
         batch_size=args.batch_size, learning_rate=args.learning_rate, data_dir=args.data_dir,
         output=args.output, run_name=args.run_name, overwrite=args.overwrite,
@@ -111,29 +138,46 @@ def options_from_args(args: argparse.Namespace):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="committee",
         description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.")
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the members concurrently and score the committee")
     add_run_arguments(run)
+    tune = sub.add_parser("tune", help="search each member's hyper-parameters with Ray Tune, "
+                          "then score default and tuned committees")
+    add_run_arguments(tune)
+    add_tune_arguments(tune)
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")
     return parser
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
     from committee.data import DataError
-    from committee.job import run, validate
+    from committee.job import TuneOptions, run, tune, validate, validate_tune
 
     options = options_from_args(args)
+    if isinstance(options, TuneOptions):
+        validate, run = validate_tune, tune
+    signal.signal(signal.SIGTERM, _interrupt)  # `ray job stop` and kill send SIGTERM
     try:
         validate(options)
         run_dir = run(options)
-    except (ValueError, DataError, FileExistsError, PermissionError, FileNotFoundError) as exc:
+    except (ValueError, DataError, FileExistsError, PermissionError, FileNotFoundError,
+            ConnectionError) as exc:
         print(f"committee: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"committee: interrupted; finished members and checkpoints are kept in "
+              f"{options.run_dir() if options.run_name else options.output}: rerun with the "
+              f"same --run-name to resume", file=sys.stderr)
+        return 130
     print(f"outputs in {run_dir}")
     return 0
 
@@ -141,7 +185,7 @@ def run_command(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by a local Ray's workers
     args = build_parser().parse_args(argv)
-    if args.command == "run":
+    if args.command in ("run", "tune"):
         return run_command(args)
     from committee.report import render
     try:

@@ -125,14 +125,13 @@ def read_idx_gz(path: Path, spec: IdxFile, verify_checksum: bool = True) -> np.n
     except (OSError, EOFError, zlib.error) as exc:
         kind = "truncated gzip data" if isinstance(exc, EOFError) else f"not valid gzip ({exc})"
         raise DataError(f"{path}: {kind}; expected the official gzip file {spec.name}") from None
-    if verify_checksum:
-        md5 = hashlib.md5(gz_bytes).hexdigest()
-        if md5 != spec.gz_md5:
-            sha = hashlib.sha256(raw).hexdigest()
-            if sha != spec.idx_sha256:
-                raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha[:16]}..., "
-                                f"expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
-    return parse_idx(raw, spec, source=str(path))
+    array = parse_idx(raw, spec, source=str(path))  # structure first: the clearer message
+    if verify_checksum and hashlib.md5(gz_bytes).hexdigest() != spec.gz_md5:
+        sha = hashlib.sha256(raw).hexdigest()
+        if sha != spec.idx_sha256:
+            raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha[:16]}..., "
+                            f"expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
+    return array
 
 
 # --------------------------------------------------------------------------- locating
@@ -195,7 +194,7 @@ def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 6
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             with tqdm(total=total, unit="B", unit_scale=True, desc=spec.name,
-                      file=sys.stderr, disable=None) as bar:
+                      file=sys.stderr, mininterval=1.0) as bar:
                 while chunk := resp.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))

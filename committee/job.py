@@ -107,6 +107,8 @@ def run(options: RunOptions) -> Path:
     from committee import orchestration as orch
 
     specs = validate(options)
+    if options.run_name is None:  # fix the default name once, so messages can name it
+        options.run_name = options.run_dir().name
     run_dir = options.run_dir()
     if runfolder.is_complete(run_dir) and not options.overwrite:
         raise FileExistsError(f"run folder {run_dir} already holds a complete run; pass "
@@ -157,6 +159,7 @@ def run(options: RunOptions) -> Path:
         "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
                               "started_at": o.started_at, "finished_at": o.finished_at,
                               "train_s": o.finished_at - o.started_at, "reused": o.reused,
+                              "resumed_at": o.resumed_at,
                               "history": o.history} for o in outcomes},
         **scores,
     }
@@ -177,3 +180,88 @@ def summary(results: dict) -> str:
     for rule, m in results["committee"].items():
         lines.append(f"  committee {rule:<9} accuracy {m['accuracy']:.4f}")
     return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- tune
+
+@dataclass
+class TuneOptions(RunOptions):
+    num_samples: int = 8
+    max_concurrent: int | None = None
+    time_budget_s: float | None = None
+    scheduler: str = "asha"
+
+
+def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
+    from committee.tuning import SCHEDULERS, member_space
+    specs = validate(options)
+    if options.num_samples < 1:
+        raise ValueError(f"--num-samples {options.num_samples} must be >= 1")
+    if options.max_concurrent is not None and options.max_concurrent < 1:
+        raise ValueError(f"--max-concurrent {options.max_concurrent} must be >= 1")
+    if options.time_budget_s is not None and not options.time_budget_s > 0:
+        raise ValueError(f"--time-budget-s {options.time_budget_s} must be > 0")
+    if options.scheduler not in SCHEDULERS:
+        raise ValueError(f"--scheduler {options.scheduler!r} is unknown; expected one of "
+                         f"{', '.join(SCHEDULERS)}")
+    for spec in specs:
+        if spec.name not in members_mod.SEARCH_SPACES:
+            raise ValueError(f"member {spec.name!r} has no search space; expected one of "
+                             f"{', '.join(members_mod.SEARCH_SPACES)}")
+        member_space(spec, options.epochs)
+    return specs
+
+
+def tune(options: TuneOptions) -> Path:
+    """Search each member's hyper-parameters, then score default and tuned committees."""
+    from committee import orchestration as orch
+    from committee import tuning
+
+    specs = validate_tune(options)
+    if options.run_name is None:
+        options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-tune-{options.preset}")
+    run_dir = options.run_dir()
+    if runfolder.is_complete(run_dir) and not options.overwrite:
+        raise FileExistsError(f"run folder {run_dir} already holds a complete search; pass "
+                              f"--overwrite to replace it or choose another --run-name")
+    dataset = data_mod.load(options.data_dir)
+    split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
+                                     options.split, options.seed, options.limit_train)
+    orch.connect(options.address)
+    nodes = orch.cluster_nodes()
+    placement = orch.plan_placement(1, nodes, options.cpus_per_member or 1.0,
+                                    options.gpus_per_member)
+    concurrency = options.max_concurrent or tuning.default_concurrency(nodes, placement)
+    mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
+    orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
+             f"up to {concurrency} at once")
+    runfolder.write_json(run_dir / "config.json",
+                         {"options": {k: v for k, v in asdict(options).items() if k != "extra"}})
+
+    grids, summaries = {}, {}
+    for spec in specs:  # the search never receives the test arrays
+        space = tuning.member_space(spec, options.epochs)
+        grids[spec.name] = tuning.search(
+            spec, space, split, run_dir / "tune" / spec.name, num_samples=options.num_samples,
+            max_concurrent=concurrency, scheduler=options.scheduler,
+            time_budget_s=options.time_budget_s, seed=options.seed, placement=placement,
+            steps_per_execution=options.steps_per_execution)
+        summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name])
+        orch.log(f"{spec.name}: best validation accuracy "
+                 f"{summaries[spec.name]['best_val_accuracy']:.4f} "
+                 f"(default {summaries[spec.name]['default_val_accuracy']})")
+
+    x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
+    scores = tuning.finalize(summaries, split, x_test, y_test, placement)
+    meta = {"name": run_dir.name, "num_samples": options.num_samples,
+            "scheduler": options.scheduler, "max_concurrent": concurrency,
+            "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
+            "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions()}
+    tuning.write_outputs(run_dir, summaries, grids, scores, meta)
+    runfolder.mark_complete(run_dir)
+    for which in ("default", "tuned"):
+        block = scores[which]
+        print(f"{which:<8} committee (mean) test accuracy "
+              f"{block['committee']['mean']['accuracy']:.4f}; members " + ", ".join(
+                  f"{n} {m['accuracy']:.4f}" for n, m in block["members"].items()), flush=True)
+    return run_dir

@@ -159,6 +159,80 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET}
 
 
+# --------------------------------------------------------------------------- search spaces
+# Declared next to the specs, as data: field -> (kind, *arguments). Kinds: "loguniform" and
+# "uniform" (low, high), "choice" (list of values), "randint" (low, high exclusive). A key
+# "arch.NAME" sets the builder's keyword NAME; other keys set MemberSpec fields.
+
+SEARCH_KINDS = ("loguniform", "uniform", "choice", "randint")
+
+SEARCH_SPACES: dict[str, dict[str, tuple]] = {
+    "model1": {"learning_rate": ("loguniform", 1e-4, 1e-2),
+               "batch_size": ("choice", [32, 64, 128]),
+               "optimizer": ("choice", ["adam", "rmsprop", "adamw"]),
+               "arch.filters": ("choice", [32, 64]),
+               "arch.dense_units": ("choice", [128, 256, 512]),
+               "epochs": ("choice", [10, 20])},
+    "model2": {"learning_rate": ("loguniform", 1e-3, 1e-1),
+               "batch_size": ("choice", [16, 32, 64]),
+               "optimizer": ("choice", ["sgd", "adam"]),
+               "arch.dropout": ("uniform", 0.0, 0.5),
+               "arch.dense_units": ("choice", [64, 128, 256]),
+               "epochs": ("choice", [10, 20])},
+    "model3": {"learning_rate": ("loguniform", 1e-4, 1e-1),
+               "batch_size": ("choice", [32, 64, 128]),
+               "optimizer": ("choice", ["adagrad", "adam"]),
+               "arch.dropout": ("uniform", 0.1, 0.5),
+               "arch.dense_units": ("choice", [64, 128, 256]),
+               "epochs": ("choice", [10, 20])},
+}
+
+
+def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
+    """Raise ValueError naming the member, key and bad value of a malformed search space."""
+    import inspect
+
+    arch_params = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
+    fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience"}
+    for key, entry in space.items():
+        where = f"search space of {spec.name!r}, {key!r}"
+        if key.startswith("arch."):
+            if key[5:] not in arch_params:
+                raise ValueError(f"{where}: {spec.architecture} has no parameter {key[5:]!r}; "
+                                 f"expected one of {', '.join(arch_params)}")
+        elif key not in fields:
+            raise ValueError(f"{where}: unknown field; expected one of {', '.join(sorted(fields))}"
+                             f" or arch.<parameter>")
+        if not isinstance(entry, (tuple, list)) or not entry or entry[0] not in SEARCH_KINDS:
+            raise ValueError(f"{where}: {entry!r} must be (kind, ...) with kind one of "
+                             f"{', '.join(SEARCH_KINDS)}")
+        kind, args = entry[0], list(entry[1:])
+        if kind == "choice":
+            if len(args) != 1 or not isinstance(args[0], (list, tuple)) or not args[0]:
+                raise ValueError(f"{where}: choice needs one non-empty list, got {args!r}")
+            values = list(args[0])
+        else:
+            if len(args) != 2 or not all(_is_number(a) for a in args) or not args[0] < args[1]:
+                raise ValueError(f"{where}: {kind} needs two numbers low < high, got {args!r}")
+            if kind == "loguniform" and args[0] <= 0:
+                raise ValueError(f"{where}: loguniform needs low > 0, got {args[0]!r}")
+            values = args
+        for value in values:  # every value must make a valid spec (types included)
+            try:
+                apply_config(spec, {key: value if kind != "randint" else int(value)})
+            except (ValueError, TypeError) as exc:
+                raise ValueError(f"{where}: {exc}") from None
+
+
+def apply_config(spec: MemberSpec, config: dict[str, Any]) -> MemberSpec:
+    """The spec with a (sampled) configuration applied; validated like any spec."""
+    arch = {k[5:]: v for k, v in config.items() if k.startswith("arch.")}
+    fields = {k: v for k, v in config.items() if not k.startswith("arch.")}
+    if arch:
+        fields["arch_params"] = {**spec.arch_params, **arch}
+    return spec.with_overrides(**fields)
+
+
 def select_members(preset: str, names: list[str] | None = None,
                    **overrides) -> list[MemberSpec]:
     """Pick a preset's members (all, or those named), applying overrides such as ``epochs``.

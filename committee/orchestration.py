@@ -19,7 +19,7 @@ import os
 import sys
 import tempfile
 import time
-from concurrent.futures import ThreadPoolExecutor
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,33 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        os.environ.setdefault("RAY_gcs_rpc_server_reconnect_timeout_s", str(int(timeout_s)))
-        ray.init(address=address, log_to_driver=True)
+        _check_reachable(address, timeout_s=min(timeout_s, 10.0))
+        try:
+            ray.init(address=address, log_to_driver=True)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            raise ConnectionError(f"could not connect to the Ray cluster at {address}: "
+                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     else:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
                  dashboard_host="127.0.0.1")
+
+
+def _check_reachable(address: str, timeout_s: float) -> None:
+    """Fail in bounded time, with a clear message, if a host:port address does not answer."""
+    import socket
+    from urllib.parse import urlsplit
+
+    if address == "auto":
+        return
+    parts = urlsplit(address if "://" in address else f"tcp://{address}")
+    if parts.hostname is None or parts.port is None:
+        raise ValueError(f"--address {address!r} is not host:port (or ray://host:port, or auto)")
+    try:
+        with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"could not connect to the Ray cluster at {address}: {exc}; "
+                              f"expected a running Ray head (ray start --head)") from None
 
 
 @dataclass(frozen=True)
@@ -172,6 +194,35 @@ def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
 
 # --------------------------------------------------------------------------- driver side
 
+def run_concurrently(calls: list, poll_s: float = 0.5) -> list:
+    """Run each call in its own daemon thread; return their results in order.
+
+    Waits in short joins so SIGINT/SIGTERM reach the main thread at once, and the threads
+    (each blocked in a trainer's fit()) never keep an interrupted driver alive. The first
+    failure is raised as soon as it happens.
+    """
+    results: list = [None] * len(calls)
+    errors: list = []
+
+    def target(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True, name=f"member-{i}")
+               for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    while any(t.is_alive() for t in threads):
+        if errors:
+            raise errors[0]
+        threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
+    if errors:
+        raise errors[0]
+    return results
+
+
 @dataclass
 class MemberOutcome:
     name: str
@@ -182,6 +233,7 @@ class MemberOutcome:
     finished_at: float
     val_proba: np.ndarray
     test_proba: np.ndarray
+    resumed_at: list[int]  # epoch counts at which training resumed from a checkpoint
     reused: bool = False  # finished in an earlier, interrupted run and not retrained
 
 
@@ -199,7 +251,8 @@ def load_finished_member(run_dir: Path, name: str) -> MemberOutcome | None:
     with np.load(probs_path) as probs:
         return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
-                             finished_at=info["finished_at"], val_proba=probs["val"],
+                             finished_at=info["finished_at"], resumed_at=info["resumed_at"],
+                             val_proba=probs["val"],
                              test_proba=probs["test"], reused=True)
 
 
@@ -212,12 +265,14 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
     outcome = MemberOutcome(name=spec.name, history=state.history, epochs_run=state.epoch,
                             stopped_early=state.stopped_early, started_at=state.started_at,
                             finished_at=state.finished_at or time.time(),
+                            resumed_at=state.resumed_at,
                             val_proba=probs["val"], test_proba=probs["test"])
     runfolder.write_json(info_path, {"spec": spec.to_dict(), "history": state.history,
                                      "epochs_run": state.epoch,
                                      "stopped_early": state.stopped_early,
                                      "started_at": outcome.started_at,
-                                     "finished_at": outcome.finished_at})
+                                     "finished_at": outcome.finished_at,
+                                     "resumed_at": outcome.resumed_at})
     return outcome
 
 
@@ -289,9 +344,7 @@ def run_members(
             f"{' (early stop)' if outcome.stopped_early else ''}")
         return outcome
 
-    with ThreadPoolExecutor(max_workers=len(specs), thread_name_prefix="member") as pool:
-        futures = [pool.submit(run_one, i, spec) for i, spec in enumerate(specs)]
-        outcomes = [f.result() for f in futures]
+    outcomes = run_concurrently([lambda i=i, s=s: run_one(i, s) for i, s in enumerate(specs)])
 
     score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
     results, committee_probas = ray.get(score.remote(

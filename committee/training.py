@@ -36,6 +36,7 @@ class TrainState:
     es_wait: int = 0
     es_best: float | None = None
     stopped_early: bool = False
+    resumed_at: list[int] = field(default_factory=list)  # epoch counts at each resumption
     started_at: float | None = None  # wall clock of the first epoch's start
     finished_at: float | None = None
 
@@ -159,6 +160,7 @@ def train_member(
     keras.utils.set_random_seed(seed)
     if resume is not None:
         model, state = resume
+        state.resumed_at.append(state.epoch)
         keras.utils.set_random_seed(seed + 1000 * state.epoch)  # fresh shuffles after a resume
     else:
         model, state = compile_member(spec, steps_per_execution), TrainState()

@@ -13,12 +13,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from committee.cli import add_run_arguments, run_command  # noqa: E402
+from committee.cli import OneLineParser, add_run_arguments, run_command  # noqa: E402
 
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = argparse.ArgumentParser(prog="train_committee.py", description=__doc__,
+    parser = OneLineParser(prog="train_committee.py", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_run_arguments(parser)
     return run_command(parser.parse_args(argv))

@@ -1,0 +1,104 @@
+"""Benchmark: the seed preset through the Ray job vs the same three models in plain Keras.
+
+Both sides get the same data split, epochs, batch sizes, seeds, callbacks and
+steps_per_execution; each runs in its own fresh Python process, timed from outside
+(so import and start-up costs count). Prints both wall times, their ratio and both sets of
+test accuracies (members and the mean-rule committee).
+
+    python bench/bench_seed.py                      # full data, 20 epochs max (~30 min on 2 cores)
+    python bench/bench_seed.py --epochs 1 --limit-train 6000   # a quick look
+
+This is a benchmark that prints figures, not a test: nothing here asserts a time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def plain_keras(args) -> None:
+    """The baseline: the three members one after another, in this process, no Ray."""
+    sys.path.insert(0, str(ROOT))
+    from committee import data, members, scoring
+    from committee.prediction import predict_proba
+    from committee.training import train_member
+
+    dataset = data.load(args.data_dir)
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=args.limit_train)
+    x_test, y_test = data.preprocess(dataset.x_test), dataset.y_test.astype("int64")
+    test, val, epochs = {}, {}, {}
+    for index, spec in enumerate(members.select_members("seed", epochs=args.epochs)):
+        model, state = train_member(spec, split.x_train, split.y_train, split.x_val, split.y_val,
+                                    seed=args.seed + index,
+                                    steps_per_execution=args.steps_per_execution, verbose=2)
+        test[spec.name], val[spec.name] = predict_proba(model, x_test), predict_proba(model, split.x_val)
+        epochs[spec.name] = state.epoch
+    results, _ = scoring.score_committee(test, y_test, val, split.y_val)
+    json.dump({"members": {n: m["accuracy"] for n, m in results["members"].items()},
+               "committee": {r: m["accuracy"] for r, m in results["committee"].items()},
+               "epochs": epochs}, open(args.result_file, "w"))
+
+
+def timed(cmd: list[str], log_path: Path) -> float:
+    start = time.perf_counter()
+    with open(log_path, "w") as log:
+        subprocess.run(cmd, check=True, stdout=log, stderr=subprocess.STDOUT,
+                       env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    return time.perf_counter() - start
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's 20")
+    parser.add_argument("--limit-train", type=int, default=None)
+    parser.add_argument("--data-dir", default=None)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--steps-per-execution", type=int, default=32)
+    parser.add_argument("--workdir", default=None, help="where runs and logs go (default: temp)")
+    parser.add_argument("--plain-keras-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--result-file", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.plain_keras_only:
+        return plain_keras(args)
+
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-seed-"))
+    work.mkdir(parents=True, exist_ok=True)
+    common = [f"--seed={args.seed}", f"--steps-per-execution={args.steps_per_execution}"]
+    common += [f"--epochs={args.epochs}"] if args.epochs else []
+    common += [f"--limit-train={args.limit_train}"] if args.limit_train else []
+    common += [f"--data-dir={args.data_dir}"] if args.data_dir else []
+
+    keras_json = work / "plain_keras.json"
+    t_keras = timed([sys.executable, __file__, "--plain-keras-only", f"--result-file={keras_json}",
+                     *common], work / "plain_keras.log")
+    print(f"plain Keras, sequential: {t_keras:.1f} s", flush=True)
+    t_ray = timed([sys.executable, "-m", "committee.cli", "run", "--output", str(work),
+                   "--run-name", "ray", *common], work / "ray_job.log")
+    print(f"Ray job, concurrent:     {t_ray:.1f} s", flush=True)
+
+    plain = json.loads(keras_json.read_text())
+    ray_results = json.loads((work / "ray" / "results.json").read_text())
+    print(f"\nwall time ratio Ray / plain Keras: {t_ray / t_keras:.3f}  (target <= 1.10)")
+    print(f"\n{'test accuracy':<22}{'plain Keras':>12}{'Ray job':>12}   epochs (keras / ray)")
+    for name, acc in plain["members"].items():
+        ray_acc = ray_results["members"][name]["accuracy"]
+        ray_epochs = ray_results["training"][name]["epochs_run"]
+        print(f"{name:<22}{acc:>12.4f}{ray_acc:>12.4f}   {plain['epochs'][name]} / {ray_epochs}")
+    for rule, acc in plain["committee"].items():
+        print(f"{'committee ' + rule:<22}{acc:>12.4f}"
+              f"{ray_results['committee'][rule]['accuracy']:>12.4f}")
+    print(f"\nlogs and run folder: {work}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,80 @@
+"""The seed's three architectures, exactly as the notebook had them, and member specs."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from committee import members
+from committee.members import MemberSpec
+
+
+def _shapes(model):
+    return [tuple(layer.output.shape[1:]) for layer in model.layers]
+
+
+@pytest.mark.parametrize("name, total, trainable, shapes", [
+    ("model1", 298_058, 298_058, [(13, 13, 32), (6, 6, 32), (1152,), (256,), (10,)]),
+    ("model2", 14_058, 14_058, [(14, 14, 64), (7, 7, 64), (7, 7, 64), (3, 3, 32), (1, 1, 32),
+                                (1, 1, 32), (32,), (128,), (128,), (10,)]),
+    ("model3", 99_946, 99_498, [(14, 14, 128), (7, 7, 128), (7, 7, 128), (7, 7, 128),
+                                (4, 4, 64), (2, 2, 64), (2, 2, 64), (2, 2, 64),
+                                (1, 1, 32), (1, 1, 32), (1, 1, 32), (32,), (128,), (128,),
+                                (10,)]),
+])
+def test_seed_architectures(name, total, trainable, shapes):
+    spec = {s.name: s for s in members.SEED_PRESET}[name]
+    model = spec.build()
+    assert model.count_params() == total == spec.expected_params
+    assert sum(int(w.numpy().size) for w in model.trainable_weights) == trainable
+    assert _shapes(model) == shapes
+    assert model.output_shape == (None, 10)
+
+
+def test_seed_settings():
+    got = {s.name: (s.optimizer, s.learning_rate, s.batch_size, s.epochs, s.patience)
+           for s in members.SEED_PRESET}
+    assert got == {"model1": ("adam", 0.001, 32, 20, 5), "model2": ("sgd", 0.01, 16, 20, 5),
+                   "model3": ("adagrad", 0.001, 64, 20, 5)}
+
+
+def test_seed_schedule_matches_the_notebook_recursion():
+    lr, rates = 0.01, []
+    for epoch in range(20):  # the notebook: keep for epochs 0..9, then lr * exp(-0.1)
+        if epoch >= 10:
+            lr = lr * math.exp(-0.1)
+        rates.append(lr)
+    assert [members.seed_schedule(e, 0.01) for e in range(20)] == pytest.approx(rates)
+
+
+@pytest.mark.parametrize("changes, message", [
+    ({"architecture": "resnet"}, "architecture 'resnet' is unknown"),
+    ({"optimizer": "adadelata"}, "optimizer 'adadelata' is unknown"),
+    ({"learning_rate": 0}, "learning rate 0 must be a number > 0"),
+    ({"learning_rate": float("nan")}, "learning rate nan must be a number > 0"),
+    ({"learning_rate": "0.1"}, "learning rate '0.1' must be a number > 0"),
+    ({"batch_size": 0}, "batch size 0 must be an integer > 0"),
+    ({"epochs": -1}, "epochs -1 must be an integer > 0"),
+    ({"epochs": 2.5}, "epochs 2.5 must be an integer > 0"),
+])
+def test_spec_validation_names_the_value(changes, message):
+    with pytest.raises(ValueError, match=message):
+        members.SEED_PRESET[0].with_overrides(**changes)
+
+
+def test_select_members():
+    chosen = members.select_members("seed", ["model3", "model1"], epochs=3, batch_size=None)
+    assert [s.name for s in chosen] == ["model3", "model1"]
+    assert [s.epochs for s in chosen] == [3, 3] and chosen[0].batch_size == 64
+    with pytest.raises(ValueError, match="preset 'big' is unknown; expected one of seed"):
+        members.select_members("big")
+    with pytest.raises(ValueError, match="member 'model9' is not in preset 'seed'"):
+        members.select_members("seed", ["model9"])
+    with pytest.raises(ValueError, match="name a member twice"):
+        members.select_members("seed", ["model1", "model1"])
+
+
+def test_spec_round_trips_through_a_dict():
+    spec = MemberSpec("m", "model2", "sgd", 0.05, 8, epochs=2, arch_params={"dropout": 0.1})
+    assert MemberSpec(**spec.to_dict()) == spec

@@ -1,0 +1,74 @@
+"""Placement on a multi-node cluster built on this machine: a head with no CPUs and three
+1-CPU nodes (each a real raylet). Every member must get its own node, all at once."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import RayHead, run_cli
+
+pytestmark = pytest.mark.ray
+
+RAY = str(Path(sys.executable).with_name("ray"))
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    head = RayHead(tmp_path_factory.mktemp("multinode"), num_cpus=0)
+    try:
+        for _ in range(3):
+            head.add_node(num_cpus=1)
+        deadline = time.time() + 180
+        while time.time() < deadline and len(_nodes(head)) < 4:
+            time.sleep(2)
+        assert len(_nodes(head)) == 4, "the three worker nodes did not join"
+        yield head
+    finally:
+        head.stop()
+
+
+def _state(head, kind: str, *filters: str) -> list[dict]:
+    args = [RAY, "list", kind, "--address", head.gcs_address, "--format", "json", "--detail",
+            "--limit", "1000"]
+    for f in filters:
+        args += ["--filter", f]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=head.env)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
+def _nodes(head) -> list[dict]:
+    return [n for n in _state(head, "nodes") if n["state"] == "ALIVE"]
+
+
+def test_members_run_on_different_nodes_at_the_same_time(cluster, tmp_path):
+    proc = run_cli("run", "--address", cluster.gcs_address, "--limit-train", "2000",
+                   "--epochs", "1", "--cpus-per-member", "1", "--output", str(tmp_path),
+                   "--run-name", "spread", env=cluster.env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    head_id = next(n["node_id"] for n in _nodes(cluster) if n["is_head_node"])
+    workers = _state(cluster, "actors", "class_name=RayTrainWorker")
+    nodes = {a["node_id"] for a in workers}
+    assert len(workers) == 3 and len(nodes) == 3, workers  # from Ray's own records
+    assert head_id not in nodes
+    results = json.loads((tmp_path / "spread" / "results.json").read_text())
+    spans = [(t["started_at"], t["finished_at"]) for t in results["training"].values()]
+    assert max(s for s, _ in spans) < min(e for _, e in spans), spans
+    assert results["run"]["placement"] == "1 CPU"
+
+
+def test_request_no_node_can_hold_fails_fast(cluster, tmp_path):
+    started = time.time()
+    proc = run_cli("run", "--address", cluster.gcs_address, "--limit-train", "2000",
+                   "--cpus-per-member", "2", "--output", str(tmp_path), env=cluster.env,
+                   timeout=300)
+    assert proc.returncode == 2
+    last = proc.stderr.strip().splitlines()[-1]
+    assert "asks for 2 CPU and 0 GPU on one node" in last and "largest: 1 CPU" in last
+    assert time.time() - started < 120

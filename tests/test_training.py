@@ -1,0 +1,68 @@
+"""Training one member with plain Keras (no Ray): metrics, checkpoints, exact resumption."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from committee import data, members
+from committee.prediction import load_model, predict_proba
+from committee.training import load_checkpoint, save_checkpoint, train_member
+
+
+@pytest.fixture(scope="module")
+def small(dataset):
+    return data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
+
+
+def test_one_epoch_reports_all_metrics(small):
+    spec = members.SEED_PRESET[0].with_overrides(epochs=1)
+    seen = []
+    model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                                on_epoch_end=lambda e, logs, m, s: seen.append((e, logs)),
+                                verbose=0)
+    assert [e for e, _ in seen] == [0] and state.epoch == 1
+    for key in ("loss", "accuracy", "precision", "recall", "val_loss", "val_accuracy",
+                "val_precision", "val_recall", "learning_rate"):
+        assert len(state.history[key]) == 1, key
+    assert state.started_at <= state.finished_at
+    proba = predict_proba(model, small.x_val)
+    assert proba.shape == (120, 10) and np.allclose(proba.sum(axis=1), 1, atol=1e-5)
+
+
+def test_resume_continues_the_epoch_count_and_optimizer_state(small, tmp_path):
+    spec = members.SEED_PRESET[0].with_overrides(epochs=3)
+    first = spec.with_overrides(epochs=1)
+    model, state = train_member(first, small.x_train, small.y_train, small.x_val, small.y_val,
+                                verbose=0)
+    save_checkpoint(tmp_path / "ckpt", model, state)
+    restored, restored_state = load_checkpoint(tmp_path / "ckpt")
+    assert int(restored.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
+    epochs = []
+    _, final = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(restored, restored_state), verbose=0,
+                            on_epoch_end=lambda e, *_: epochs.append(e))
+    assert epochs == [1, 2]  # continued, not restarted
+    assert final.epoch == 3 and len(final.history["loss"]) == 3
+    assert final.history["loss"][0] == state.history["loss"][0]
+
+
+def test_early_stopping_counters_survive_a_restart(small, tmp_path):
+    spec = members.SEED_PRESET[0].with_overrides(epochs=3, patience=0)
+    # patience 0: the first epoch whose val_loss does not improve stops training
+    model, state = train_member(spec.with_overrides(epochs=1), small.x_train, small.y_train,
+                                small.x_val, small.y_val, verbose=0)
+    state.es_best = -1.0  # pretend an earlier epoch reached an unbeatable val_loss
+    _, final = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(model, state), verbose=0)
+    assert final.stopped_early and final.epoch == 2
+
+
+def test_saved_model_loads_in_safe_mode(small, tmp_path):
+    spec = members.SEED_PRESET[1].with_overrides(epochs=1)
+    model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                                verbose=0)
+    save_checkpoint(tmp_path, model, state)
+    again = load_model(tmp_path / "model.keras")
+    np.testing.assert_allclose(predict_proba(again, small.x_val),
+                               predict_proba(model, small.x_val), atol=1e-6)

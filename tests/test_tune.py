@@ -1,0 +1,92 @@
+"""A tiny real hyper-parameter search on a slice: FIFO through the CLI (all members, then the
+committee report), ASHA in-process with the test files made unreadable."""
+
+from __future__ import annotations
+
+import json
+
+import pyarrow.parquet as pq
+import pytest
+
+from conftest import run_cli
+
+pytestmark = pytest.mark.ray
+
+
+def test_fifo_search_through_the_cli(tmp_path):
+    proc = run_cli("tune", "--num-samples", "2", "--epochs", "1", "--limit-train", "1000",
+                   "--scheduler", "fifo", "--output", str(tmp_path), "--run-name", "search",
+                   timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir = tmp_path / "search"
+    best = json.loads((run_dir / "best_configs.json").read_text())
+    assert set(best) == {"model1", "model2", "model3"}
+    assert {"learning_rate", "batch_size", "optimizer"} <= set(best["model2"])
+    trials = pq.read_table(run_dir / "trials.parquet").to_pandas()
+    assert sorted(trials["member"].value_counts().tolist()) == [2, 2, 2]
+    assert trials["val_accuracy"].between(0, 1).all()
+    results = json.loads((run_dir / "results.json").read_text())
+    for which in ("default", "tuned"):
+        assert set(results[which]["members"]) == {"model1", "model2", "model3"}
+        assert 0 < results[which]["committee"]["mean"]["accuracy"] <= 1
+    report = (run_dir / "report.md").read_text()
+    assert "committee (mean)" in report and "tuned test acc" in report
+    assert (run_dir / "figures" / "trials.png").stat().st_size > 5_000
+    assert not (run_dir / "INCOMPLETE").exists()
+
+
+def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
+    import ray
+
+    from committee import data, members, tuning
+    from committee.orchestration import Placement
+
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
+    # Any attempt to read the test files from here on fails loudly.
+    monkeypatch.setitem(data.FILES, "test_images", None)
+    monkeypatch.setitem(data.FILES, "test_labels", None)
+    spec = members.SEED_PRESET[0].with_overrides(epochs=2)
+    space = tuning.member_space(spec, epochs=2)
+    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    try:
+        grid = tuning.search(spec, space, split, tmp_path / "tune" / "model1", num_samples=2,
+                             max_concurrent=2, scheduler="asha", time_budget_s=None, seed=0,
+                             placement=Placement(cpus=1.0, gpus=0.0), steps_per_execution=8)
+        summary = tuning.summarize(spec, space, grid)
+    finally:
+        ray.shutdown()
+    assert summary["trials"] == 2 and summary["errored"] == 0
+    assert summary["default_config"]["learning_rate"] == 0.001
+    assert summary["default_val_accuracy"] is not None
+    assert 0 < summary["best_val_accuracy"] <= 1
+    assert summary["best_checkpoint"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
+    (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
+    (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
+    (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
+])
+def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
+    proc = run_cli("tune", *args, "--output", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"committee: error: {expected}"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_search_space_of_the_wrong_type_is_refused():
+    from committee import members
+    spec = members.SEED_PRESET[1]
+    for space, expected in [
+        ({"batch_size": ("choice", ["big"])}, "'batch_size': member 'model2': batch size 'big'"),
+        ({"learning_rate": ("loguniform", 0, 1)}, "loguniform needs low > 0"),
+        ({"arch.width": ("choice", [3])}, "model2 has no parameter 'width'"),
+        ({"momentum": ("uniform", 0, 1)}, "'momentum': unknown field"),
+        ({"learning_rate": ("normal", 0, 1)}, "kind one of loguniform"),
+        ({"arch.dropout": ("uniform", "a", "b")}, "uniform needs two numbers"),
+    ]:
+        with pytest.raises(ValueError, match=expected):
+            members.validate_space(spec, space)
+    for s in members.SEED_PRESET:
+        members.validate_space(s, members.SEARCH_SPACES[s.name])
