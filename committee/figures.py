@@ -79,3 +79,43 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = 5,
             ax.set_title(CLASS_NAMES[int(labels[i])], fontsize=6)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str], path) -> Path:
+    """Member x member heat maps of disagreement, Yule's Q and double fault."""
+    measures = (("disagreement", "disagreement"), ("q_statistic", "Yule's Q"),
+                ("double_fault", "double fault"))
+    fig, axes = plt.subplots(1, 3, figsize=(4.6 * 3, 4.2))
+    for ax, (key, title) in zip(axes, measures):
+        grid = np.full((len(names), len(names)), np.nan)
+        for pair, values in diversity.items():
+            a, b = pair.split("|")
+            i, j = names.index(a), names.index(b)
+            grid[i, j] = grid[j, i] = values[key]
+        image = ax.imshow(grid, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=45)
+        ax.set_yticks(range(len(names)), names)
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
+    """Accuracy against mean confidence per bin, one line per member and committee rule."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    for name, bins in reliability.items():
+        points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel("mean confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability (15 bins)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)

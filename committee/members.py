@@ -79,14 +79,95 @@ def build_model3(dropout: float = 0.3, dense_units: int = 128):
     return keras.Sequential(stack, name="model3")
 
 
+def _augment(layers, erasing: float):
+    """Fashion-MNIST-safe augmentation, active in training only: small shifts, horizontal
+    flips (garments are left-right symmetric; never vertical), random erasing."""
+    stack = [layers.RandomTranslation(0.1, 0.1, fill_mode="constant"),
+             layers.RandomFlip("horizontal")]
+    if erasing > 0:
+        stack.append(layers.RandomErasing(factor=erasing, scale=(0.02, 0.2),
+                                          value_range=(0.0, 1.0)))
+    return stack
+
+
+def build_vgg(width: int = 32, dropout: float = 0.3, erasing: float = 0.5):
+    """VGG-style: two blocks of (Conv3-BN-ReLU) x2 + MaxPool, then Dense(256)."""
+    import keras
+    from keras import layers
+    stack = [keras.Input(INPUT_SHAPE), *_augment(layers, erasing)]
+    for filters in (width, 2 * width):
+        for _ in range(2):
+            stack += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                      layers.BatchNormalization(), layers.Activation("relu")]
+        stack += [layers.MaxPooling2D(2), layers.Dropout(dropout / 2)]
+    stack += [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(dropout),
+              layers.Dense(NUM_CLASSES, activation="softmax")]
+    return keras.Sequential(stack, name="vgg")
+
+
+def build_resnet(width: int = 32, erasing: float = 0.5):
+    """A small pre-activation ResNet: stem, three stages (width, 2x, 4x) of one residual
+    block each, global average pooling."""
+    import keras
+    from keras import layers
+    inputs = keras.Input(INPUT_SHAPE)
+    x = inputs
+    for layer in _augment(layers, erasing):
+        x = layer(x)
+    x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
+    for stage, filters in enumerate((width, 2 * width, 4 * width)):
+        stride = 1 if stage == 0 else 2
+        y = layers.Activation("relu")(layers.BatchNormalization()(x))
+        shortcut = x if stride == 1 and x.shape[-1] == filters else layers.Conv2D(
+            filters, 1, strides=stride, use_bias=False)(y)
+        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(y)
+        y = layers.Activation("relu")(layers.BatchNormalization()(y))
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        x = layers.Add()([shortcut, y])
+    x = layers.Activation("relu")(layers.BatchNormalization()(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(NUM_CLASSES, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+def build_wide(filters: int = 96, dropout: float = 0.4, erasing: float = 0.5):
+    """Wide and shallow: Conv5(filters) -> pool -> Conv3(filters) -> pool, BN, Dense(256)."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input(INPUT_SHAPE), *_augment(layers, erasing),
+        layers.Conv2D(filters, 5, padding="same", use_bias=False),
+        layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
+        layers.Conv2D(filters, 3, padding="same", use_bias=False),
+        layers.BatchNormalization(), layers.Activation("relu"), layers.MaxPooling2D(2),
+        layers.Dropout(dropout / 2), layers.Flatten(),
+        layers.Dense(256, activation="relu"), layers.Dropout(dropout),
+        layers.Dense(NUM_CLASSES, activation="softmax"),
+    ], name="wide")
+
+
 ARCHITECTURES: dict[str, Callable[..., Any]] = {
     "model1": build_model1,
     "model2": build_model2,
     "model3": build_model3,
+    "vgg": build_vgg,
+    "resnet": build_resnet,
+    "wide": build_wide,
 }
 
 
 # --------------------------------------------------------------------------- learning rate
+
+SCHEDULES = ("seed", "cosine")
+
+
+def cosine_schedule(epoch: int, initial_lr: float, epochs: int, warmup: int = 1) -> float:
+    """Linear warm-up for ``warmup`` epochs, then cosine decay to ~0 at the last epoch."""
+    if epoch < warmup:
+        return initial_lr * (epoch + 1) / (warmup + 1)
+    progress = (epoch - warmup) / max(1, epochs - warmup)
+    return initial_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
 
 def seed_schedule(epoch: int, initial_lr: float, hold_epochs: int = 10,
                   decay: float = 0.1) -> float:
@@ -113,12 +194,19 @@ class MemberSpec:
     patience: int = 5  # EarlyStopping(monitor="val_loss", patience=...)
     arch_params: dict[str, Any] = field(default_factory=dict)
     expected_params: int | None = None  # documented parameter count, checked by tests
+    schedule: str = "seed"  # learning-rate schedule: "seed" or "cosine"
 
     def __post_init__(self):
         validate_spec(self)
 
     def with_overrides(self, **changes) -> "MemberSpec":
         return replace(self, **changes)
+
+    def learning_rate_at(self, epoch: int) -> float:
+        """The learning rate of epoch ``epoch`` (a pure function: resumption-safe)."""
+        if self.schedule == "cosine":
+            return cosine_schedule(epoch, self.learning_rate, self.epochs)
+        return seed_schedule(epoch, self.learning_rate)
 
     def build(self):
         """Return the (uncompiled) Keras model."""
@@ -146,6 +234,9 @@ def validate_spec(spec: MemberSpec) -> None:
     for label, value in (("batch size", spec.batch_size), ("epochs", spec.epochs)):
         if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
             raise ValueError(f"{where}: {label} {value!r} must be an integer > 0")
+    if spec.schedule not in SCHEDULES:
+        raise ValueError(f"{where}: schedule {spec.schedule!r} is unknown; expected one of "
+                         f"{', '.join(SCHEDULES)}")
     if not isinstance(spec.patience, int) or spec.patience < 0:
         raise ValueError(f"{where}: patience {spec.patience!r} must be an integer >= 0")
 
@@ -156,7 +247,19 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("model3", "model3", "adagrad", 0.001, 64, expected_params=99_946),
 )
 
-PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET}
+# Three deliberately different families, with augmentation (in the models), AdamW and a
+# cosine schedule; early stopping is effectively off (patience = epochs) so the schedule
+# runs to its end. Parameter counts are checked by the tests.
+STRONG_PRESET: tuple[MemberSpec, ...] = (
+    MemberSpec("vgg", "vgg", "adamw", 0.002, 128, epochs=15, patience=15, schedule="cosine",
+               expected_params=871_210),
+    MemberSpec("resnet", "resnet", "adamw", 0.002, 128, epochs=15, patience=15,
+               schedule="cosine", expected_params=308_650),
+    MemberSpec("wide", "wide", "adamw", 0.001, 128, epochs=15, patience=15, schedule="cosine",
+               expected_params=1_293_162),
+)
+
+PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET, "strong": STRONG_PRESET}
 
 
 # --------------------------------------------------------------------------- search spaces

@@ -45,7 +45,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             timeout_s: float = 60.0) -> None:
     """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
 
-    A local Ray binds its dashboard to 127.0.0.1 only.
+    A local Ray binds its dashboard to 127.0.0.1 only (and turns token auth on by default).
     """
     import ray
 
@@ -60,7 +60,9 @@ def connect(address: str | None = None, num_cpus: int | None = None,
             raise ConnectionError(f"could not connect to the Ray cluster at {address}: "
                                   f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     else:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False,
+        # The dashboard (loopback only) also serves the State API that Ray Train's
+        # placement-group cleaner polls; without it Train logs warnings every few seconds.
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
                  dashboard_host="127.0.0.1")
 
 

@@ -90,10 +90,23 @@ def markdown(results: dict) -> str:
         lines += ["", "Weights of the `weighted` rule (fitted on the validation split by "
                   "minimising log loss): " + ", ".join(f"{n} {w:.3f}"
                                                        for n, w in results["weights"].items())]
+    lines += ["", "## Calibration (test set)", "",
+              "| model | NLL | Brier | ECE (15 bins) |", "|---|---|---|---|"]
+    for name, c in results["calibration"].items():
+        lines.append(f"| {name.replace('committee_', 'committee ')} | {_fmt(c['nll'])} | "
+                     f"{_fmt(c['brier'])} | {_fmt(c['ece'])} |")
+    if results["diversity"]:
+        lines += ["", "## Diversity between members (test set)", "",
+                  "| pair | disagreement | Yule's Q | double fault |", "|---|---|---|---|"]
+        for pair, d in results["diversity"].items():
+            lines.append(f"| {pair.replace('|', ' / ')} | {_fmt(d['disagreement'])} | "
+                         f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |")
     lines += ["", "## Figures", ""]
     for name in results["members"]:
         lines.append(f"- ![{name} training curves](figures/curves_{name}.png)")
     lines += ["- ![confusion matrices](figures/confusion_matrices.png)",
+              *(["- ![diversity](figures/diversity.png)"] if results["diversity"] else []),
+              "- ![reliability diagram](figures/reliability.png)",
               "- ![class distribution](figures/class_distribution.png)",
               "- ![sample images](figures/samples.png)", ""]
     return "\n".join(lines)
@@ -113,6 +126,11 @@ def render(run_dir: str | Path) -> list[Path]:
                                                fig_dir / f"curves_{name}.png"))
     written.append(figures.confusion_matrices(results["confusion_matrix"],
                                               fig_dir / "confusion_matrices.png"))
+    if len(results["members"]) > 1:
+        written.append(figures.diversity_matrices(results["diversity"], list(results["members"]),
+                                                  fig_dir / "diversity.png"))
+    written.append(figures.reliability_diagram(results["reliability"],
+                                               fig_dir / "reliability.png"))
     counts = results["data"]["class_counts"]
     written.append(figures.class_distribution(counts["train"], counts["test"],
                                               fig_dir / "class_distribution.png"))

@@ -14,6 +14,7 @@ from sklearn import metrics as skm
 
 from committee import fusion
 from committee.data import CLASS_NAMES
+from committee.diagnostics import diagnose
 
 LABELS = list(range(len(CLASS_NAMES)))
 
@@ -100,4 +101,5 @@ def score_committee(
         rule: results["committee"][rule]["accuracy"] - results["members"][best]["accuracy"]
         for rule in rules}
     results["oracle_accuracy"] = float(correct.any(axis=0).mean())
+    results.update(diagnose(np.asarray(y_test), dict(zip(names, tests)), rules))
     return results, rules

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from committee.members import NUM_CLASSES, MemberSpec, seed_schedule
+from committee.members import NUM_CLASSES, MemberSpec
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
 METRICS = ("loss", "accuracy", "precision", "recall")
@@ -133,8 +133,7 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end):
 
     early_stopping = ResumableEarlyStopping(monitor="val_loss", patience=spec.patience,
                                             min_delta=0, restore_best_weights=False)
-    schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch, lr: seed_schedule(epoch, spec.learning_rate))
+    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: spec.learning_rate_at(epoch))
     return [schedule, early_stopping, Recorder()]
 
 

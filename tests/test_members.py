@@ -49,7 +49,7 @@ def test_seed_schedule_matches_the_notebook_recursion():
 
 
 @pytest.mark.parametrize("changes, message", [
-    ({"architecture": "resnet"}, "architecture 'resnet' is unknown"),
+    ({"architecture": "transformer"}, "architecture 'transformer' is unknown"),
     ({"optimizer": "adadelata"}, "optimizer 'adadelata' is unknown"),
     ({"learning_rate": 0}, "learning rate 0 must be a number > 0"),
     ({"learning_rate": float("nan")}, "learning rate nan must be a number > 0"),
@@ -67,7 +67,7 @@ def test_select_members():
     chosen = members.select_members("seed", ["model3", "model1"], epochs=3, batch_size=None)
     assert [s.name for s in chosen] == ["model3", "model1"]
     assert [s.epochs for s in chosen] == [3, 3] and chosen[0].batch_size == 64
-    with pytest.raises(ValueError, match="preset 'big' is unknown; expected one of seed"):
+    with pytest.raises(ValueError, match="preset 'big' is unknown; expected one of seed, strong"):
         members.select_members("big")
     with pytest.raises(ValueError, match="member 'model9' is not in preset 'seed'"):
         members.select_members("seed", ["model9"])

@@ -53,7 +53,8 @@ def test_every_output_exists_and_parses(finished_run):
     pngs = list((run_dir / "figures").glob("*.png"))
     assert {p.name for p in pngs} == {"curves_model1.png", "curves_model2.png",
                                       "curves_model3.png", "confusion_matrices.png",
-                                      "class_distribution.png", "samples.png"}
+                                      "class_distribution.png", "samples.png", "diversity.png",
+                                      "reliability.png"}
     for png in pngs:
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5_000
 
@@ -86,7 +87,7 @@ def test_report_rerenders_from_saved_outputs(finished_run):
         png.unlink()
     proc = run_cli("report", str(run_dir))
     assert proc.returncode == 0, proc.stderr
-    assert (run_dir / "report.md").is_file() and len(list((run_dir / "figures").glob("*.png"))) == 6
+    assert (run_dir / "report.md").is_file() and len(list((run_dir / "figures").glob("*.png"))) == 8
 
 
 def test_a_finished_run_is_not_overwritten(finished_run):
