@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from pathlib import Path
 
@@ -153,19 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
     from committee.data import DataError
-    from committee.job import TuneOptions, run, tune, validate, validate_tune
+    from committee.job import (TuneOptions, interrupt_on_sigterm, run, tune, validate,
+                               validate_tune)
 
     options = options_from_args(args)
     if isinstance(options, TuneOptions):
         validate, run = validate_tune, tune
-    signal.signal(signal.SIGTERM, _interrupt)  # `ray job stop` and kill send SIGTERM
+    interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
     try:
         validate(options)
         run_dir = run(options)

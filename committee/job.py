@@ -8,6 +8,8 @@ seconds with one line and leaves nothing behind.
 from __future__ import annotations
 
 import platform
+import signal
+import threading
 import time
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -88,6 +90,18 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
     return specs
 
 
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (kill, `ray job stop`) into KeyboardInterrupt, so the run stops cleanly.
+
+    Called again after ``ray.init``, which installs a SIGTERM handler of its own.
+    """
+    def handler(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
 def _versions() -> dict[str, str]:
     out = {"python": platform.python_version()}
     for package in PACKAGES:
@@ -123,6 +137,7 @@ def run(options: RunOptions) -> Path:
 
     started = time.time()
     orch.connect(options.address)
+    interrupt_on_sigterm()
     placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
                                     options.cpus_per_member, options.gpus_per_member)
     mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
@@ -165,8 +180,8 @@ def run(options: RunOptions) -> Path:
     }
     report.write_predictions(run_dir / report.PREDICTIONS, report.predictions_table(
         y_test, {o.name: o.test_proba for o in outcomes}, committee_probas))
-    runfolder.write_json(run_dir / runfolder.RESULTS, results)
-    report.render(run_dir)
+    report.render(run_dir, results)
+    runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
     runfolder.mark_complete(run_dir)
     print(summary(results), flush=True)
     return run_dir
@@ -228,6 +243,7 @@ def tune(options: TuneOptions) -> Path:
     split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
                                      options.split, options.seed, options.limit_train)
     orch.connect(options.address)
+    interrupt_on_sigterm()
     nodes = orch.cluster_nodes()
     placement = orch.plan_placement(1, nodes, options.cpus_per_member or 1.0,
                                     options.gpus_per_member)

@@ -163,16 +163,22 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             resume = load_checkpoint(folder)
         print(f"[{spec.name}] resuming after epoch {resume[1].epoch}", flush=True)
 
+    reported = []
+
     def report(epoch: int, logs: dict, model, state: TrainState) -> None:
         metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
                    "stopped_early": state.stopped_early}
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp, model, state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        reported.append(epoch)
 
-    train_member(spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
-                 seed=config["seed"], resume=resume, on_epoch_end=report,
-                 steps_per_execution=config["steps_per_execution"], verbose=2)
+    model, state = train_member(
+        spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
+        seed=config["seed"], resume=resume, on_epoch_end=report,
+        steps_per_execution=config["steps_per_execution"], verbose=2)
+    if resume is not None and not reported:  # resumed after its last epoch: record that
+        report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
 
 def _predict(checkpoint, data: dict, test: dict, threads: int) -> dict[str, np.ndarray]:
@@ -196,6 +202,9 @@ def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
 
 # --------------------------------------------------------------------------- driver side
 
+STOPPING = threading.Event()  # set when the driver is interrupted
+
+
 def run_concurrently(calls: list, poll_s: float = 0.5) -> list:
     """Run each call in its own daemon thread; return their results in order.
 
@@ -216,10 +225,14 @@ def run_concurrently(calls: list, poll_s: float = 0.5) -> list:
                for i in range(len(calls))]
     for thread in threads:
         thread.start()
-    while any(t.is_alive() for t in threads):
-        if errors:
-            raise errors[0]
-        threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
+    try:
+        while any(t.is_alive() for t in threads):
+            if errors:
+                raise errors[0]
+            threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
+    except BaseException:
+        STOPPING.set()  # threads still running must not save anything from here on
+        raise
     if errors:
         raise errors[0]
     return results
@@ -341,6 +354,8 @@ def run_members(
             raise RuntimeError(f"member {spec.name} failed: {result.error}")
         state = _read_state(result.checkpoint)
         probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads))
+        if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
+            raise KeyboardInterrupt
         outcome = _save_member(run_dir, spec, result.checkpoint, state, probs)
         log(f"{spec.name}: done after {outcome.epochs_run} epochs"
             f"{' (early stop)' if outcome.stopped_early else ''}")

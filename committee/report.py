@@ -112,13 +112,16 @@ def markdown(results: dict) -> str:
     return "\n".join(lines)
 
 
-def render(run_dir: str | Path) -> list[Path]:
-    """(Re)write report.md and every figure from results.json and samples.npz."""
+def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
+    """(Re)write report.md and every figure from ``results`` (default: results.json) and
+    samples.npz."""
     run_dir = Path(run_dir)
-    results_path = run_dir / runfolder.RESULTS
-    if not results_path.is_file():
-        raise FileNotFoundError(f"{results_path} not found; expected the folder of a finished run")
-    results = runfolder.read_json(results_path)
+    if results is None:
+        results_path = run_dir / runfolder.RESULTS
+        if not results_path.is_file():
+            raise FileNotFoundError(f"{results_path} not found; expected the folder of a "
+                                    f"finished run")
+        results = runfolder.read_json(results_path)
     fig_dir = run_dir / "figures"
     written = []
     for name, training in results["training"].items():

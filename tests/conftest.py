@@ -107,7 +107,7 @@ class RayHead:
                f"--port={self.port}", "--dashboard-host=127.0.0.1",
                f"--dashboard-port={self.dashboard_port}",
                f"--ray-client-server-port={self.client_port}", f"--num-cpus={num_cpus}",
-               "--include-dashboard=true", f"--temp-dir={tmp / 'ray'}"]
+               "--include-dashboard=true", "--node-ip-address=127.0.0.1"]
         if resources:
             cmd.append(f"--resources={resources}")
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
