@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -72,6 +73,15 @@ def corrupt(folder: Path, key: str, how: str) -> Path:
         raise ValueError(how)
     path.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
     return path
+
+
+def registered_checkpoints(storage: Path) -> int:
+    """Checkpoints Ray Train has registered (its own snapshot file), not merely uploaded."""
+    try:
+        snapshot = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())
+    except (OSError, ValueError):
+        return 0
+    return len(snapshot.get("checkpoint_results", []))
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600,

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, run_cli
+from conftest import ROOT, registered_checkpoints as _registered_checkpoints, run_cli
 
 pytestmark = pytest.mark.ray
 
@@ -44,27 +44,29 @@ def _alive_train_worker_pids(head) -> list[int]:
                            "--filter", "class_name=RayTrainWorker", "--filter", "state=ALIVE",
                            "--format", "json"], capture_output=True, text=True, timeout=60,
                           env=head.env)
-    if proc.returncode != 0:
+    start = proc.stdout.find("[")
+    if proc.returncode != 0 or start < 0:
         return []
-    return [int(a["pid"]) for a in json.loads(proc.stdout or "[]") if a.get("pid")]
+    return [int(a["pid"]) for a in json.loads(proc.stdout[start:]) if a.get("pid")]
 
 
 def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
     run_dir = tmp_path / "killed"
-    proc = _cli_popen("--address", ray_head.gcs_address, "--members", "model2", "--epochs", "4",
-                      "--limit-train", "3000", "--output", str(tmp_path), "--run-name", "killed",
+    proc = _cli_popen("--address", ray_head.gcs_address, "--members", "model3", "--epochs", "4",
+                      "--limit-train", "20000", "--output", str(tmp_path), "--run-name", "killed",
                       "--max-failures", "2", env=ray_head.env)
-    _wait_for(lambda: list((run_dir / "train" / "model2").glob("checkpoint_*")), 300,
-              "the first checkpoint", proc)
-    pids = _wait_for(lambda: _alive_train_worker_pids(ray_head), 60, "the worker's pid", proc)
+    pids = _wait_for(lambda: _alive_train_worker_pids(ray_head), 300, "the worker's pid", proc)
     assert len(pids) == 1
+    _wait_for(lambda: _registered_checkpoints(run_dir / "train" / "model3"), 300,
+              "the first registered checkpoint", proc)
     os.kill(pids[0], signal.SIGKILL)
     killed_at = time.time()
     out, _ = proc.communicate(timeout=420)
     assert proc.returncode == 0, out[-4000:]
     results = json.loads((run_dir / "results.json").read_text())
-    training = results["training"]["model2"]
-    assert training["resumed_at"] and training["resumed_at"][0] >= 1, training["resumed_at"]
+    training = results["training"]["model3"]
+    assert training["resumed_at"] and training["resumed_at"][0] >= 1, out[-6000:]
+    assert training["resumed_at"][0] < 4  # killed part way, continued from the checkpoint
     assert training["epochs_run"] == 4 and len(training["history"]["loss"]) == 4
     assert results["committee"]["mean"]["accuracy"] > 0
     print(f"killed after epoch >= 1; resumed at epochs {training['resumed_at']}; "
@@ -76,8 +78,8 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     env = {**os.environ}
     proc = _cli_popen("--members", "model2", "--epochs", "3", "--limit-train", "3000",
                       "--output", str(tmp_path), "--run-name", "interrupted", env=env)
-    _wait_for(lambda: list((run_dir / "train" / "model2").glob("checkpoint_*")), 300,
-              "the first checkpoint", proc)
+    _wait_for(lambda: _registered_checkpoints(run_dir / "train" / "model2"), 300,
+              "the first registered checkpoint", proc)
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, registered_checkpoints
 
 pytestmark = pytest.mark.ray
 
@@ -89,7 +89,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
     deadline = time.time() + 420
     while time.time() < deadline:
         done1 = (run_dir / "members" / "model1.json").is_file()
-        ckpt2 = list((run_dir / "train" / "model3").glob("checkpoint_*"))
+        ckpt2 = registered_checkpoints(run_dir / "train" / "model3")
         done2 = (run_dir / "members" / "model3.json").is_file()
         if done2:
             pytest.fail("model3 finished before the job could be stopped part way")
