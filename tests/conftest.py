@@ -147,8 +147,9 @@ class RayHead:
         """Start one more node (a full raylet) joining this head."""
         proc = subprocess.Popen(
             [str(Path(sys.executable).with_name("ray")), "start", f"--address={self.gcs_address}",
-             f"--num-cpus={num_cpus}", "--block"],
-            stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True)
+             f"--num-cpus={num_cpus}", "--node-ip-address=127.0.0.1", "--block"],
+            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
+            env={**self.env, "RAY_raylet_start_wait_time_s": "120"})
         self.nodes.append(proc)
         return proc
 
