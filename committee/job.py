@@ -245,9 +245,14 @@ def tune(options: TuneOptions) -> Path:
     orch.connect(options.address)
     interrupt_on_sigterm()
     nodes = orch.cluster_nodes()
-    placement = orch.plan_placement(1, nodes, options.cpus_per_member or 1.0,
-                                    options.gpus_per_member)
-    concurrency = options.max_concurrent or tuning.default_concurrency(nodes, placement)
+    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+    concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
+    cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
+    if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
+        raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+                         f"{tuning.TRIAL_CPU} each for the trial) need more than the cluster's "
+                         f"{total_cpu:g} CPUs; lower one of them")
+    placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
     mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
     orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
              f"up to {concurrency} at once")

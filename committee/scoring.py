@@ -19,6 +19,12 @@ from committee.diagnostics import diagnose
 LABELS = list(range(len(CLASS_NAMES)))
 
 
+def _clip(proba: np.ndarray) -> np.ndarray:
+    """Probabilities kept away from 0 and renormalised (float32 rows sum to 1 +/- 1e-6)."""
+    clipped = np.clip(proba, 1e-7, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
 def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     """Accuracy, macro precision / recall / F1 and log loss of one probability array.
 
@@ -37,7 +43,7 @@ def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),
-        "log_loss": float(skm.log_loss(y_true, np.clip(proba, 1e-7, 1.0), labels=LABELS)),
+        "log_loss": float(skm.log_loss(y_true, _clip(proba), labels=LABELS)),
     }
 
 

@@ -53,6 +53,7 @@ def configure_tensorflow(threads: int | None = None, gpu_memory_growth: bool = T
     """
     import tensorflow as tf
 
+    tf.get_logger().setLevel("ERROR")  # e.g. retracing notices when predicting new shapes
     try:
         if threads:
             tf.config.threading.set_intra_op_parallelism_threads(int(threads))

@@ -99,7 +99,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
         )
         trainer.fit()
 
-    fn = tune.with_resources(trainable, {"cpu": 0.01})
+    fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
     path = str(experiment_dir.resolve())
     if tune.Tuner.can_restore(path):
         log(f"{spec.name}: resuming the search in {path}")
@@ -112,10 +112,11 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
             param_space=to_tune_space(space),
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="max", num_samples=num_samples,
-                max_concurrent_trials=max_concurrent, time_budget_s=time_budget_s,
-                scheduler=_scheduler(scheduler, max_epochs),
+                time_budget_s=time_budget_s, scheduler=_scheduler(scheduler, max_epochs),
+                # the generator itself caps concurrency (TuneConfig's cap is ignored with it)
                 search_alg=BasicVariantGenerator(
-                    points_to_evaluate=[default_config(spec, space)], random_state=seed)),
+                    points_to_evaluate=[default_config(spec, space)], random_state=seed,
+                    max_concurrent=max_concurrent)),
             run_config=tune.RunConfig(name=experiment_dir.name,
                                       storage_path=str(experiment_dir.parent.resolve())),
         )
@@ -154,6 +155,7 @@ def trials_table(grids: dict[str, Any]):
     frames = []
     for name, grid in grids.items():
         frame = grid.get_dataframe()
+        frame = frame.drop(columns=["member"], errors="ignore")  # also a reported metric
         frame.insert(0, "member", name)
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True)
@@ -245,6 +247,14 @@ def write_outputs(run_dir: Path, summaries, grids, scores, meta) -> None:
     runfolder.write_text(run_dir / "report.md", comparison_markdown(summaries, scores, meta))
 
 
-def default_concurrency(nodes: list[dict[str, float]], placement: Placement) -> int:
+TRIAL_CPU = 0.01  # what each trial's own (driver) process reserves besides its Train worker
+
+
+def trial_cpus(nodes: list[dict[str, float]], concurrent: int) -> float:
+    """CPUs for each trial's Train worker so that ``concurrent`` trials fit at once.
+
+    Every running trial also holds TRIAL_CPU; asking 1 CPU per worker for 2 trials on
+    2 CPUs would leave one trial's worker waiting forever.
+    """
     total = sum(n.get("CPU", 0.0) for n in nodes)
-    return max(1, int(math.floor(total / placement.cpus + 1e-9)))
+    return math.floor((total / concurrent - TRIAL_CPU) * 10_000) / 10_000

@@ -51,7 +51,8 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     try:
         grid = tuning.search(spec, space, split, tmp_path / "tune" / "model1", num_samples=2,
                              max_concurrent=2, scheduler="asha", time_budget_s=None, seed=0,
-                             placement=Placement(cpus=1.0, gpus=0.0), steps_per_execution=8)
+                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
+                                                 gpus=0.0), steps_per_execution=8)
         summary = tuning.summarize(spec, space, grid)
     finally:
         ray.shutdown()
