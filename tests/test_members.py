@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from committee import members
@@ -78,3 +79,26 @@ def test_select_members():
 def test_spec_round_trips_through_a_dict():
     spec = MemberSpec("m", "model2", "sgd", 0.05, 8, epochs=2, arch_params={"dropout": 0.1})
     assert MemberSpec(**spec.to_dict()) == spec
+
+
+@pytest.mark.parametrize("spec", members.STRONG_PRESET, ids=lambda s: s.name)
+def test_strong_members_build_and_train_one_step(spec, dataset):
+    from committee import data
+    from committee.training import train_member
+    model = spec.build()
+    assert model.count_params() == spec.expected_params
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=160)
+    model, state = train_member(spec.with_overrides(epochs=1, batch_size=128), split.x_train,
+                                split.y_train, split.x_val, split.y_val, verbose=0)
+    assert np.isfinite(state.history["loss"][0]) and state.epoch == 1
+    # augmentation is active in training only: inference is deterministic
+    x = split.x_val[:8]
+    np.testing.assert_allclose(model.predict(x, verbose=0), model.predict(x, verbose=0), atol=1e-6)
+
+
+def test_cosine_schedule_warms_up_then_decays():
+    spec = members.STRONG_PRESET[0]
+    rates = [spec.learning_rate_at(e) for e in range(spec.epochs)]
+    assert rates[0] < rates[1] == pytest.approx(spec.learning_rate)
+    assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
+    assert rates[-1] < 0.05 * spec.learning_rate
