@@ -17,7 +17,7 @@ from committee.data import CLASS_NAMES  # noqa: E402
 CURVES = ("loss", "accuracy", "precision", "recall")
 
 
-def _save(fig, path: str | os.PathLike) -> Path:
+def save(fig, path: str | os.PathLike) -> Path:
     with runfolder.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
@@ -36,7 +36,7 @@ def training_curves(name: str, history: dict[str, list[float]], path) -> Path:
         ax.grid(alpha=0.3)
     axes[0].legend()
     fig.suptitle(f"{name}: training curves")
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
@@ -54,7 +54,7 @@ def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
         for text in ax.texts:
             text.set_fontsize(6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def class_distribution(train_counts: list[int], test_counts: list[int], path) -> Path:
@@ -65,7 +65,7 @@ def class_distribution(train_counts: list[int], test_counts: list[int], path) ->
         ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=60, ha="right")
         ax.set_title(f"{title}: {sum(counts):,} images")
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = 5,
@@ -78,7 +78,7 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = 5,
             ax.imshow(images[i], cmap="gray_r")
             ax.set_title(CLASS_NAMES[int(labels[i])], fontsize=6)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str], path) -> Path:
@@ -101,7 +101,7 @@ def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str],
         ax.set_title(title)
         fig.colorbar(image, ax=ax, fraction=0.046)
     fig.tight_layout()
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
@@ -118,4 +118,4 @@ def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
     ax.set_title("reliability (15 bins)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save(fig, path)

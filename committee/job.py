@@ -11,7 +11,7 @@ import platform
 import signal
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -47,7 +47,6 @@ class RunOptions:
     max_failures: int = 1
     storage: str | None = None
     steps_per_execution: int = 32
-    extra: dict = field(default_factory=dict)
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
@@ -143,7 +142,7 @@ def run(options: RunOptions) -> Path:
     mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
     orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
              f"{placement.describe()} each")
-    config = {"options": {k: v for k, v in asdict(options).items() if k != "extra"},
+    config = {"options": asdict(options),
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
     runfolder.write_json(run_dir / "config.json", config)
     rng = np.random.default_rng(options.seed)
@@ -257,7 +256,7 @@ def tune(options: TuneOptions) -> Path:
     orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
              f"up to {concurrency} at once")
     runfolder.write_json(run_dir / "config.json",
-                         {"options": {k: v for k, v in asdict(options).items() if k != "extra"}})
+                         {"options": asdict(options)})
 
     grids, summaries = {}, {}
     for spec in specs:  # the search never receives the test arrays

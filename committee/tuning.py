@@ -181,7 +181,7 @@ def trial_curves(grids: dict[str, Any], path: Path) -> Path:
         ax.set_ylabel("validation accuracy")
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    return figures._save(fig, path)
+    return figures.save(fig, path)
 
 
 def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.ndarray,
