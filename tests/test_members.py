@@ -101,4 +101,4 @@ def test_cosine_schedule_warms_up_then_decays():
     rates = [spec.learning_rate_at(e) for e in range(spec.epochs)]
     assert rates[0] < rates[1] == pytest.approx(spec.learning_rate)
     assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
-    assert rates[-1] < 0.05 * spec.learning_rate
+    assert rates[-1] < 0.1 * spec.learning_rate
