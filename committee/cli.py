@@ -155,16 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
     from committee.data import DataError
-    from committee.job import (TuneOptions, interrupt_on_sigterm, run, tune, validate,
-                               validate_tune)
+    from committee.job import TuneOptions, interrupt_on_sigterm, run, tune
 
     options = options_from_args(args)
     if isinstance(options, TuneOptions):
-        validate, run = validate_tune, tune
+        run = tune
     interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
     try:
-        validate(options)
-        run_dir = run(options)
+        run_dir = run(options)  # validates every option before anything starts
     except (ValueError, DataError, FileExistsError, PermissionError, FileNotFoundError,
             ConnectionError) as exc:
         print(f"committee: error: {exc}", file=sys.stderr)
