@@ -55,6 +55,7 @@ class RunOptions:
                                           learning_rate=self.learning_rate)
 
     def run_dir(self) -> Path:
+        """The run folder (``run_name`` is fixed by the time a run starts)."""
         name = self.run_name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{self.preset}")
         return Path(self.output).expanduser() / name
 
@@ -115,13 +116,13 @@ def _class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=data_mod.NUM_CLASSES).astype(int).tolist()
 
 
-def run(options: RunOptions) -> Path:
-    """Train and score the committee; return the run folder. Raises on bad input or failure."""
-    from committee import orchestration as orch
+def _prepare(options: RunOptions, label: str):
+    """Fix the run folder's name, refuse to overwrite a finished run, load and split the data.
 
-    specs = validate(options)
-    if options.run_name is None:  # fix the default name once, so messages can name it
-        options.run_name = options.run_dir().name
+    Returns ``(run_dir, dataset, split)``. Runs before any Ray cluster starts.
+    """
+    if options.run_name is None:  # fixed once, so later messages can name the folder
+        options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-{label}")
     run_dir = options.run_dir()
     if runfolder.is_complete(run_dir) and not options.overwrite:
         raise FileExistsError(f"run folder {run_dir} already holds a complete run; pass "
@@ -129,6 +130,15 @@ def run(options: RunOptions) -> Path:
     dataset = data_mod.load(options.data_dir)
     split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
                                      options.split, options.seed, options.limit_train)
+    return run_dir, dataset, split
+
+
+def run(options: RunOptions) -> Path:
+    """Train and score the committee; return the run folder. Raises on bad input or failure."""
+    from committee import orchestration as orch
+
+    specs = validate(options)
+    run_dir, dataset, split = _prepare(options, options.preset)
     x_test = data_mod.preprocess(dataset.x_test)
     y_test = dataset.y_test.astype(np.int64)
     orch.log(f"data from {dataset.source}: {len(split.y_train):,} train / "
@@ -232,15 +242,7 @@ def tune(options: TuneOptions) -> Path:
     from committee import tuning
 
     specs = validate_tune(options)
-    if options.run_name is None:
-        options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-tune-{options.preset}")
-    run_dir = options.run_dir()
-    if runfolder.is_complete(run_dir) and not options.overwrite:
-        raise FileExistsError(f"run folder {run_dir} already holds a complete search; pass "
-                              f"--overwrite to replace it or choose another --run-name")
-    dataset = data_mod.load(options.data_dir)
-    split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
-                                     options.split, options.seed, options.limit_train)
+    run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
     orch.connect(options.address)
     interrupt_on_sigterm()
     nodes = orch.cluster_nodes()
