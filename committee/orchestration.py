@@ -181,15 +181,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
 
-def _predict(checkpoint, data: dict, test: dict, threads: int) -> dict[str, np.ndarray]:
-    """Ray task body: load a member's final checkpoint; return its val and test probabilities."""
+def _predict(checkpoint, data: dict, test: dict, threads: int,
+             tta: bool = False) -> dict[str, np.ndarray]:
+    """Ray task body: load a member's final checkpoint; return its val and test probabilities
+    (``tta``: averaged with the mirror images')."""
     from committee.prediction import predict_proba
 
     configure_tensorflow(threads=threads)
     with checkpoint.as_directory() as folder:
         model, _ = load_checkpoint(folder)
-    return {"val": predict_proba(model, data["x_val"]),
-            "test": predict_proba(model, test["x_test"])}
+    return {"val": predict_proba(model, data["x_val"], tta=tta),
+            "test": predict_proba(model, test["x_test"], tta=tta)}
 
 
 def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
@@ -353,7 +355,8 @@ def run_members(
         if result.error is not None or result.checkpoint is None:
             raise RuntimeError(f"member {spec.name} failed: {result.error}")
         state = _read_state(result.checkpoint)
-        probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads))
+        probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads,
+                                        spec.tta))
         if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
             raise KeyboardInterrupt
         outcome = _save_member(run_dir, spec, result.checkpoint, state, probs)

@@ -65,6 +65,33 @@ def configure_tensorflow(threads: int | None = None, gpu_memory_growth: bool = T
         pass
 
 
+def _cpu_has_bfloat16() -> bool:
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:  # not Linux: no cheap way to tell, so assume not
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def effective_precision(requested: str) -> str:
+    """The dtype policy to train with: ``requested`` unless this machine would emulate it.
+
+    Mixed precision pays only with hardware support: any GPU for ``mixed_bfloat16`` (Ampere
+    or newer runs it natively) and ``mixed_float16``; on CPUs, ``mixed_bfloat16`` needs
+    AVX-512-BF16 or AMX. Without it, float32 is used and a line says so.
+    """
+    if requested == "float32":
+        return requested
+    import tensorflow as tf
+    if tf.config.list_physical_devices("GPU"):
+        return requested
+    if requested == "mixed_bfloat16" and _cpu_has_bfloat16():
+        return requested
+    print(f"precision {requested} has no hardware support here; training in float32",
+          flush=True)
+    return "float32"
+
+
 def make_optimizer(name: str, learning_rate: float):
     import keras
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
@@ -74,9 +101,10 @@ def make_optimizer(name: str, learning_rate: float):
 
 
 def compile_member(spec: MemberSpec, steps_per_execution: int = 1):
-    """Build and compile the member's model as the seed did."""
+    """Build and compile the member's model as the seed did (in the spec's precision where
+    this machine supports it)."""
     import keras
-    model = spec.build()
+    model = spec.build(effective_precision(spec.precision))
     model.compile(
         optimizer=make_optimizer(spec.optimizer, spec.learning_rate),
         loss="categorical_crossentropy",

@@ -145,6 +145,7 @@ def summarize(spec: MemberSpec, space: dict, grid) -> dict[str, Any]:
         "default_checkpoint": None if baseline is None else baseline.metrics.get("checkpoint_path"),
         "trials": len(list(grid)),
         "errored": sum(1 for r in grid if r.error is not None),
+        "tta": spec.tta,
     }
 
 
@@ -198,7 +199,8 @@ def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.n
     for which in ("default", "best"):
         names = [n for n, s in summaries.items() if s[f"{which}_checkpoint"]]
         preds = [predict.remote(Checkpoint(summaries[n][f"{which}_checkpoint"]), data_ref,
-                                test_ref, placement.threads) for n in names]
+                                test_ref, placement.threads, summaries[n].get("tta", False))
+                 for n in names]
         scores, _ = ray.get(score.remote(names, y_test, split.y_val, *preds))
         out["tuned" if which == "best" else "default"] = scores
     return out

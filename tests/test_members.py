@@ -58,6 +58,8 @@ def test_seed_schedule_matches_the_notebook_recursion():
     ({"batch_size": 0}, "batch size 0 must be an integer > 0"),
     ({"epochs": -1}, "epochs -1 must be an integer > 0"),
     ({"epochs": 2.5}, "epochs 2.5 must be an integer > 0"),
+    ({"precision": "float16"}, "precision 'float16' is unknown; expected one of float32, "),
+    ({"tta": "yes"}, "tta 'yes' must be true or false"),
 ])
 def test_spec_validation_names_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -102,3 +104,17 @@ def test_cosine_schedule_warms_up_then_decays():
     assert rates[0] < rates[1] == pytest.approx(spec.learning_rate)
     assert all(a >= b for a, b in zip(rates[1:], rates[2:]))
     assert rates[-1] < 0.1 * spec.learning_rate
+
+
+def test_build_applies_the_precision_to_its_own_layers_only():
+    import keras
+    spec = members.STRONG_PRESET[0]
+    assert spec.precision == "mixed_bfloat16"
+    model = spec.build()
+    convs = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)]
+    assert convs and all(layer.dtype_policy.name == "mixed_bfloat16" for layer in convs)
+    assert model.layers[-1].dtype_policy.name == "float32"  # probabilities in float32
+    assert keras.mixed_precision.global_policy().name == "float32"  # restored
+    plain = spec.build("float32")
+    assert all(layer.dtype_policy.name == "float32" for layer in plain.layers)
+    assert plain.count_params() == model.count_params()

@@ -7,7 +7,8 @@ import pytest
 
 from committee import data, members
 from committee.prediction import load_model, predict_proba
-from committee.training import load_checkpoint, save_checkpoint, train_member
+from committee.training import (_cpu_has_bfloat16, effective_precision, load_checkpoint,
+                                save_checkpoint, train_member)
 
 
 @pytest.fixture(scope="module")
@@ -66,3 +67,25 @@ def test_saved_model_loads_in_safe_mode(small, tmp_path):
     again = load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(predict_proba(again, small.x_val),
                                predict_proba(model, small.x_val), atol=1e-6)
+
+
+def test_precision_falls_back_to_float32_without_hardware_support(capsys):
+    assert effective_precision("float32") == "float32"
+    assert effective_precision("mixed_float16") == "float32"  # this machine has no GPU
+    assert "mixed_float16 has no hardware support here" in capsys.readouterr().out
+    bf16 = effective_precision("mixed_bfloat16")
+    assert bf16 == ("mixed_bfloat16" if _cpu_has_bfloat16() else "float32")
+
+
+def test_mirror_averaging_is_the_mean_of_both_views(small):
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
+    model, _ = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            verbose=0)
+    x = small.x_val[:32]
+    plain, mirrored = predict_proba(model, x), predict_proba(model, x[:, :, ::-1])
+    assert not np.allclose(plain, mirrored, atol=1e-4)  # the views do differ
+    np.testing.assert_allclose(predict_proba(model, x, tta=True), (plain + mirrored) / 2,
+                               atol=1e-6)
+    symmetric = np.concatenate([x[:, :, :14], x[:, :, :14][:, :, ::-1]], axis=2)
+    np.testing.assert_allclose(predict_proba(model, symmetric, tta=True),
+                               predict_proba(model, symmetric), atol=1e-5)
