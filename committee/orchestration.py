@@ -61,9 +61,23 @@ def connect(address: str | None = None, num_cpus: int | None = None,
                                   f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
     else:
         # The dashboard (loopback only) also serves the State API that Ray Train's
-        # placement-group cleaner polls; without it Train logs warnings every few seconds.
+        # placement-group cleaner polls to learn that a trainer is gone (e.g. a trial stopped
+        # by ASHA) and free its workers' CPUs. The cleaner runs in a worker process that would
+        # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
+        # cluster `ray start` last made on this machine (often a dead one): then nothing is
+        # ever freed and later trials wait forever. So the port is chosen here and handed to
+        # every process of this Ray (they inherit the driver's environment).
+        port = _free_port()
+        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
-                 dashboard_host="127.0.0.1")
+                 dashboard_host="127.0.0.1", dashboard_port=port)
+
+
+def _free_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 def _check_reachable(address: str, timeout_s: float) -> None:

@@ -4,6 +4,12 @@ committee report), ASHA in-process with the test files made unreadable."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
@@ -91,3 +97,45 @@ def test_search_space_of_the_wrong_type_is_refused():
             members.validate_space(spec, space)
     for s in members.SEED_PRESET:
         members.validate_space(s, members.SEARCH_SPACES[s.name])
+
+
+STALE_CLUSTER_PROBE = """
+import ray
+from committee.orchestration import connect
+connect(num_cpus=1)
+
+@ray.remote(num_cpus=0)
+class Controller:
+    def ping(self):
+        return True
+
+@ray.remote(num_cpus=0)
+def cleaner_view(actor_id):
+    # what Ray Train's placement-group cleaner asks, from a worker, to learn that a stopped
+    # trial's trainer is gone and its workers' CPUs can be freed
+    from ray.train.v2._internal.state.util import is_actor_alive
+    return is_actor_alive(actor_id, timeout=20)
+
+controller = Controller.remote()
+ray.get(controller.ping.remote())
+print("alive:", ray.get(cleaner_view.remote(controller._actor_id.hex())))
+"""
+
+
+def test_train_cleaner_finds_this_ray_despite_a_stale_cluster_file():
+    """Regression: with /tmp/ray/ray_current_cluster naming a dead cluster (what an earlier
+    `ray start` leaves), the cleaner could not reach the State API, so CPUs of trials stopped
+    by ASHA were never freed and the next trials waited forever."""
+    root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: socket paths are limited
+    (root / "ray").mkdir()
+    (root / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env["RAY_TMPDIR"] = str(root)
+    try:
+        proc = subprocess.run([sys.executable, "-c", STALE_CLUSTER_PROBE], env=env,
+                              capture_output=True, text=True, timeout=180)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "alive: True" in proc.stdout
