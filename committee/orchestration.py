@@ -66,11 +66,19 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
         # cluster `ray start` last made on this machine (often a dead one): then nothing is
         # ever freed and later trials wait forever. So the port is chosen here and handed to
-        # every process of this Ray (they inherit the driver's environment).
+        # every process of this Ray: its raylet inherits the driver's environment at start
+        # and passes it on to the workers it spawns; the driver's own is restored after.
         port = _free_port()
+        previous = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
-                 dashboard_host="127.0.0.1", dashboard_port=port)
+        try:
+            ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
+                     dashboard_host="127.0.0.1", dashboard_port=port)
+        finally:
+            if previous is None:
+                del os.environ["RAY_API_SERVER_ADDRESS"]
+            else:
+                os.environ["RAY_API_SERVER_ADDRESS"] = previous
 
 
 def _free_port() -> int:

@@ -56,11 +56,22 @@ def member_space(spec: MemberSpec, epochs: int | None) -> dict[str, tuple]:
     return space
 
 
-def _scheduler(name: str, max_t: int):
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+def _scheduler(name: str, max_t: int, default: dict[str, Any]):
+    """FIFO, or ASHA on validation accuracy that never stops the default configuration: its
+    results still set the rungs' cut-offs, but it runs to its end, so the report compares
+    the tuned member with the fully trained default one."""
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, TrialScheduler
+
+    class KeepDefaultASHA(ASHAScheduler):
+        def on_trial_result(self, tune_controller, trial, result):
+            decision = super().on_trial_result(tune_controller, trial, result)
+            if all(trial.config.get(k) == v for k, v in default.items()):
+                return TrialScheduler.CONTINUE
+            return decision
+
     if name == "asha":
-        return ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_t),
-                             grace_period=1, reduction_factor=2)
+        return KeepDefaultASHA(time_attr="training_iteration", max_t=max(1, max_t),
+                               grace_period=2 if max_t >= 4 else 1, reduction_factor=2)
     return FIFOScheduler()
 
 
@@ -107,15 +118,17 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
         max_epochs = max([spec.epochs] + list(space.get("epochs", (None, []))[1]))
+        default = default_config(spec, space)
         tuner = tune.Tuner(
             fn,
             param_space=to_tune_space(space),
             tune_config=tune.TuneConfig(
                 metric=METRIC, mode="max", num_samples=num_samples,
-                time_budget_s=time_budget_s, scheduler=_scheduler(scheduler, max_epochs),
+                time_budget_s=time_budget_s,
+                scheduler=_scheduler(scheduler, max_epochs, default),
                 # the generator itself caps concurrency (TuneConfig's cap is ignored with it)
                 search_alg=BasicVariantGenerator(
-                    points_to_evaluate=[default_config(spec, space)], random_state=seed,
+                    points_to_evaluate=[default], random_state=seed,
                     max_concurrent=max_concurrent)),
             run_config=tune.RunConfig(name=experiment_dir.name,
                                       storage_path=str(experiment_dir.parent.resolve())),

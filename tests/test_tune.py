@@ -42,10 +42,13 @@ def test_fifo_search_through_the_cli(tmp_path):
 
 
 def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
+    """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
+    and the CPUs of stopped trials are freed for the next ones (the time budget turns a
+    wait-forever regression into a failure)."""
     import ray
 
     from committee import data, members, tuning
-    from committee.orchestration import Placement
+    from committee.orchestration import Placement, connect
 
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
     # Any attempt to read the test files from here on fails loudly.
@@ -53,18 +56,19 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     monkeypatch.setitem(data.FILES, "test_labels", None)
     spec = members.SEED_PRESET[0].with_overrides(epochs=2)
     space = tuning.member_space(spec, epochs=2)
-    ray.init(address="local", num_cpus=2, include_dashboard=False)
+    connect(num_cpus=2)
     try:
-        grid = tuning.search(spec, space, split, tmp_path / "tune" / "model1", num_samples=2,
-                             max_concurrent=2, scheduler="asha", time_budget_s=None, seed=0,
+        grid = tuning.search(spec, space, split, tmp_path / "tune" / "model1", num_samples=4,
+                             max_concurrent=2, scheduler="asha", time_budget_s=400, seed=0,
                              placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
                                                  gpus=0.0), steps_per_execution=8)
         summary = tuning.summarize(spec, space, grid)
     finally:
         ray.shutdown()
-    assert summary["trials"] == 2 and summary["errored"] == 0
+    assert summary["trials"] == 4 and summary["errored"] == 0
+    assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
     assert summary["default_config"]["learning_rate"] == 0.001
-    assert summary["default_val_accuracy"] is not None
+    assert summary["default_val_accuracy"] is not None and summary["default_epochs"] == 2
     assert 0 < summary["best_val_accuracy"] <= 1
     assert summary["best_checkpoint"]
 
