@@ -1,4 +1,4 @@
-"""Benchmark: the seed preset through the Ray job vs the same three models in plain Keras.
+"""Benchmark: a preset through the Ray job vs the same three models in plain Keras.
 
 Both sides get the same data split, epochs, batch sizes, seeds, callbacks and
 steps_per_execution; each runs in its own fresh Python process, timed from outside
@@ -7,6 +7,8 @@ test accuracies (members and the mean-rule committee).
 
     python bench/bench_seed.py                      # full data, 20 epochs max (~30 min on 2 cores)
     python bench/bench_seed.py --epochs 1 --limit-train 6000   # a quick look
+    python bench/bench_seed.py --preset strong --plain-only    # no Ray: e.g. a GPU machine
+                                                               # with Keras on JAX
 
 This is a benchmark that prints figures, not a test: nothing here asserts a time.
 """
@@ -26,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def plain_keras(args) -> None:
-    """The baseline: the three members one after another, in this process, no Ray."""
+    """The baseline: the members one after another, in this process, no Ray."""
     sys.path.insert(0, str(ROOT))
     from committee import data, members, scoring
     from committee.prediction import predict_proba
@@ -35,17 +37,30 @@ def plain_keras(args) -> None:
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=args.limit_train)
     x_test, y_test = data.preprocess(dataset.x_test), dataset.y_test.astype("int64")
-    test, val, epochs = {}, {}, {}
-    for index, spec in enumerate(members.select_members("seed", epochs=args.epochs)):
+    test, val, epochs, seconds = {}, {}, {}, {}
+    for index, spec in enumerate(members.select_members(args.preset, epochs=args.epochs)):
+        start = time.perf_counter()
         model, state = train_member(spec, split.x_train, split.y_train, split.x_val, split.y_val,
                                     seed=args.seed + index,
                                     steps_per_execution=args.steps_per_execution, verbose=2)
-        test[spec.name], val[spec.name] = predict_proba(model, x_test), predict_proba(model, split.x_val)
+        seconds[spec.name] = time.perf_counter() - start
+        test[spec.name] = predict_proba(model, x_test, tta=spec.tta)
+        val[spec.name] = predict_proba(model, split.x_val, tta=spec.tta)
         epochs[spec.name] = state.epoch
     results, _ = scoring.score_committee(test, y_test, val, split.y_val)
-    json.dump({"members": {n: m["accuracy"] for n, m in results["members"].items()},
+    summary = {"members": {n: m["accuracy"] for n, m in results["members"].items()},
                "committee": {r: m["accuracy"] for r, m in results["committee"].items()},
-               "epochs": epochs}, open(args.result_file, "w"))
+               "epochs": epochs, "train_s": seconds}
+    if args.result_file:
+        json.dump(summary, open(args.result_file, "w"))
+    else:
+        import keras
+        print(f"\nplain Keras ({keras.config.backend()} backend), preset {args.preset}")
+        for name, acc in summary["members"].items():
+            print(f"{name:<22} test accuracy {acc:.4f}   {epochs[name]} epochs in "
+                  f"{seconds[name]:.1f} s")
+        for rule, acc in summary["committee"].items():
+            print(f"{'committee ' + rule:<22} test accuracy {acc:.4f}")
 
 
 def timed(cmd: list[str], log_path: Path) -> float:
@@ -59,21 +74,25 @@ def timed(cmd: list[str], log_path: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's 20")
+    parser.add_argument("--preset", default="seed", help="seed (default) or strong")
+    parser.add_argument("--epochs", type=int, default=None, help="default: the preset's")
     parser.add_argument("--limit-train", type=int, default=None)
     parser.add_argument("--data-dir", default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--steps-per-execution", type=int, default=32)
     parser.add_argument("--workdir", default=None, help="where runs and logs go (default: temp)")
+    parser.add_argument("--plain-only", action="store_true",
+                        help="only the plain-Keras side (no Ray), printing its figures")
     parser.add_argument("--plain-keras-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--result-file", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.plain_keras_only:
+    if args.plain_keras_only or args.plain_only:
         return plain_keras(args)
 
-    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-seed-"))
+    work = Path(args.workdir or tempfile.mkdtemp(prefix=f"bench-{args.preset}-"))
     work.mkdir(parents=True, exist_ok=True)
-    common = [f"--seed={args.seed}", f"--steps-per-execution={args.steps_per_execution}"]
+    common = [f"--preset={args.preset}", f"--seed={args.seed}",
+              f"--steps-per-execution={args.steps_per_execution}"]
     common += [f"--epochs={args.epochs}"] if args.epochs else []
     common += [f"--limit-train={args.limit_train}"] if args.limit_train else []
     common += [f"--data-dir={args.data_dir}"] if args.data_dir else []

@@ -73,6 +73,20 @@ def _cpu_has_bfloat16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def _has_gpu() -> bool:
+    """Whether Keras' backend (TensorFlow here; JAX or PyTorch also work) sees a GPU."""
+    import keras
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+        return any(device.platform == "gpu" for device in jax.devices())
+    if backend == "torch":
+        import torch
+        return torch.cuda.is_available()
+    import tensorflow as tf
+    return bool(tf.config.list_physical_devices("GPU"))
+
+
 def effective_precision(requested: str) -> str:
     """The dtype policy to train with: ``requested`` unless this machine would emulate it.
 
@@ -82,8 +96,7 @@ def effective_precision(requested: str) -> str:
     """
     if requested == "float32":
         return requested
-    import tensorflow as tf
-    if tf.config.list_physical_devices("GPU"):
+    if _has_gpu():
         return requested
     if requested == "mixed_bfloat16" and _cpu_has_bfloat16():
         return requested
