@@ -271,7 +271,8 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # cosine schedule; early stopping is effectively off (patience = epochs) so the schedule
 # runs to its end. Predictions average each image with its mirror image (tta). Mixed
 # bfloat16 (float32 where the hardware lacks it: training.effective_precision) is for GPUs;
-# on this 2-core AMX CPU it saved only ~3-5% per epoch. Measured here, all three at once on
+# on this 2-core AMX CPU it gave ~30% per step to one idle process but only ~3-5% per
+# epoch with three members sharing the cores. Measured here, all three at once on
 # 2 cores: 15 epochs take 53 minutes (vgg ~160 s, resnet ~215 s, wide ~145 s per epoch
 # while sharing). Parameter counts are tested.
 _STRONG = dict(optimizer="adamw", batch_size=128, epochs=15, patience=15, schedule="cosine",
