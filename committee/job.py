@@ -55,9 +55,8 @@ class RunOptions:
                                           learning_rate=self.learning_rate)
 
     def run_dir(self) -> Path:
-        """The run folder (``run_name`` is fixed by the time a run starts)."""
-        name = self.run_name or datetime.now().strftime(f"%Y%m%d-%H%M%S-{self.preset}")
-        return Path(self.output).expanduser() / name
+        """The run folder (``run_name`` is fixed by :func:`_prepare` before a run starts)."""
+        return Path(self.output).expanduser() / self.run_name
 
 
 def validate(options: RunOptions) -> list[members_mod.MemberSpec]:

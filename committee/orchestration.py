@@ -68,7 +68,7 @@ def connect(address: str | None = None, num_cpus: int | None = None,
         # ever freed and later trials wait forever. So the port is chosen here and handed to
         # every process of this Ray: its raylet inherits the driver's environment at start
         # and passes it on to the workers it spawns; the driver's own is restored after.
-        port = _free_port()
+        port = free_port()
         previous = os.environ.get("RAY_API_SERVER_ADDRESS")
         os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
         try:
@@ -81,7 +81,8 @@ def connect(address: str | None = None, num_cpus: int | None = None,
                 os.environ["RAY_API_SERVER_ADDRESS"] = previous
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
     import socket
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

@@ -47,6 +47,11 @@ def default_config(spec: MemberSpec, space: dict[str, tuple]) -> dict[str, Any]:
     return config
 
 
+def is_default(config: dict[str, Any], default: dict[str, Any]) -> bool:
+    """Whether a trial's ``config`` is the member's default configuration."""
+    return all(config.get(k) == v for k, v in default.items())
+
+
 def member_space(spec: MemberSpec, epochs: int | None) -> dict[str, tuple]:
     """The declared space; a fixed ``--epochs`` replaces the searched epoch ceiling."""
     space = dict(members_mod.SEARCH_SPACES[spec.name])
@@ -65,7 +70,7 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
     class KeepDefaultASHA(ASHAScheduler):
         def on_trial_result(self, tune_controller, trial, result):
             decision = super().on_trial_result(tune_controller, trial, result)
-            if all(trial.config.get(k) == v for k, v in default.items()):
+            if is_default(trial.config, default):
                 return TrialScheduler.CONTINUE
             return decision
 
@@ -145,8 +150,7 @@ def summarize(spec: MemberSpec, space: dict, grid) -> dict[str, Any]:
         raise RuntimeError(f"no trial of {spec.name} reported {METRIC}")
     best = max(ok, key=lambda r: r.metrics[METRIC])
     default = default_config(spec, space)
-    baseline = next((r for r in ok if all(r.config.get(k) == v for k, v in default.items())),
-                    None)
+    baseline = next((r for r in ok if is_default(r.config, default)), None)
     return {
         "best_config": {k: best.config[k] for k in space},
         "best_val_accuracy": float(best.metrics[METRIC]),
@@ -212,7 +216,7 @@ def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.n
     for which in ("default", "best"):
         names = [n for n, s in summaries.items() if s[f"{which}_checkpoint"]]
         preds = [predict.remote(Checkpoint(summaries[n][f"{which}_checkpoint"]), data_ref,
-                                test_ref, placement.threads, summaries[n].get("tta", False))
+                                test_ref, placement.threads, summaries[n]["tta"])
                  for n in names]
         scores, _ = ray.get(score.remote(names, y_test, split.y_val, *preds))
         out["tuned" if which == "best" else "default"] = scores

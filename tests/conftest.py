@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from committee.orchestration import free_port
+
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data" / "fashion-mnist").resolve()
 os.environ.setdefault("FASHION_MNIST_DIR", str(SHARED_DATA))
@@ -92,13 +94,6 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600,
 
 
 # --------------------------------------------------------------------------- a real Ray head
-
-def free_port() -> int:
-    import socket
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 class RayHead:
     """`ray start --head --block` in a subprocess, dashboard on 127.0.0.1, token auth on.
