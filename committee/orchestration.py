@@ -205,9 +205,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def _predict(checkpoint, data: dict, test: dict, threads: int,
-             tta: bool = False) -> dict[str, np.ndarray]:
+             tta: str = "none") -> dict[str, np.ndarray]:
     """Ray task body: load a member's final checkpoint; return its val and test probabilities
-    (``tta``: averaged with the mirror images')."""
+    (``tta``: the views averaged, see prediction.tta_views)."""
     from committee.prediction import predict_proba
 
     configure_tensorflow(threads=threads)

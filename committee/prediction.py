@@ -6,6 +6,8 @@ import os
 
 import numpy as np
 
+from committee.members import TTA_MODES
+
 
 def load_model(path: str | os.PathLike):
     """Load a ``.keras`` file in Keras' safe mode: no arbitrary code runs from the file."""
@@ -13,15 +15,33 @@ def load_model(path: str | os.PathLike):
     return keras.models.load_model(path, safe_mode=True)
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: bool = False) -> np.ndarray:
-    """Class probabilities of ``x`` (float32 ``(n, 28, 28, 1)``) as float32 ``(n, 10)``.
+_SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows, columns), in pixels
 
-    ``tta``: average with the probabilities of the mirror images (``x[:, :, ::-1]``, a
-    horizontal flip, which the strong members were trained to accept).
+
+def tta_views(x: np.ndarray, mode: str = "none"):
+    """Yield the views of ``x`` (``(n, 28, 28, 1)``) that test-time augmentation averages.
+
+    ``none``: ``x`` only. ``mirror``: ``x`` and its horizontal mirror. ``mirror+shifts``: those
+    two, each also shifted by one pixel up, down, left and right (10 views; vacated pixels are
+    0, the background, as in the training shifts' constant fill).
     """
-    proba = np.asarray(model.predict(x, batch_size=batch_size, verbose=0), dtype=np.float32)
-    if tta:
-        mirrored = model.predict(np.ascontiguousarray(x[:, :, ::-1]), batch_size=batch_size,
-                                 verbose=0)
-        proba = (proba + np.asarray(mirrored, dtype=np.float32)) / 2
-    return proba
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta {mode!r} is unknown; expected one of {', '.join(TTA_MODES)}")
+    shifts = _SHIFTS if mode == "mirror+shifts" else _SHIFTS[:1]
+    flips = (False, True) if mode != "none" else (False,)
+    padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    rows, cols = x.shape[1], x.shape[2]
+    for flip in flips:
+        source = padded[:, :, ::-1] if flip else padded
+        for dy, dx in shifts:
+            yield np.ascontiguousarray(source[:, 1 - dy:1 - dy + rows, 1 - dx:1 - dx + cols])
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024,
+                  tta: str = "none") -> np.ndarray:
+    """Class probabilities of ``x`` (float32 ``(n, 28, 28, 1)``) as float32 ``(n, 10)``:
+    the mean over the :func:`tta_views` of ``x`` (``tta``: none, mirror or mirror+shifts;
+    the strong members were trained with flips and shifts, so they accept these views)."""
+    probas = [np.asarray(model.predict(view, batch_size=batch_size, verbose=0), np.float32)
+              for view in tta_views(x, tta)]
+    return np.mean(probas, axis=0, dtype=np.float32)

@@ -59,7 +59,7 @@ def test_seed_schedule_matches_the_notebook_recursion():
     ({"epochs": -1}, "epochs -1 must be an integer > 0"),
     ({"epochs": 2.5}, "epochs 2.5 must be an integer > 0"),
     ({"precision": "float16"}, "precision 'float16' is unknown; expected one of float32, "),
-    ({"tta": "yes"}, "tta 'yes' must be true or false"),
+    ({"tta": True}, "tta True is unknown; expected one of none, mirror, mirror\\+shifts"),
 ])
 def test_spec_validation_names_the_value(changes, message):
     with pytest.raises(ValueError, match=message):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from committee import data, members
-from committee.prediction import load_model, predict_proba
+from committee.prediction import load_model, predict_proba, tta_views
 from committee.training import (_cpu_has_bfloat16, effective_precision, load_checkpoint,
                                 save_checkpoint, train_member)
 
@@ -77,15 +77,40 @@ def test_precision_falls_back_to_float32_without_hardware_support(capsys):
     assert bf16 == ("mixed_bfloat16" if _cpu_has_bfloat16() else "float32")
 
 
-def test_mirror_averaging_is_the_mean_of_both_views(small):
+def test_tta_averages_exactly_its_views(small):
     spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
     model, _ = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                             verbose=0)
     x = small.x_val[:32]
     plain, mirrored = predict_proba(model, x), predict_proba(model, x[:, :, ::-1])
     assert not np.allclose(plain, mirrored, atol=1e-4)  # the views do differ
-    np.testing.assert_allclose(predict_proba(model, x, tta=True), (plain + mirrored) / 2,
+    np.testing.assert_allclose(predict_proba(model, x, tta="mirror"), (plain + mirrored) / 2,
                                atol=1e-6)
     symmetric = np.concatenate([x[:, :, :14], x[:, :, :14][:, :, ::-1]], axis=2)
-    np.testing.assert_allclose(predict_proba(model, symmetric, tta=True),
+    np.testing.assert_allclose(predict_proba(model, symmetric, tta="mirror"),
                                predict_proba(model, symmetric), atol=1e-5)
+    ten = [predict_proba(model, view) for view in tta_views(x, "mirror+shifts")]
+    np.testing.assert_allclose(predict_proba(model, x, tta="mirror+shifts"),
+                               np.mean(ten, axis=0), atol=1e-6)
+
+
+def test_tta_views_are_the_image_its_mirror_and_one_pixel_shifts():
+    x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 1) + 1
+    assert [v.shape for v in tta_views(x, "none")] == [x.shape]
+    none, = tta_views(x, "none")
+    np.testing.assert_array_equal(none, x)
+    plain, mirror = tta_views(x, "mirror")
+    np.testing.assert_array_equal(plain, x)
+    np.testing.assert_array_equal(mirror, x[:, :, ::-1])
+    views = list(tta_views(x, "mirror+shifts"))
+    assert len(views) == 10
+    down, up, right, left = views[1:5]
+    np.testing.assert_array_equal(down[:, 1:], x[:, :-1])  # content moves down one row
+    np.testing.assert_array_equal(down[:, 0], 0)  # the vacated row is background
+    np.testing.assert_array_equal(up[:, :-1], x[:, 1:])
+    np.testing.assert_array_equal(right[:, :, 1:], x[:, :, :-1])
+    np.testing.assert_array_equal(left[:, :, -1], 0)
+    np.testing.assert_array_equal(views[5], x[:, :, ::-1])  # then the mirror's five
+    np.testing.assert_array_equal(views[6][:, 1:], x[:, :-1, ::-1])
+    with pytest.raises(ValueError, match="tta 'flip' is unknown; expected one of none"):
+        list(tta_views(x, "flip"))
