@@ -27,11 +27,13 @@ def tta_views(x: np.ndarray, mode: str = "none"):
     """
     if mode not in TTA_MODES:
         raise ValueError(f"tta {mode!r} is unknown; expected one of {', '.join(TTA_MODES)}")
+    if mode == "none":  # the default: no padded copies
+        yield x
+        return
     shifts = _SHIFTS if mode == "mirror+shifts" else _SHIFTS[:1]
-    flips = (False, True) if mode != "none" else (False,)
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows, cols = x.shape[1], x.shape[2]
-    for flip in flips:
+    for flip in (False, True):
         source = padded[:, :, ::-1] if flip else padded
         for dy, dx in shifts:
             yield np.ascontiguousarray(source[:, 1 - dy:1 - dy + rows, 1 - dx:1 - dx + cols])
