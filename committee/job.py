@@ -47,6 +47,7 @@ class RunOptions:
     max_failures: int = 1
     storage: str | None = None
     steps_per_execution: int = 32
+    train_minutes: float | None = None  # each member's training time budget
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
@@ -82,6 +83,8 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
         raise ValueError(f"--max-failures {options.max_failures} must be >= 0")
     if options.steps_per_execution < 1:
         raise ValueError(f"--steps-per-execution {options.steps_per_execution} must be >= 1")
+    if options.train_minutes is not None and not 0 < options.train_minutes < float("inf"):
+        raise ValueError(f"--train-minutes {options.train_minutes!r} must be a finite number > 0")
     if options.run_name is not None and (not options.run_name or "/" in options.run_name
                                          or options.run_name in (".", "..")):
         raise ValueError(f"--run-name {options.run_name!r} must be a plain folder name")
@@ -162,7 +165,8 @@ def run(options: RunOptions) -> Path:
     outcomes, scores, committee_probas = orch.run_members(
         specs, split, x_test, y_test, run_dir, seed=options.seed, placement=placement,
         max_failures=options.max_failures, storage=options.storage,
-        steps_per_execution=options.steps_per_execution)
+        steps_per_execution=options.steps_per_execution,
+        time_budget_s=None if options.train_minutes is None else 60 * options.train_minutes)
 
     finished = time.time()
     results = {
@@ -182,7 +186,7 @@ def run(options: RunOptions) -> Path:
         "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
                               "started_at": o.started_at, "finished_at": o.finished_at,
                               "train_s": o.finished_at - o.started_at, "reused": o.reused,
-                              "resumed_at": o.resumed_at,
+                              "resumed_at": o.resumed_at, "epochs_planned": o.epochs_planned,
                               "history": o.history} for o in outcomes},
         **scores,
     }
@@ -218,6 +222,9 @@ class TuneOptions(RunOptions):
 def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
     from committee.tuning import SCHEDULERS, member_space
     specs = validate(options)
+    if options.train_minutes is not None:
+        raise ValueError(f"--train-minutes {options.train_minutes:g} applies to committee run; "
+                         "bound a search with --time-budget-s")
     if options.num_samples < 1:
         raise ValueError(f"--num-samples {options.num_samples} must be >= 1")
     if options.max_concurrent is not None and options.max_concurrent < 1:

@@ -213,10 +213,11 @@ class MemberSpec:
     def with_overrides(self, **changes) -> "MemberSpec":
         return replace(self, **changes)
 
-    def learning_rate_at(self, epoch: int) -> float:
-        """The learning rate of epoch ``epoch`` (a pure function: resumption-safe)."""
+    def learning_rate_at(self, epoch: int, epochs: int | None = None) -> float:
+        """The learning rate of epoch ``epoch`` of a run of ``epochs`` epochs (default: the
+        spec's; a time budget may plan fewer). A pure function: resumption-safe."""
         if self.schedule == "cosine":
-            return cosine_schedule(epoch, self.learning_rate, self.epochs)
+            return cosine_schedule(epoch, self.learning_rate, epochs or self.epochs)
         return seed_schedule(epoch, self.learning_rate)
 
     def build(self, precision: str | None = None):

@@ -199,7 +199,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     model, state = train_member(
         spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
         seed=config["seed"], resume=resume, on_epoch_end=report,
-        steps_per_execution=config["steps_per_execution"], verbose=2)
+        steps_per_execution=config["steps_per_execution"],
+        time_budget_s=config.get("time_budget_s"), verbose=2)
     if resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
@@ -275,6 +276,7 @@ class MemberOutcome:
     test_proba: np.ndarray
     resumed_at: list[int]  # epoch counts at which training resumed from a checkpoint
     reused: bool = False  # finished in an earlier, interrupted run and not retrained
+    epochs_planned: int | None = None  # the time budget's plan, when one applied
 
 
 def _member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -292,7 +294,7 @@ def load_finished_member(run_dir: Path, name: str) -> MemberOutcome | None:
         return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
                              finished_at=info["finished_at"], resumed_at=info["resumed_at"],
-                             val_proba=probs["val"],
+                             epochs_planned=info.get("epochs_planned"), val_proba=probs["val"],
                              test_proba=probs["test"], reused=True)
 
 
@@ -305,14 +307,15 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
     outcome = MemberOutcome(name=spec.name, history=state.history, epochs_run=state.epoch,
                             stopped_early=state.stopped_early, started_at=state.started_at,
                             finished_at=state.finished_at or time.time(),
-                            resumed_at=state.resumed_at,
+                            resumed_at=state.resumed_at, epochs_planned=state.epochs_planned,
                             val_proba=probs["val"], test_proba=probs["test"])
     runfolder.write_json(info_path, {"spec": spec.to_dict(), "history": state.history,
                                      "epochs_run": state.epoch,
                                      "stopped_early": state.stopped_early,
                                      "started_at": outcome.started_at,
                                      "finished_at": outcome.finished_at,
-                                     "resumed_at": outcome.resumed_at})
+                                     "resumed_at": outcome.resumed_at,
+                                     "epochs_planned": outcome.epochs_planned})
     return outcome
 
 
@@ -334,9 +337,11 @@ def storage_for(run_dir: Path, storage: str | None) -> str:
 def run_members(
     specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
     seed: int, placement: Placement, max_failures: int = 1, storage: str | None = None,
-    steps_per_execution: int = 1,
+    steps_per_execution: int = 1, time_budget_s: float | None = None,
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
+
+    ``time_budget_s``: each member's training time budget (see training.train_member).
 
     Returns ``(outcomes, results, committee_probas)``.
     """
@@ -361,7 +366,8 @@ def run_members(
             train_loop_per_worker=train_loop_per_worker,
             train_loop_config={"spec": spec.to_dict(), "data": data_ref,
                                "seed": seed + index, "threads": placement.threads,
-                               "steps_per_execution": steps_per_execution},
+                               "steps_per_execution": steps_per_execution,
+                               "time_budget_s": time_budget_s},
             scaling_config=ScalingConfig(
                 num_workers=1, use_gpu=placement.use_gpu,
                 resources_per_worker={"CPU": placement.cpus,
@@ -372,8 +378,9 @@ def run_members(
                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
         log(f"{spec.name}: training on Ray Train ({placement.describe()}, up to "
-            f"{spec.epochs} epochs, batch {spec.batch_size}, {spec.optimizer} lr "
-            f"{spec.learning_rate:g})")
+            f"{spec.epochs} epochs"
+            f"{'' if time_budget_s is None else f' within {time_budget_s / 60:g} min'}, batch "
+            f"{spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g})")
         result = trainer.fit()
         if result.error is not None or result.checkpoint is None:
             raise RuntimeError(f"member {spec.name} failed: {result.error}")

@@ -71,6 +71,9 @@ def markdown(results: dict) -> str:
     for name, m in results["members"].items():
         training = results["training"][name]
         epochs = f"{training['epochs_run']}" + (" (early stop)" if training["stopped_early"] else "")
+        if training.get("epochs_planned") is not None:
+            ceiling = {s["name"]: s["epochs"] for s in results["config"]["members"]}[name]
+            epochs += f" of {ceiling} (time budget)"
         lines.append(f"| {name} | {epochs} | {_fmt(m.get('val_accuracy'))} | "
                      f"{_fmt(m['accuracy'])} | {_fmt(m['precision_macro'])} | "
                      f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |")

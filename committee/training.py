@@ -39,10 +39,30 @@ class TrainState:
     resumed_at: list[int] = field(default_factory=list)  # epoch counts at each resumption
     started_at: float | None = None  # wall clock of the first epoch's start
     finished_at: float | None = None
+    epochs_planned: int | None = None  # set after the first epoch when a time budget applies
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
         return cls(**data)
+
+    def total_epochs(self, spec: MemberSpec) -> int:
+        """The epochs this run trains in all: the budget's plan, else the spec's ceiling."""
+        return self.epochs_planned or spec.epochs
+
+
+def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float,
+                max_epochs: int) -> int:
+    """How many epochs in all fit ``budget_s`` seconds at the pace of the epochs done so far.
+
+    Never fewer than the epochs already done (nor than one), never more than ``max_epochs``.
+    The pace is measured while the members share the machine and includes the first epoch's
+    graph tracing, so the estimate errs on the short side.
+    """
+    if epochs_done < 1 or not seconds_so_far > 0:
+        raise ValueError(f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in "
+                         f"{seconds_so_far!r} s")
+    fit = int(budget_s // (seconds_so_far / epochs_done))
+    return max(1, epochs_done, min(max_epochs, fit))
 
 
 def configure_tensorflow(threads: int | None = None, gpu_memory_growth: bool = True) -> None:
@@ -149,7 +169,8 @@ def load_checkpoint(folder: str | os.PathLike):
     return model, state
 
 
-def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end):
+def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
+               time_budget_s: float | None = None):
     import keras
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -169,14 +190,31 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end):
             state.epoch = epoch + 1
             state.es_wait = int(early_stopping.wait)
             state.es_best = None if early_stopping.best is None else float(early_stopping.best)
-            state.stopped_early = bool(self.model.stop_training)
+            state.stopped_early = (bool(self.model.stop_training)
+                                   and state.epoch < state.total_epochs(spec))
             if on_epoch_end is not None:
                 on_epoch_end(epoch, logs, self.model, state)
 
+    class TimeBudget(keras.callbacks.Callback):
+        """After the first epoch, plans how many epochs fit ``time_budget_s`` (the schedule
+        then decays over that many); ends training when they are done."""
+
+        def on_epoch_end(self, epoch, logs=None):
+            if state.epochs_planned is None:
+                took = time.time() - state.started_at
+                state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs)
+                print(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
+                      f"epoch(s) took {took:.0f} s, so {state.epochs_planned} of "
+                      f"{spec.epochs} epochs", flush=True)
+            if epoch + 1 >= state.epochs_planned:
+                self.model.stop_training = True
+
     early_stopping = ResumableEarlyStopping(monitor="val_loss", patience=spec.patience,
                                             min_delta=0, restore_best_weights=False)
-    schedule = keras.callbacks.LearningRateScheduler(lambda epoch, lr: spec.learning_rate_at(epoch))
-    return [schedule, early_stopping, Recorder()]
+    schedule = keras.callbacks.LearningRateScheduler(
+        lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec)))
+    budget = [TimeBudget()] if time_budget_s is not None else []
+    return [schedule, *budget, early_stopping, Recorder()]
 
 
 def train_member(
@@ -187,6 +225,7 @@ def train_member(
     resume: tuple[Any, TrainState] | None = None,
     on_epoch_end: Callable[[int, dict, Any, TrainState], None] | None = None,
     steps_per_execution: int = 1,
+    time_budget_s: float | None = None,
     verbose: int = 2,
 ):
     """Train ``spec`` on (x_train, y_train), validating on (x_val, y_val).
@@ -194,6 +233,9 @@ def train_member(
     Shapes: ``x_*`` float32 ``(n, 28, 28, 1)``; ``y_*`` int class indices ``(n,)``.
     ``resume``: a ``(model, state)`` pair from :func:`load_checkpoint` to continue from.
     ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch.
+    ``time_budget_s``: train for about this long at most — after the first epoch the member
+    plans how many of its ``spec.epochs`` fit (:func:`plan_epochs`), and its learning-rate
+    schedule runs its course over those (``state.epochs_planned``; kept on resumption).
     Returns ``(model, state)``; ``state.history`` holds every epoch's metrics.
     """
     import keras
@@ -207,15 +249,17 @@ def train_member(
         model, state = compile_member(spec, steps_per_execution), TrainState()
     if state.started_at is None:
         state.started_at = time.time()
-    if state.epoch < spec.epochs and not state.stopped_early:
+    if time_budget_s is not None and not time_budget_s > 0:
+        raise ValueError(f"time budget {time_budget_s!r} s must be > 0")
+    if state.epoch < state.total_epochs(spec) and not state.stopped_early:
         model.fit(
             x_train, one_hot(y_train),
             validation_data=(x_val, one_hot(y_val)),
             batch_size=spec.batch_size,
-            epochs=spec.epochs,
+            epochs=state.total_epochs(spec),
             initial_epoch=state.epoch,
             shuffle=True,
-            callbacks=_callbacks(spec, state, on_epoch_end),
+            callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s),
             verbose=verbose,
         )
     state.finished_at = time.time()

@@ -21,8 +21,9 @@ MEMBERS = ("model1", "model2", "model3")
 def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     started = time.time()
-    proc = run_cli("run", "--limit-train", "2000", "--epochs", "1", "--output", str(out),
-                   "--run-name", "slice")
+    # A 2-epoch ceiling under a 0.06-second budget: every member plans (and trains) 1 epoch.
+    proc = run_cli("run", "--limit-train", "2000", "--epochs", "2", "--train-minutes", "0.001",
+                   "--output", str(out), "--run-name", "slice")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out / "slice", proc, time.time() - started
 
@@ -40,7 +41,8 @@ def test_every_output_exists_and_parses(finished_run):
                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
     for name in MEMBERS:
         training = results["training"][name]
-        assert training["epochs_run"] == 1
+        assert training["epochs_run"] == 1 and training["epochs_planned"] == 1
+        assert not training["stopped_early"]
         assert set(training["history"]) >= {"loss", "accuracy", "precision", "recall",
                                             "val_loss", "val_accuracy", "val_precision",
                                             "val_recall"}
@@ -50,6 +52,8 @@ def test_every_output_exists_and_parses(finished_run):
         assert f"member {name}" in proc.stdout
     report = (run_dir / "report.md").read_text()
     assert "committee (mean)" in report and "model3" in report
+    assert "| model1 | 1 of 2 (time budget) |" in report
+    assert "time budget 0.0 min: 1 epoch(s) took" in proc.stdout + proc.stderr
     pngs = list((run_dir / "figures").glob("*.png"))
     assert {p.name for p in pngs} == {"curves_model1.png", "curves_model2.png",
                                       "curves_model3.png", "confusion_matrices.png",

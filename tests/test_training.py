@@ -7,7 +7,8 @@ import pytest
 
 from committee import data, members
 from committee.prediction import load_model, predict_proba, tta_views
-from committee.training import (_cpu_has_bfloat16, effective_precision, load_checkpoint,
+from committee.training import (TrainState, _cpu_has_bfloat16, compile_member,
+                                effective_precision, load_checkpoint, plan_epochs,
                                 save_checkpoint, train_member)
 
 
@@ -57,6 +58,44 @@ def test_early_stopping_counters_survive_a_restart(small, tmp_path):
     _, final = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                             resume=(model, state), verbose=0)
     assert final.stopped_early and final.epoch == 2
+
+
+@pytest.mark.parametrize("seconds, done, budget, ceiling, expected", [
+    (100.0, 1, 450.0, 13, 4),      # 100 s an epoch: 4 fit in 450 s
+    (100.0, 1, 10_000.0, 13, 13),  # never more than the ceiling
+    (100.0, 1, 50.0, 13, 1),       # at least one
+    (300.0, 3, 250.0, 13, 3),      # never fewer than the epochs already done
+    (250.0, 2, 1000.0, 13, 8),     # pace from several epochs: 125 s each
+])
+def test_plan_epochs(seconds, done, budget, ceiling, expected):
+    assert plan_epochs(seconds, done, budget, ceiling) == expected
+
+
+def test_plan_epochs_refuses_an_unmeasured_pace():
+    with pytest.raises(ValueError, match="got 0 epochs in 10.0 s"):
+        plan_epochs(10.0, 0, 100.0, 5)
+
+
+def test_time_budget_ends_training_after_the_planned_epochs(small):
+    spec = members.SEED_PRESET[0].with_overrides(epochs=4)
+    model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                                time_budget_s=1e-3, verbose=0)
+    assert state.epochs_planned == 1 and state.epoch == 1 and not state.stopped_early
+    with pytest.raises(ValueError, match="time budget 0 s must be > 0"):
+        train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                     time_budget_s=0, verbose=0)
+
+
+def test_planned_epochs_shorten_the_cosine_schedule(small):
+    """A plan of 3 of 6 epochs: the schedule decays over 3, and the plan holds on resumption."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=6, schedule="cosine")
+    resume = (compile_member(spec), TrainState(epochs_planned=3))
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=resume, verbose=0)
+    assert state.epoch == 3 and not state.stopped_early
+    assert state.history["learning_rate"] == pytest.approx(
+        [spec.learning_rate_at(e, 3) for e in range(3)], rel=1e-6)
+    assert spec.learning_rate_at(2, 3) < 0.6 * spec.learning_rate_at(2)  # 0.51 vs 0.86 of lr
 
 
 def test_saved_model_loads_in_safe_mode(small, tmp_path):
