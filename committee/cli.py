@@ -67,11 +67,12 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="train only these members of the preset, e.g. model1,model3")
     g.add_argument("--epochs", type=_positive_int, help="epoch ceiling for every member "
                    "(default: the preset's, 20 for seed; early stopping may end sooner)")
-    g.add_argument("--train-minutes", type=_positive_float, metavar="M",
-                   help="train each member for about M minutes at most: after its first epoch "
-                   "a member measures its pace and trains only the epochs that fit, its "
+    g.add_argument("--member-minutes", type=_positive_float, metavar="M",
+                   help="each member trains and predicts within about M minutes: after its "
+                   "first epoch it measures its pace (and, from the validation pass, what its "
+                   "prediction will take) and trains only the epochs that fit, its "
                    "learning-rate schedule shortened to match (default: no limit). The job "
-                   "adds start-up, prediction and scoring, about 1-2 minutes")
+                   "adds about a minute for start-up and scoring")
     g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
     g.add_argument("--learning-rate", type=_positive_float,
                    help="override every member's initial learning rate")
@@ -139,7 +140,7 @@ def options_from_run_args(args: argparse.Namespace, cls):
         cpus_per_member=args.cpus_per_member, gpus_per_member=args.gpus_per_member,
         workers_per_member=args.workers_per_member, max_failures=args.max_failures,
         storage=args.storage, steps_per_execution=args.steps_per_execution,
-        train_minutes=args.train_minutes)
+        member_minutes=args.member_minutes)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -47,7 +47,7 @@ class RunOptions:
     max_failures: int = 1
     storage: str | None = None
     steps_per_execution: int = 32
-    train_minutes: float | None = None  # each member's training time budget
+    member_minutes: float | None = None  # each member's budget: training + prediction
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
@@ -83,8 +83,9 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
         raise ValueError(f"--max-failures {options.max_failures} must be >= 0")
     if options.steps_per_execution < 1:
         raise ValueError(f"--steps-per-execution {options.steps_per_execution} must be >= 1")
-    if options.train_minutes is not None and not 0 < options.train_minutes < float("inf"):
-        raise ValueError(f"--train-minutes {options.train_minutes!r} must be a finite number > 0")
+    minutes = options.member_minutes
+    if minutes is not None and not 0 < minutes < float("inf"):
+        raise ValueError(f"--member-minutes {minutes!r} must be a finite number > 0")
     if options.run_name is not None and (not options.run_name or "/" in options.run_name
                                          or options.run_name in (".", "..")):
         raise ValueError(f"--run-name {options.run_name!r} must be a plain folder name")
@@ -166,7 +167,7 @@ def run(options: RunOptions) -> Path:
         specs, split, x_test, y_test, run_dir, seed=options.seed, placement=placement,
         max_failures=options.max_failures, storage=options.storage,
         steps_per_execution=options.steps_per_execution,
-        time_budget_s=None if options.train_minutes is None else 60 * options.train_minutes)
+        time_budget_s=None if options.member_minutes is None else 60 * options.member_minutes)
 
     finished = time.time()
     results = {
@@ -222,9 +223,9 @@ class TuneOptions(RunOptions):
 def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
     from committee.tuning import SCHEDULERS, member_space
     specs = validate(options)
-    if options.train_minutes is not None:
-        raise ValueError(f"--train-minutes {options.train_minutes:g} applies to committee run; "
-                         "bound a search with --time-budget-s")
+    if options.member_minutes is not None:
+        raise ValueError(f"--member-minutes {options.member_minutes:g} applies to committee "
+                         "run; bound a search with --time-budget-s")
     if options.num_samples < 1:
         raise ValueError(f"--num-samples {options.num_samples} must be >= 1")
     if options.max_concurrent is not None and options.max_concurrent < 1:

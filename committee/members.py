@@ -25,7 +25,7 @@ from typing import Any, Callable
 INPUT_SHAPE = (28, 28, 1)
 NUM_CLASSES = 10
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
-TTA_MODES = ("none", "mirror", "mirror+shifts")  # views prediction.tta_views averages
+TTA_MODES = {"none": 1, "mirror": 2, "mirror+shifts": 10}  # mode -> views averaged (prediction.py)
 
 
 # --------------------------------------------------------------------------- architectures

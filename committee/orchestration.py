@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from committee import runfolder
-from committee.members import MemberSpec
+from committee.members import TTA_MODES, MemberSpec
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
                                 load_checkpoint, save_checkpoint, train_member)
 
@@ -200,7 +200,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
         seed=config["seed"], resume=resume, on_epoch_end=report,
         steps_per_execution=config["steps_per_execution"],
-        time_budget_s=config.get("time_budget_s"), verbose=2)
+        time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
+        verbose=2)
     if resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
@@ -341,7 +342,8 @@ def run_members(
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
 
-    ``time_budget_s``: each member's training time budget (see training.train_member).
+    ``time_budget_s``: each member's budget for training and predicting
+    (see training.train_member).
 
     Returns ``(outcomes, results, committee_probas)``.
     """
@@ -367,7 +369,9 @@ def run_members(
             train_loop_config={"spec": spec.to_dict(), "data": data_ref,
                                "seed": seed + index, "threads": placement.threads,
                                "steps_per_execution": steps_per_execution,
-                               "time_budget_s": time_budget_s},
+                               "time_budget_s": time_budget_s,
+                               "predict_images": TTA_MODES[spec.tta] * (
+                                   len(split.y_val) + len(y_test))},
             scaling_config=ScalingConfig(
                 num_workers=1, use_gpu=placement.use_gpu,
                 resources_per_worker={"CPU": placement.cpus,

@@ -50,18 +50,18 @@ class TrainState:
         return self.epochs_planned or spec.epochs
 
 
-def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float,
-                max_epochs: int) -> int:
-    """How many epochs in all fit ``budget_s`` seconds at the pace of the epochs done so far.
+def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_epochs: int,
+                reserve_s: float = 0.0) -> int:
+    """How many epochs in all fit ``budget_s`` seconds, less ``reserve_s`` kept for the
+    prediction after training, at the pace of the epochs done so far.
 
     Never fewer than the epochs already done (nor than one), never more than ``max_epochs``.
-    The pace is measured while the members share the machine and includes the first epoch's
-    graph tracing, so the estimate errs on the short side.
+    The pace is measured while the members share the machine, graph tracing included.
     """
     if epochs_done < 1 or not seconds_so_far > 0:
         raise ValueError(f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in "
                          f"{seconds_so_far!r} s")
-    fit = int(budget_s // (seconds_so_far / epochs_done))
+    fit = int((budget_s - reserve_s) // (seconds_so_far / epochs_done))
     return max(1, epochs_done, min(max_epochs, fit))
 
 
@@ -170,7 +170,7 @@ def load_checkpoint(folder: str | os.PathLike):
 
 
 def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
-               time_budget_s: float | None = None):
+               time_budget_s: float | None = None, predict_images: int = 0, n_val: int = 0):
     import keras
 
     class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -188,6 +188,7 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
             for key, value in logs.items():
                 state.history.setdefault(key, []).append(float(value))
             state.epoch = epoch + 1
+            state.finished_at = time.time()  # of the last epoch so far: saved with it
             state.es_wait = int(early_stopping.wait)
             state.es_best = None if early_stopping.best is None else float(early_stopping.best)
             state.stopped_early = (bool(self.model.stop_training)
@@ -196,16 +197,28 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                 on_epoch_end(epoch, logs, self.model, state)
 
     class TimeBudget(keras.callbacks.Callback):
-        """After the first epoch, plans how many epochs fit ``time_budget_s`` (the schedule
-        then decays over that many); ends training when they are done."""
+        """After the first epoch, plans how many epochs fit ``time_budget_s`` once the
+        prediction of ``predict_images`` images is reserved (timed by the validation passes);
+        the schedule then decays over that many epochs. Ends training when they are done."""
+
+        val_s, val_images, _began = 0.0, 0, 0.0
+
+        def on_test_begin(self, logs=None):  # fit's validation pass
+            self._began = time.time()
+
+        def on_test_end(self, logs=None):
+            self.val_s += time.time() - self._began
+            self.val_images += n_val
 
         def on_epoch_end(self, epoch, logs=None):
             if state.epochs_planned is None:
                 took = time.time() - state.started_at
-                state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs)
+                reserve = predict_images * self.val_s / max(1, self.val_images)
+                state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
+                                                   reserve)
                 print(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
-                      f"epoch(s) took {took:.0f} s, so {state.epochs_planned} of "
-                      f"{spec.epochs} epochs", flush=True)
+                      f"epoch(s) took {took:.0f} s, prediction needs ~{reserve:.0f} s, so "
+                      f"{state.epochs_planned} of {spec.epochs} epochs", flush=True)
             if epoch + 1 >= state.epochs_planned:
                 self.model.stop_training = True
 
@@ -226,6 +239,7 @@ def train_member(
     on_epoch_end: Callable[[int, dict, Any, TrainState], None] | None = None,
     steps_per_execution: int = 1,
     time_budget_s: float | None = None,
+    predict_images: int = 0,
     verbose: int = 2,
 ):
     """Train ``spec`` on (x_train, y_train), validating on (x_val, y_val).
@@ -233,9 +247,11 @@ def train_member(
     Shapes: ``x_*`` float32 ``(n, 28, 28, 1)``; ``y_*`` int class indices ``(n,)``.
     ``resume``: a ``(model, state)`` pair from :func:`load_checkpoint` to continue from.
     ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch.
-    ``time_budget_s``: train for about this long at most — after the first epoch the member
-    plans how many of its ``spec.epochs`` fit (:func:`plan_epochs`), and its learning-rate
-    schedule runs its course over those (``state.epochs_planned``; kept on resumption).
+    ``time_budget_s``: train, and then predict ``predict_images`` images (TTA views counted),
+    within about this long — after the first epoch the member plans how many of its
+    ``spec.epochs`` fit (:func:`plan_epochs`; the prediction is timed by the validation
+    passes), and its learning-rate schedule runs its course over those
+    (``state.epochs_planned``; kept on resumption).
     Returns ``(model, state)``; ``state.history`` holds every epoch's metrics.
     """
     import keras
@@ -259,7 +275,8 @@ def train_member(
             epochs=state.total_epochs(spec),
             initial_epoch=state.epoch,
             shuffle=True,
-            callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s),
+            callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s, predict_images,
+                                 len(x_val)),
             verbose=verbose,
         )
     state.finished_at = time.time()

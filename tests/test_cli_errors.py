@@ -41,8 +41,8 @@ OPTION_CASES = [  # (arguments, expected words)
     (["--max-failures", "-1"], "--max-failures -1 must be >= 0"),
     (["--run-name", "a/b"], "--run-name 'a/b' must be a plain folder name"),
     (["--split", "random"], "invalid choice: 'random'"),
-    (["--train-minutes", "0"], "--train-minutes: 0 must be a finite number > 0"),
-    (["--train-minutes", "inf"], "--train-minutes: inf must be a finite number > 0"),
+    (["--member-minutes", "0"], "--member-minutes: 0 must be a finite number > 0"),
+    (["--member-minutes", "inf"], "--member-minutes: inf must be a finite number > 0"),
 ]
 
 

@@ -22,7 +22,7 @@ def finished_run(tmp_path_factory):
     out = tmp_path_factory.mktemp("runs")
     started = time.time()
     # A 2-epoch ceiling under a 0.06-second budget: every member plans (and trains) 1 epoch.
-    proc = run_cli("run", "--limit-train", "2000", "--epochs", "2", "--train-minutes", "0.001",
+    proc = run_cli("run", "--limit-train", "2000", "--epochs", "2", "--member-minutes", "0.001",
                    "--output", str(out), "--run-name", "slice")
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out / "slice", proc, time.time() - started

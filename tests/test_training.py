@@ -20,10 +20,11 @@ def small(dataset):
 def test_one_epoch_reports_all_metrics(small):
     spec = members.SEED_PRESET[0].with_overrides(epochs=1)
     seen = []
-    model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
-                                on_epoch_end=lambda e, logs, m, s: seen.append((e, logs)),
-                                verbose=0)
-    assert [e for e, _ in seen] == [0] and state.epoch == 1
+    model, state = train_member(
+        spec, small.x_train, small.y_train, small.x_val, small.y_val,
+        on_epoch_end=lambda e, logs, m, s: seen.append((e, logs, s.finished_at)), verbose=0)
+    assert [e for e, _, _ in seen] == [0] and state.epoch == 1
+    assert state.started_at < seen[0][2] <= state.finished_at  # saved with the checkpoint
     for key in ("loss", "accuracy", "precision", "recall", "val_loss", "val_accuracy",
                 "val_precision", "val_recall", "learning_rate"):
         assert len(state.history[key]) == 1, key
@@ -71,6 +72,11 @@ def test_plan_epochs(seconds, done, budget, ceiling, expected):
     assert plan_epochs(seconds, done, budget, ceiling) == expected
 
 
+def test_plan_epochs_keeps_the_prediction_reserve():
+    assert plan_epochs(100.0, 1, 450.0, 13, reserve_s=60.0) == 3  # 390 s left: 3 epochs
+    assert plan_epochs(100.0, 1, 450.0, 13, reserve_s=500.0) == 1  # never below one
+
+
 def test_plan_epochs_refuses_an_unmeasured_pace():
     with pytest.raises(ValueError, match="got 0 epochs in 10.0 s"):
         plan_epochs(10.0, 0, 100.0, 5)
@@ -81,6 +87,13 @@ def test_time_budget_ends_training_after_the_planned_epochs(small):
     model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                                 time_budget_s=1e-3, verbose=0)
     assert state.epochs_planned == 1 and state.epoch == 1 and not state.stopped_early
+    # An hour's budget, but a prediction that the validation pass times at far longer.
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            time_budget_s=3600, predict_images=10**10, verbose=0)
+    assert state.epochs_planned == 1 and state.epoch == 1
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            time_budget_s=3600, predict_images=1000, verbose=0)
+    assert state.epochs_planned == 4 and state.epoch == 4
     with pytest.raises(ValueError, match="time budget 0 s must be > 0"):
         train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                      time_budget_s=0, verbose=0)

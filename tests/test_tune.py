@@ -79,8 +79,8 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
     (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
     (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
-    (["--train-minutes", "5"], "--train-minutes 5 applies to committee run; bound a search "
-                               "with --time-budget-s"),
+    (["--member-minutes", "5"], "--member-minutes 5 applies to committee run; bound a "
+                                "search with --time-budget-s"),
 ])
 def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
     proc = run_cli("tune", *args, "--output", str(tmp_path))
