@@ -133,9 +133,10 @@ def make_optimizer(name: str, learning_rate: float):
     return classes[name](learning_rate=learning_rate)
 
 
-def compile_member(spec: MemberSpec, steps_per_execution: int = 1):
+def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto"):
     """Build and compile the member's model as the seed did (in the spec's precision where
-    this machine supports it)."""
+    this machine supports it). ``jit_compile``: Keras' XLA switch; "auto" leaves it off on
+    CPU-only TensorFlow."""
     import keras
     model = spec.build(effective_precision(spec.precision))
     model.compile(
@@ -144,6 +145,7 @@ def compile_member(spec: MemberSpec, steps_per_execution: int = 1):
         metrics=["accuracy", keras.metrics.Precision(name="precision"),
                  keras.metrics.Recall(name="recall")],
         steps_per_execution=steps_per_execution,
+        jit_compile=jit_compile,
     )
     return model
 
