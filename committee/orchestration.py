@@ -29,7 +29,7 @@ import numpy as np
 from committee import runfolder
 from committee.members import TTA_MODES, MemberSpec
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
-                                load_checkpoint, save_checkpoint, train_member)
+                                load_checkpoint, save_checkpoint, say, train_member)
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
@@ -184,7 +184,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if checkpoint is not None:
         with checkpoint.as_directory() as folder:
             resume = load_checkpoint(folder)
-        print(f"[{spec.name}] resuming after epoch {resume[1].epoch}", flush=True)
+        say(f"[{spec.name}] resuming after epoch {resume[1].epoch}")
 
     reported = []
 

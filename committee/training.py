@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -25,6 +26,13 @@ from committee.members import NUM_CLASSES, MemberSpec
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
 METRICS = ("loss", "accuracy", "precision", "recall")
+
+
+def say(message: str) -> None:
+    """Write one line to stdout. Not ``print``: a Ray Train worker patches ``print`` to log the
+    line as well as print it, so the driver would show every line twice."""
+    sys.stdout.write(message + "\n")
+    sys.stdout.flush()
 
 
 @dataclass
@@ -120,8 +128,7 @@ def effective_precision(requested: str) -> str:
         return requested
     if requested == "mixed_bfloat16" and _cpu_has_bfloat16():
         return requested
-    print(f"precision {requested} has no hardware support here; training in float32",
-          flush=True)
+    say(f"precision {requested} has no hardware support here; training in float32")
     return "float32"
 
 
@@ -218,9 +225,9 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                 reserve = predict_images * self.val_s / max(1, self.val_images)
                 state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
                                                    reserve)
-                print(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
-                      f"epoch(s) took {took:.0f} s, prediction needs ~{reserve:.0f} s, so "
-                      f"{state.epochs_planned} of {spec.epochs} epochs", flush=True)
+                say(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
+                    f"epoch(s) took {took:.0f} s, prediction needs ~{reserve:.0f} s, so "
+                    f"{state.epochs_planned} of {spec.epochs} epochs")
             if epoch + 1 >= state.epochs_planned:
                 self.model.stop_training = True
 
