@@ -283,10 +283,10 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # Sizes and epochs are set on the slower of the 2-core CPUs seen here (AMD EPYC, AVX2 only, so
 # float32), where two TensorFlow processes together train only ~1.2x as fast as one. At twice
 # these widths (871k / 309k / 1.72M parameters) a 43-minute budget there bought 7 / 3 / 7
-# epochs and a 0.915 committee; at these, an epoch shared by the three costs vgg ~126 s,
-# resnet ~178 s, wide ~129 s (2.1-3x less), and 19 / 13 / 18 epochs gave test 0.925 / 0.920 /
-# 0.924, committee 0.929. The epochs below are balanced so the three finish together, within
-# ~41 minutes there. Regularisation is light (erasing p=0.1, dropout 0.2): at 15 epochs the
+# epochs and a 0.915 committee; at these, an epoch shared by the three costs vgg ~126-129 s,
+# resnet ~178-192 s, wide ~129-143 s (2-3x less), and 19 / 13 / 18 epochs gave test 0.925 /
+# 0.920 / 0.924, committee 0.929. The epochs below are balanced so the three finish together:
+# the whole run took 43.8 minutes there (README), with little to spare. Regularisation is light (erasing p=0.1, dropout 0.2): at 15 epochs the
 # heavier recipe (p=0.25, dropout 0.3) under-fitted (augmented training accuracy below val).
 _STRONG = dict(optimizer="adamw", batch_size=128, schedule="cosine",
                precision="mixed_bfloat16", tta="mirror+shifts")
