@@ -286,8 +286,9 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # epochs and a 0.915 committee; at these, an epoch shared by the three costs vgg ~126-129 s,
 # resnet ~178-192 s, wide ~129-143 s (2-3x less), and 19 / 13 / 18 epochs gave test 0.925 /
 # 0.920 / 0.924, committee 0.929. The epochs below are balanced so the three finish together:
-# the whole run took 43.8 minutes there (README), with little to spare. Regularisation is light (erasing p=0.1, dropout 0.2): at 15 epochs the
-# heavier recipe (p=0.25, dropout 0.3) under-fitted (augmented training accuracy below val).
+# the whole run took 43.8 minutes there (README), with little to spare. Regularisation is
+# light (erasing p=0.1, dropout 0.2): at 15 epochs the heavier recipe (p=0.25, dropout 0.3)
+# under-fitted (augmented training accuracy below validation).
 _STRONG = dict(optimizer="adamw", batch_size=128, schedule="cosine",
                precision="mixed_bfloat16", tta="mirror+shifts")
 STRONG_PRESET: tuple[MemberSpec, ...] = (
