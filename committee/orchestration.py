@@ -394,7 +394,9 @@ def run_members(
         if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
             raise KeyboardInterrupt
         outcome = _save_member(run_dir, spec, result.checkpoint, state, probs)
-        log(f"{spec.name}: done after {outcome.epochs_run} epochs"
+        planned = ("" if outcome.epochs_planned is None else
+                   f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
+        log(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
             f"{' (early stop)' if outcome.stopped_early else ''}")
         return outcome
 
