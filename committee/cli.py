@@ -11,7 +11,7 @@ import os
 import sys
 from pathlib import Path
 
-from committee.members import PRESETS
+from committee.members import PRESET_MEMBER_MINUTES, PRESETS
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -58,6 +58,13 @@ def _member_list(text: str) -> list[str]:
     return names
 
 
+def _preset_minutes() -> str:
+    """The presets' default budgets for --help, e.g. "42 for strong; none for seed"."""
+    budgets = [f"{m:g} for {p}" for p, m in PRESET_MEMBER_MINUTES.items()]
+    return "; ".join(budgets + [f"none for {p}" for p in PRESETS
+                                if p not in PRESET_MEMBER_MINUTES])
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of a committee run (shared by ``committee run`` and jobs/train_committee.py)."""
     g = parser.add_argument_group("members")
@@ -66,13 +73,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--members", type=_member_list, metavar="A,B",
                    help="train only these members of the preset, e.g. model1,model3")
     g.add_argument("--epochs", type=_positive_int, help="epoch ceiling for every member "
-                   "(default: the preset's, 20 for seed; early stopping may end sooner)")
+                   "(default: the preset's, 20 for seed, 30 for strong; early stopping or a time "
+                   "budget may end sooner). Given, it turns off the preset's time budget")
     g.add_argument("--member-minutes", type=_positive_float, metavar="M",
                    help="each member trains and predicts within about M minutes: after its "
                    "first epoch it measures its pace (and, from the validation pass, what its "
                    "prediction will take) and trains only the epochs that fit, its "
-                   "learning-rate schedule shortened to match (default: no limit). The job "
-                   "adds about a minute for start-up and scoring")
+                   "learning-rate schedule shortened to match (default: the preset's, "
+                   f"{_preset_minutes()}, unless --epochs is given). The job adds about a "
+                   "minute for start-up and scoring")
     g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
     g.add_argument("--learning-rate", type=_positive_float,
                    help="override every member's initial learning rate")

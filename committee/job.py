@@ -55,6 +55,14 @@ class RunOptions:
                                           batch_size=self.batch_size,
                                           learning_rate=self.learning_rate)
 
+    def budget_minutes(self) -> float | None:
+        """Each member's time budget: ``member_minutes``, else the preset's default
+        (``members.PRESET_MEMBER_MINUTES``) unless ``epochs`` is given — epochs asked for
+        explicitly are trained in full."""
+        if self.member_minutes is not None or self.epochs is not None:
+            return self.member_minutes
+        return members_mod.PRESET_MEMBER_MINUTES.get(self.preset)
+
     def run_dir(self) -> Path:
         """The run folder (``run_name`` is fixed by :func:`_prepare` before a run starts)."""
         return Path(self.output).expanduser() / self.run_name
@@ -155,7 +163,8 @@ def run(options: RunOptions) -> Path:
     mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
     orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
              f"{placement.describe()} each")
-    config = {"options": asdict(options),
+    minutes = options.budget_minutes()
+    config = {"options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
     runfolder.write_json(run_dir / "config.json", config)
     rng = np.random.default_rng(options.seed)
@@ -167,7 +176,7 @@ def run(options: RunOptions) -> Path:
         specs, split, x_test, y_test, run_dir, seed=options.seed, placement=placement,
         max_failures=options.max_failures, storage=options.storage,
         steps_per_execution=options.steps_per_execution,
-        time_budget_s=None if options.member_minutes is None else 60 * options.member_minutes)
+        time_budget_s=None if minutes is None else 60 * minutes)
 
     finished = time.time()
     results = {

@@ -92,3 +92,22 @@ def test_help_lists_the_options(capsys):
     for flag in ("--preset", "--members", "--epochs", "--data-dir", "--output", "--address",
                  "--seed", "--limit-train", "--run-name", "--overwrite", "--max-failures"):
         assert flag in out
+
+
+@pytest.mark.parametrize("args, minutes", [
+    (["--preset", "strong"], 42.0),  # the preset's default budget
+    (["--preset", "strong", "--member-minutes", "5"], 5.0),
+    (["--preset", "strong", "--epochs", "2"], None),  # epochs asked for are trained in full
+    (["--preset", "strong", "--epochs", "2", "--member-minutes", "5"], 5.0),
+    (["--preset", "seed"], None),
+])
+def test_time_budget_defaults_to_the_presets(args, minutes):
+    options = cli.options_from_args(cli.build_parser().parse_args(["run", *args]))
+    assert options.budget_minutes() == minutes
+
+
+def test_help_states_the_presets_time_budget(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["run", "--help"])
+    out = " ".join(capsys.readouterr().out.split())
+    assert "(default: the preset's, 42 for strong; none for seed, unless --epochs is given)" in out
