@@ -288,8 +288,8 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # that CPU, and twice the updates per epoch gave resnet +0.012 validation accuracy after a
 # 4-epoch schedule (0.891 vs 0.879; batch 32: 0.888); the full run with the default budget
 # then planned 17 / 12 / 17 epochs and gave 0.927 / 0.924 / 0.923, committee 0.930, in 39.3
-# minutes. Regularisation is light (erasing
-# p=0.1, dropout 0.2): at 15 epochs the heavier recipe (p=0.25, dropout 0.3) under-fitted.
+# minutes. Regularisation is light (erasing p=0.1, dropout 0.2): at 15 epochs the heavier
+# recipe (p=0.25, dropout 0.3) under-fitted.
 # The epochs are ceilings: a run of this preset has a time budget by default
 # (PRESET_MEMBER_MINUTES), which plans each member's epochs from its own pace, so the three
 # finish together and within 45 minutes on any of these machines; a faster one trains more.
