@@ -58,6 +58,16 @@ def _member_list(text: str) -> list[str]:
     return names
 
 
+def _preset_epochs() -> str:
+    """The presets' epoch ceilings for --help, e.g. "20 for seed, 30 for strong" (a preset
+    whose members differ lists each, e.g. "18/12/17")."""
+    ceilings = []
+    for name, specs in PRESETS.items():
+        epochs = [str(spec.epochs) for spec in specs]
+        ceilings.append(f"{epochs[0] if len(set(epochs)) == 1 else '/'.join(epochs)} for {name}")
+    return ", ".join(ceilings)
+
+
 def _preset_minutes() -> str:
     """The presets' default budgets for --help, e.g. "42 for strong; none for seed"."""
     budgets = [f"{m:g} for {p}" for p, m in PRESET_MEMBER_MINUTES.items()]
@@ -73,7 +83,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--members", type=_member_list, metavar="A,B",
                    help="train only these members of the preset, e.g. model1,model3")
     g.add_argument("--epochs", type=_positive_int, help="epoch ceiling for every member "
-                   "(default: the preset's, 20 for seed, 30 for strong; early stopping or a time "
+                   f"(default: the preset's, {_preset_epochs()}; early stopping or a time "
                    "budget may end sooner). Given, it turns off the preset's time budget")
     g.add_argument("--member-minutes", type=_positive_float, metavar="M",
                    help="each member trains and predicts within about M minutes: after its "
