@@ -41,7 +41,7 @@ def main() -> None:
 
     configure_tensorflow(threads=1)
     if args.no_augment:
-        members._augment = lambda layers, erasing: []
+        members._augment = lambda layers, erasing, shift: []
     specs = members.select_members(args.preset, args.members.split(",") if args.members else None)
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train)
