@@ -89,9 +89,8 @@ def _augment(layers, erasing: float, shift: float):
     """Fashion-MNIST-safe augmentation, active in training only: small shifts (up to ``shift``
     of the image's size), horizontal flips (garments are left-right symmetric; never
     vertical), random erasing."""
-    stack = [layers.RandomFlip("horizontal")]
-    if shift > 0:
-        stack.insert(0, layers.RandomTranslation(shift, shift, fill_mode="constant"))
+    stack = [layers.RandomTranslation(shift, shift, fill_mode="constant")] if shift > 0 else []
+    stack.append(layers.RandomFlip("horizontal"))
     if erasing > 0:
         stack.append(layers.RandomErasing(factor=erasing, scale=(0.02, 0.2),
                                           value_range=(0.0, 1.0)))
