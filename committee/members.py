@@ -113,22 +113,22 @@ def build_vgg(width: int = 16, dropout: float = 0.2, erasing: float = 0.1, shift
     return keras.Sequential(stack, name="vgg")
 
 
-def build_resnet(width: int = 16, erasing: float = 0.1, shift: float = 0.05):
-    """A small pre-activation ResNet: stem, three stages (width, 2x, 4x) of one residual
-    block each, global average pooling."""
+def build_resnet(width: int = 24, stem: int = 16, erasing: float = 0.1, shift: float = 0.05):
+    """A small pre-activation ResNet: a Conv3(``stem``) stem at 28x28, then three stages
+    (``width``, 2x, 4x) of one residual block each, every stage halving the resolution
+    (14, 7, 4), global average pooling. Nothing but the stem works at 28x28: on a 2-core CPU
+    that stage set the time per step (16 filters there: 128 ms/step; this: 70)."""
     import keras
     from keras import layers
     inputs = keras.Input(INPUT_SHAPE)
     x = inputs
     for layer in _augment(layers, erasing, shift):
         x = layer(x)
-    x = layers.Conv2D(width, 3, padding="same", use_bias=False)(x)
-    for stage, filters in enumerate((width, 2 * width, 4 * width)):
-        stride = 1 if stage == 0 else 2
+    x = layers.Conv2D(stem, 3, padding="same", use_bias=False)(x)
+    for filters in (width, 2 * width, 4 * width):
         y = layers.Activation("relu")(layers.BatchNormalization()(x))
-        shortcut = x if stride == 1 and x.shape[-1] == filters else layers.Conv2D(
-            filters, 1, strides=stride, use_bias=False)(y)
-        y = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(y)
+        shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False)(y)
+        y = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(y)
         y = layers.Activation("relu")(layers.BatchNormalization()(y))
         y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
         x = layers.Add()([shortcut, y])
@@ -303,7 +303,7 @@ _STRONG = dict(optimizer="adamw", batch_size=64, epochs=30, patience=30, schedul
                precision="mixed_bfloat16", tta="mirror+shifts")
 STRONG_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("vgg", "vgg", learning_rate=0.002, expected_params=420_890, **_STRONG),
-    MemberSpec("resnet", "resnet", learning_rate=0.002, expected_params=78_042, **_STRONG),
+    MemberSpec("resnet", "resnet", learning_rate=0.002, expected_params=172_826, **_STRONG),
     MemberSpec("wide", "wide", learning_rate=0.001, expected_params=1_656_106, **_STRONG),
 )
 

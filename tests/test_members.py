@@ -112,6 +112,17 @@ def test_strong_augmentation_shifts_by_the_given_fraction_and_never_flips_vertic
                                                   build(shift=0).layers}
 
 
+def test_strong_resnet_works_at_28x28_in_its_stem_only():
+    import keras
+    model = members.build_resnet()
+    blocks = [layer.output.shape[1:] for layer in model.layers
+              if isinstance(layer, keras.layers.Add)]
+    assert blocks == [(14, 14, 24), (7, 7, 48), (4, 4, 96)]
+    full_size = [layer for layer in model.layers if isinstance(layer, keras.layers.Conv2D)
+                 and layer.output.shape[1] == 28]
+    assert [layer.filters for layer in full_size] == [16]
+
+
 def test_cosine_schedule_warms_up_then_decays():
     spec = members.STRONG_PRESET[0]
     rates = [spec.learning_rate_at(e) for e in range(spec.epochs)]
