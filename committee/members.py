@@ -295,7 +295,11 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # members' training accuracy under augmentation ended within 0.004 of their validation
 # accuracy. Up to 5% (the builders' default) gave, after the 4-epoch schedule, resnet 0.903
 # (10%: 0.891; no shift: 0.896) and wide 0.910 (0.896); the full run then gave 0.9308 /
-# 0.9294 / 0.9297, committee 0.9347, with 15 / 12 / 15 epochs in 40.6 minutes.
+# 0.9294 / 0.9297, committee 0.9347, with 15 / 12 / 15 epochs in 40.6 minutes. Resnet then
+# did a whole stage at 28x28 and was the slowest (128 ms/step against 70 now) and weakest:
+# with its stages at 14/7/4 (build_resnet) a probe of the same ~8 minutes gave 0.924 val
+# accuracy (7 epochs) against 0.903 (4), and the full run planned 17 / 20 / 16 epochs and gave
+# 0.9336 / 0.9375 / 0.9308, committee 0.9382, in 40.8 minutes.
 # The epochs are ceilings: a run of this preset has a time budget by default
 # (PRESET_MEMBER_MINUTES), which plans each member's epochs from its own pace, so the three
 # finish together and within 45 minutes on any of these machines; a faster one trains more.
