@@ -138,7 +138,7 @@ def build_resnet(width: int = 24, stem: int = 16, erasing: float = 0.1, shift: f
     return keras.Model(inputs, outputs, name="resnet")
 
 
-def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.2, erasing: float = 0.1,
+def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1, erasing: float = 0.1,
                shift: float = 0.05):
     """Wide and shallow: Conv5(filters) -> pool -> Conv3(filters) -> pool -> Conv3(top) at 7x7,
     each with BN, then Flatten -> Dense(256). Its one 7x7 layer costs little: the 28x28 layer
