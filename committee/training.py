@@ -47,7 +47,8 @@ class TrainState:
     resumed_at: list[int] = field(default_factory=list)  # epoch counts at each resumption
     started_at: float | None = None  # wall clock of the first epoch's start
     finished_at: float | None = None
-    epochs_planned: int | None = None  # set after the first epoch when a time budget applies
+    epochs_planned: int | None = None  # set after each epoch when a time budget applies
+    epoch_seconds: list[float] = field(default_factory=list)  # each epoch's duration, validation in
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
@@ -59,9 +60,10 @@ class TrainState:
 
 
 def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_epochs: int,
-                reserve_s: float = 0.0) -> int:
+                reserve_s: float = 0.0, pace_s: float | None = None) -> int:
     """How many epochs in all fit ``budget_s`` seconds, less ``reserve_s`` kept for the
-    prediction after training, at the pace of the epochs done so far.
+    prediction after training, when ``epochs_done`` epochs took ``seconds_so_far`` and each
+    further one takes ``pace_s`` (default: the mean of those done so far).
 
     Never fewer than the epochs already done (nor than one), never more than ``max_epochs``.
     The pace is measured while the members share the machine, graph tracing included.
@@ -69,8 +71,21 @@ def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_ep
     if epochs_done < 1 or not seconds_so_far > 0:
         raise ValueError(f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in "
                          f"{seconds_so_far!r} s")
-    fit = int((budget_s - reserve_s) // (seconds_so_far / epochs_done))
+    if pace_s is None:
+        pace_s = seconds_so_far / epochs_done
+    if not pace_s > 0:
+        raise ValueError(f"pace {pace_s!r} s per epoch must be > 0")
+    fit = epochs_done + int((budget_s - reserve_s - seconds_so_far) // pace_s)
     return max(1, epochs_done, min(max_epochs, fit))
+
+
+def recent_pace(epoch_seconds: list[float], last: int = 3) -> float:
+    """Seconds per epoch from the last ``last`` epochs, leaving out the first epoch (graph
+    tracing) once there are others. Shape: ``epoch_seconds`` one duration per epoch run."""
+    if not epoch_seconds:
+        raise ValueError("recent_pace needs at least one epoch's duration, got none")
+    timed = epoch_seconds[1:] or epoch_seconds
+    return sum(timed[-last:]) / len(timed[-last:])
 
 
 def configure_tensorflow(threads: int | None = None, gpu_memory_growth: bool = True) -> None:
@@ -206,11 +221,18 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                 on_epoch_end(epoch, logs, self.model, state)
 
     class TimeBudget(keras.callbacks.Callback):
-        """After the first epoch, plans how many epochs fit ``time_budget_s`` once the
-        prediction of ``predict_images`` images is reserved (timed by the validation passes);
-        the schedule then decays over that many epochs. Ends training when they are done."""
+        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted from
+        the first epoch's start) once the prediction of ``predict_images`` images is reserved
+        (timed by the validation passes), at the pace of the last few epochs; the schedule
+        decays over the latest plan. Re-planning each epoch spends what a first-epoch plan
+        would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
+        when another finishes and frees its share of the machine. Ends training when the
+        planned epochs are done."""
 
-        val_s, val_images, _began = 0.0, 0, 0.0
+        val_s, val_images, _began, _epoch_began = 0.0, 0, 0.0, 0.0
+
+        def on_epoch_begin(self, epoch, logs=None):
+            self._epoch_began = time.time()
 
         def on_test_begin(self, logs=None):  # fit's validation pass
             self._began = time.time()
@@ -220,14 +242,18 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
             self.val_images += n_val
 
         def on_epoch_end(self, epoch, logs=None):
-            if state.epochs_planned is None:
-                took = time.time() - state.started_at
-                reserve = predict_images * self.val_s / max(1, self.val_images)
-                state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
-                                                   reserve)
+            now = time.time()
+            state.epoch_seconds.append(now - self._epoch_began)
+            took, pace = now - state.started_at, recent_pace(state.epoch_seconds)
+            reserve = predict_images * self.val_s / max(1, self.val_images)
+            before = state.epochs_planned
+            state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
+                                               reserve, pace)
+            if state.epochs_planned != before:
                 say(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
-                    f"epoch(s) took {took:.0f} s, prediction needs ~{reserve:.0f} s, so "
-                    f"{state.epochs_planned} of {spec.epochs} epochs")
+                    f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction needs "
+                    f"~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} epochs"
+                    + ("" if before is None else f" (was {before})"))
             if epoch + 1 >= state.epochs_planned:
                 self.model.stop_training = True
 
@@ -257,10 +283,10 @@ def train_member(
     ``resume``: a ``(model, state)`` pair from :func:`load_checkpoint` to continue from.
     ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch.
     ``time_budget_s``: train, and then predict ``predict_images`` images (TTA views counted),
-    within about this long — after the first epoch the member plans how many of its
-    ``spec.epochs`` fit (:func:`plan_epochs`; the prediction is timed by the validation
-    passes), and its learning-rate schedule runs its course over those
-    (``state.epochs_planned``; kept on resumption).
+    within about this long — after every epoch the member plans how many of its
+    ``spec.epochs`` fit (:func:`plan_epochs` at :func:`recent_pace`; the prediction is timed
+    by the validation passes), and its learning-rate schedule runs its course over the latest
+    plan (``state.epochs_planned``; kept on resumption, and re-planned from there).
     Returns ``(model, state)``; ``state.history`` holds every epoch's metrics.
     """
     import keras
@@ -281,7 +307,9 @@ def train_member(
             x_train, one_hot(y_train),
             validation_data=(x_val, one_hot(y_val)),
             batch_size=spec.batch_size,
-            epochs=state.total_epochs(spec),
+            # Under a budget the plan may grow, and TimeBudget ends training; without one, the
+            # plan a resumed member brings holds.
+            epochs=spec.epochs if time_budget_s is not None else state.total_epochs(spec),
             initial_epoch=state.epoch,
             shuffle=True,
             callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s, predict_images,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 
@@ -9,7 +11,7 @@ from committee import data, members
 from committee.prediction import load_model, predict_proba, tta_views
 from committee.training import (TrainState, _cpu_has_bfloat16, compile_member,
                                 effective_precision, load_checkpoint, plan_epochs,
-                                save_checkpoint, train_member)
+                                recent_pace, save_checkpoint, train_member)
 
 
 @pytest.fixture(scope="module")
@@ -80,6 +82,30 @@ def test_plan_epochs_keeps_the_prediction_reserve():
 def test_plan_epochs_refuses_an_unmeasured_pace():
     with pytest.raises(ValueError, match="got 0 epochs in 10.0 s"):
         plan_epochs(10.0, 0, 100.0, 5)
+    with pytest.raises(ValueError, match="pace 0.0 s per epoch must be > 0"):
+        plan_epochs(10.0, 1, 100.0, 5, pace_s=0.0)
+
+
+def test_plan_epochs_at_a_given_pace():
+    # 300 s for the first 2 (tracing), 50 s each now: 700 s left buy 14 more.
+    assert plan_epochs(300.0, 2, 1000.0, 30, pace_s=50.0) == 16
+    assert plan_epochs(300.0, 2, 1000.0, 30, reserve_s=100.0, pace_s=50.0) == 14
+    assert plan_epochs(300.0, 2, 1000.0, 10, pace_s=50.0) == 10  # the ceiling holds
+    assert plan_epochs(990.0, 9, 1000.0, 30, pace_s=50.0) == 9  # too late for another
+
+
+@pytest.mark.parametrize("seconds, expected", [
+    ([150.0], 150.0),                            # one epoch: all there is
+    ([150.0, 80.0], 80.0),                       # then the first (tracing) is left out
+    ([150.0, 80.0, 90.0, 100.0, 130.0], 320 / 3),  # the last three
+])
+def test_recent_pace(seconds, expected):
+    assert recent_pace(seconds) == pytest.approx(expected)
+
+
+def test_recent_pace_needs_an_epoch():
+    with pytest.raises(ValueError, match="got none"):
+        recent_pace([])
 
 
 def test_time_budget_ends_training_after_the_planned_epochs(small):
@@ -97,6 +123,26 @@ def test_time_budget_ends_training_after_the_planned_epochs(small):
     with pytest.raises(ValueError, match="time budget 0 s must be > 0"):
         train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                      time_budget_s=0, verbose=0)
+
+
+def test_time_budget_replans_after_every_epoch(small):
+    """A resumed member re-plans from its pace: its plan grows when time is left, and shrinks
+    when the budget is nearly spent."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=4, schedule="cosine")
+    # 1 of 2 planned epochs done; an hour's budget with 10 s spent: the ceiling fits.
+    state = TrainState(epoch=1, epochs_planned=2, started_at=time.time() - 10,
+                       epoch_seconds=[10.0])
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
+    assert state.epochs_planned == 4 and state.epoch == 4 and len(state.epoch_seconds) == 4
+    assert state.history["learning_rate"] == pytest.approx(
+        [spec.learning_rate_at(e, 4) for e in range(1, 4)], rel=1e-6)
+    # 2 of 4 done at 1000 s each, 100 s of the budget left: the third epoch is the last.
+    state = TrainState(epoch=2, epochs_planned=4, started_at=time.time() - 3500,
+                       epoch_seconds=[1000.0, 1000.0])
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
+    assert state.epochs_planned == 3 and state.epoch == 3
 
 
 def test_planned_epochs_shorten_the_cosine_schedule(small):
