@@ -86,10 +86,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    f"(default: the preset's, {_preset_epochs()}; early stopping or a time "
                    "budget may end sooner). Given, it turns off the preset's time budget")
     g.add_argument("--member-minutes", type=_positive_float, metavar="M",
-                   help="each member trains and predicts within about M minutes: after its "
-                   "first epoch it measures its pace (and, from the validation pass, what its "
-                   "prediction will take) and trains only the epochs that fit, its "
-                   "learning-rate schedule shortened to match (default: the preset's, "
+                   help="each member trains and predicts within about M minutes: after "
+                   "every epoch it measures its pace (and, from the validation pass, what its "
+                   "prediction will take) and plans only the epochs that fit, its "
+                   "learning-rate schedule following the plan (default: the preset's, "
                    f"{_preset_minutes()}, unless --epochs is given). The job adds about a "
                    "minute for start-up and scoring")
     g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
