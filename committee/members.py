@@ -306,7 +306,7 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # The epochs are ceilings: a run of this preset has a time budget by default
 # (PRESET_MEMBER_MINUTES), which re-plans each member's epochs after every epoch from its
 # recent pace, so the three finish together and within 45 minutes on any of these machines; a
-# faster one trains more. Planned once, after the first epoch, the budget left 3-4 minutes
+# faster one trains more. Planned once, after the first epoch, the budget left 2-5 minutes
 # unused (runs of 38-42 min); re-planned, 19 / 24 / 18 epochs (--seed 2, 43.6 min) and
 # 19 / 19 / 18 (--seed 1, 42.7) gave 0.9385 / 0.9370 / 0.9319 and 0.9359 / 0.9368 / 0.9330,
 # committee 0.9417 and 0.9421.
