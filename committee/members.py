@@ -307,9 +307,9 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # (PRESET_MEMBER_MINUTES), which re-plans each member's epochs after every epoch from its
 # recent pace, so the three finish together and within 45 minutes on any of these machines; a
 # faster one trains more. Planned once, after the first epoch, the budget left 2-5 minutes
-# unused (runs of 38-42 min); re-planned, 19 / 24 / 18 epochs (--seed 2, 43.6 min) and
-# 19 / 19 / 18 (--seed 1, 42.7) gave 0.9385 / 0.9370 / 0.9319 and 0.9359 / 0.9368 / 0.9330,
-# committee 0.9417 and 0.9421.
+# unused (runs of 38-42 min); re-planned, 19 / 24 / 18 epochs (--seed 2, 43.6 min),
+# 19 / 19 / 18 (--seed 1, 42.7) and 20 / 21 / 18 (seed 0, 43.6) gave 0.9385 / 0.9370 / 0.9319,
+# 0.9359 / 0.9368 / 0.9330 and 0.9349 / 0.9394 / 0.9329, committee 0.9417, 0.9421, 0.9408.
 _STRONG = dict(optimizer="adamw", batch_size=64, epochs=30, patience=30, schedule="cosine",
                precision="mixed_bfloat16", tta="mirror+shifts")
 STRONG_PRESET: tuple[MemberSpec, ...] = (
@@ -323,7 +323,7 @@ PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET, "strong": STR
 # Each member's time budget in minutes (training and prediction) for a run of the preset
 # that names no --member-minutes and no --epochs. The job adds about a minute (start-up,
 # scoring), so a strong run takes ~43 minutes on a 2-core CPU, whatever its speed (measured:
-# 42.7 and 43.6).
+# 42.7, 43.6 and 43.6).
 PRESET_MEMBER_MINUTES: dict[str, float] = {"strong": 42.0}
 
 

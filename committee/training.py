@@ -66,7 +66,7 @@ def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_ep
     further one takes ``pace_s`` (default: the mean of those done so far).
 
     Never fewer than the epochs already done (nor than one), never more than ``max_epochs``.
-    The pace is measured while the members share the machine, graph tracing included.
+    The pace is measured while the members share the machine (:func:`recent_pace`).
     """
     if epochs_done < 1 or not seconds_so_far > 0:
         raise ValueError(f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in "
