@@ -7,6 +7,7 @@ status 2, before any Ray cluster starts.
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from pathlib import Path
@@ -48,6 +49,19 @@ def _nonneg_float(text: str) -> float:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number >= 0")
     if not value >= 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
+    return value
+
+
+def _seed(text: str) -> int:
+    from committee.identity import MAX_SEED
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer in "
+                                         f"0..{MAX_SEED}")
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"{value} is out of range; expected an integer in "
+                                         f"0..{MAX_SEED}")
     return value
 
 
@@ -103,13 +117,15 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--split", default="tail", choices=("tail", "stratified"),
                    help="validation split: tail = the last 20%% as in the notebook (default); "
                    "stratified = seeded, class-balanced")
-    g.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    g.add_argument("--seed", type=_seed, default=0, help="random seed, 0..2**32-1 (default 0); "
+                   "a member's seed is this plus its place in the preset")
     g = parser.add_argument_group("outputs")
     g.add_argument("--output", default="runs", help="parent folder of run folders (default runs/)")
     g.add_argument("--run-name", help="run folder name (default: timestamp-preset); rerunning "
-                   "an unfinished run's name resumes it")
+                   "an unfinished run's name with the same settings resumes it")
     g.add_argument("--overwrite", action="store_true",
-                   help="replace a complete run folder of the same name")
+                   help="replace the run folder of the same name; the old run is kept until "
+                   "the new one has finished, and restored if it fails")
     g.add_argument("--storage", help="Ray Train checkpoint storage: a shared path or a URI such "
                    "as s3://bucket/prefix (default: RUN_DIR/train; multi-node clusters need "
                    "shared storage)")
@@ -193,10 +209,20 @@ def run_command(args: argparse.Namespace) -> int:
             ConnectionError) as exc:
         print(f"committee: error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            raise
+        from committee.orchestration import disk_full
+        where = options.run_dir() if options.run_name else options.output
+        print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
-        print(f"committee: interrupted; finished members and checkpoints are kept in "
+        kept = ("the earlier run is kept" if options.overwrite else
+                "finished members and checkpoints are kept")
+        print(f"committee: interrupted; {kept} in "
               f"{options.run_dir() if options.run_name else options.output}: rerun with the "
-              f"same --run-name to resume", file=sys.stderr)
+              f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
+              f"{'start over' if options.overwrite else 'resume'}", file=sys.stderr)
         return 130
     print(f"outputs in {run_dir}")
     return 0

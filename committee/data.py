@@ -278,6 +278,14 @@ def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
         val_idx = np.arange(len(x) - n_val, len(x))
     else:
         from sklearn.model_selection import train_test_split
+        counts = np.bincount(y, minlength=NUM_CLASSES)
+        present = int((counts > 0).sum())
+        if counts[counts > 0].min() < 2 or min(n_val, len(x) - n_val) < present:
+            raise ValueError(
+                f"--split stratified with --limit-train {len(x)}: the smallest class has "
+                f"{int(counts[counts > 0].min())} image(s) and validation would hold {n_val}; "
+                f"expected at least 2 images per class and {present} in each part (raise "
+                f"--limit-train)")
         train_idx, val_idx = train_test_split(np.arange(len(x)), test_size=n_val,
                                               stratify=y, random_state=seed)
     return Split(preprocess(x[train_idx]), y[train_idx].astype(np.int64),

@@ -19,25 +19,31 @@ RULES = ("mean", "weighted", "geometric")
 _EPS = 1e-7
 
 
-def check_probas(probas: Sequence[np.ndarray], n_classes: int | None = None) -> np.ndarray:
-    """Validate and stack members' probabilities into ``(m, n, k)`` float64."""
+def check_probas(probas: Sequence[np.ndarray], n_classes: int | None = None,
+                 names: Sequence[str] | None = None) -> np.ndarray:
+    """Validate and stack members' probabilities into ``(m, n, k)`` float64.
+
+    ``names``: the members' names, used in error messages (default: ``member 0``, ...).
+    Raises ValueError naming the member whose array is wrong."""
     if len(probas) == 0:
         raise ValueError("no member probabilities given; expected at least one (n, k) array")
+    labels = [f"member {n}" for n in names] if names is not None else [
+        f"member {i}" for i in range(len(probas))]
     stacked = []
     for i, p in enumerate(probas):
         p = np.asarray(p, dtype=np.float64)
         if p.ndim != 2:
-            raise ValueError(f"member {i}: probabilities have shape {p.shape}; expected (n, k)")
+            raise ValueError(f"{labels[i]}: probabilities have shape {p.shape}; expected (n, k)")
         if stacked and p.shape != stacked[0].shape:
-            raise ValueError(f"member {i}: shape {p.shape} differs from member 0's "
+            raise ValueError(f"{labels[i]}: shape {p.shape} differs from {labels[0]}'s "
                              f"{stacked[0].shape}; expected equal shapes")
         if n_classes is not None and p.shape[1] != n_classes:
-            raise ValueError(f"member {i}: {p.shape[1]} classes; expected {n_classes}")
+            raise ValueError(f"{labels[i]}: {p.shape[1]} classes; expected {n_classes}")
         if not np.all(np.isfinite(p)) or p.min() < 0:
-            raise ValueError(f"member {i}: probabilities must be finite and >= 0")
+            raise ValueError(f"{labels[i]}: probabilities must be finite and >= 0")
         worst = float(np.abs(p.sum(axis=1) - 1).max()) if len(p) else 0.0
         if worst > 1e-3:
-            raise ValueError(f"member {i}: rows sum to 1 +/- {worst:.3g}; expected probability "
+            raise ValueError(f"{labels[i]}: rows sum to 1 +/- {worst:.3g}; expected probability "
                              f"rows summing to 1")
         stacked.append(p)
     return np.stack(stacked)

@@ -11,6 +11,7 @@ import platform
 import signal
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from importlib import metadata
@@ -19,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from committee import data as data_mod
+from committee import identity as identity_mod
 from committee import members as members_mod
 from committee import report, runfolder
 
@@ -94,11 +96,25 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
     minutes = options.member_minutes
     if minutes is not None and not 0 < minutes < float("inf"):
         raise ValueError(f"--member-minutes {minutes!r} must be a finite number > 0")
-    if options.run_name is not None and (not options.run_name or "/" in options.run_name
-                                         or options.run_name in (".", "..")):
-        raise ValueError(f"--run-name {options.run_name!r} must be a plain folder name")
+    identity_mod.check_seed(options.seed)
+    if options.run_name is not None:
+        check_run_name(options.run_name)
     runfolder.check_writable(options.output)
+    runfolder.check_storage(options.storage)
     return specs
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a plain folder name: no ``/``, no control characters, not ``.``/``..``
+    nor hidden, at most 255 bytes in UTF-8. Raises ValueError naming the value."""
+    if (not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".")
+            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ValueError(f"--run-name {name!r} must be a plain folder name (no '/', no control "
+                         f"characters, not starting with '.')")
+    if len(name.encode("utf-8")) > 255:
+        raise ValueError(f"--run-name of {len(name.encode('utf-8'))} bytes is too long; "
+                         f"expected at most 255 bytes")
+    return name
 
 
 def interrupt_on_sigterm() -> None:
@@ -128,28 +144,71 @@ def _class_counts(labels: np.ndarray) -> list[int]:
 
 
 def _prepare(options: RunOptions, label: str):
-    """Fix the run folder's name, refuse to overwrite a finished run, load and split the data.
+    """Fix the run folder's name, load and split the data. Writes nothing.
 
     Returns ``(run_dir, dataset, split)``. Runs before any Ray cluster starts.
     """
     if options.run_name is None:  # fixed once, so later messages can name the folder
         options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-{label}")
     run_dir = options.run_dir()
-    if runfolder.is_complete(run_dir) and not options.overwrite:
-        raise FileExistsError(f"run folder {run_dir} already holds a complete run; pass "
-                              f"--overwrite to replace it or choose another --run-name")
     dataset = data_mod.load(options.data_dir)
     split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
                                      options.split, options.seed, options.limit_train)
     return run_dir, dataset, split
 
 
+def _identity(options: RunOptions, specs, dataset, kind: str, search=None) -> dict:
+    minutes = options.budget_minutes() if kind == "run" else None
+    return identity_mod.run_identity(
+        kind=kind, preset=options.preset, specs=specs, seed=options.seed, split=options.split,
+        val_fraction=options.val_fraction, limit_train=options.limit_train,
+        data_sha256=dataset.sha256, time_budget_s=None if minutes is None else 60 * minutes,
+        search=search)
+
+
+@contextmanager
+def _owned_folder(run_dir: Path, identity: dict, overwrite: bool):
+    """Lock ``run_dir`` for this process and decide new / resume / overwrite (nothing in the
+    folder changes; raises RunFolderError before Ray starts). Yields the mode."""
+    from committee.orchestration import log
+    with runfolder.RunLock(run_dir):
+        runfolder.restore_interrupted_overwrite(run_dir, log=log)
+        yield runfolder.check(run_dir, identity, overwrite=overwrite)
+
+
+@contextmanager
+def _writing(run_dir: Path, mode: str, config: dict):
+    """Prepare the folder as ``mode``; on any failure of an ``--overwrite``, put the run it
+    replaced back. Yields the config written (with its ``instance`` id)."""
+    from committee.orchestration import log
+    written = runfolder.prepare(run_dir, mode, config)
+    try:
+        yield written
+    except BaseException:
+        if runfolder.abandon(run_dir, mode):
+            log(f"--overwrite did not finish: {run_dir} holds the earlier run again")
+        raise
+    runfolder.finish(run_dir)
+
+
+def _class_counts_of(split, y_test) -> dict[str, list[int]]:
+    """Class counts of the images actually used: training and validation parts, test set."""
+    return {"train": _class_counts(split.y_train), "validation": _class_counts(split.y_val),
+            "test": _class_counts(y_test)}
+
+
 def run(options: RunOptions) -> Path:
     """Train and score the committee; return the run folder. Raises on bad input or failure."""
-    from committee import orchestration as orch
-
     specs = validate(options)
     run_dir, dataset, split = _prepare(options, options.preset)
+    identity = _identity(options, specs, dataset, "run")
+    with _owned_folder(run_dir, identity, options.overwrite) as mode:
+        return _run_locked(options, specs, run_dir, dataset, split, identity, mode)
+
+
+def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
+    from committee import orchestration as orch
+
     x_test = data_mod.preprocess(dataset.x_test)
     y_test = dataset.y_test.astype(np.int64)
     orch.log(f"data from {dataset.source}: {len(split.y_train):,} train / "
@@ -160,51 +219,51 @@ def run(options: RunOptions) -> Path:
     interrupt_on_sigterm()
     placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
                                     options.cpus_per_member, options.gpus_per_member)
-    mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
-    orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
-             f"{placement.describe()} each")
     minutes = options.budget_minutes()
-    config = {"options": asdict(options), "member_minutes": minutes,
+    config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
-    runfolder.write_json(run_dir / "config.json", config)
-    rng = np.random.default_rng(options.seed)
-    pick = rng.choice(len(dataset.x_train), size=75, replace=False)
-    runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
-                        labels=dataset.y_train[pick])
+    with _writing(run_dir, mode, config) as config:
+        orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
+                 f"{placement.describe()} each")
+        rng = np.random.default_rng(options.seed)
+        pick = rng.choice(len(dataset.x_train), size=75, replace=False)
+        runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
+                            labels=dataset.y_train[pick])
 
-    outcomes, scores, committee_probas = orch.run_members(
-        specs, split, x_test, y_test, run_dir, seed=options.seed, placement=placement,
-        max_failures=options.max_failures, storage=options.storage,
-        steps_per_execution=options.steps_per_execution,
-        time_budget_s=None if minutes is None else 60 * minutes)
+        outcomes, scores, committee_probas = orch.run_members(
+            specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
+            max_failures=options.max_failures,
+            storage=orch.storage_for(run_dir, options.storage, config["instance"]),
+            steps_per_execution=options.steps_per_execution,
+            time_budget_s=None if minutes is None else 60 * minutes)
 
-    finished = time.time()
-    results = {
-        "run": {"name": run_dir.name, "preset": options.preset,
-                "members": [s.name for s in specs], "seed": options.seed,
-                "placement": placement.describe(), "mode": mode,
-                "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-                "wall_s": finished - started},
-        "config": config,
-        "versions": _versions(),
-        "data": {"source": dataset.source, "sha256": dataset.sha256, "split": options.split,
-                 "val_fraction": options.val_fraction, "limit_train": options.limit_train,
-                 "n_train": int(len(split.y_train)), "n_val": int(len(split.y_val)),
-                 "n_test": int(len(y_test)),
-                 "class_counts": {"train": _class_counts(dataset.y_train),
-                                  "test": _class_counts(dataset.y_test)}},
-        "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
-                              "started_at": o.started_at, "finished_at": o.finished_at,
-                              "train_s": o.finished_at - o.started_at, "reused": o.reused,
-                              "resumed_at": o.resumed_at, "epochs_planned": o.epochs_planned,
-                              "history": o.history} for o in outcomes},
-        **scores,
-    }
-    report.write_predictions(run_dir / report.PREDICTIONS, report.predictions_table(
-        y_test, {o.name: o.test_proba for o in outcomes}, committee_probas))
-    report.render(run_dir, results)
-    runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
-    runfolder.mark_complete(run_dir)
+        finished = time.time()
+        results = {
+            "run": {"name": run_dir.name, "preset": options.preset,
+                    "members": [s.name for s in specs], "seed": options.seed,
+                    "placement": placement.describe(), "mode": mode,
+                    "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+                    "wall_s": finished - started},
+            "config": config,
+            "versions": _versions(),
+            "data": {"source": dataset.source, "sha256": dataset.sha256,
+                     "split": options.split, "val_fraction": options.val_fraction,
+                     "limit_train": options.limit_train,
+                     "n_train": int(len(split.y_train)), "n_val": int(len(split.y_val)),
+                     "n_test": int(len(y_test)),
+                     "class_counts": _class_counts_of(split, y_test)},
+            "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
+                                  "started_at": o.started_at, "finished_at": o.finished_at,
+                                  "train_s": o.finished_at - o.started_at, "reused": o.reused,
+                                  "resumed_at": o.resumed_at,
+                                  "epochs_planned": o.epochs_planned, "seed": o.seed,
+                                  "history": o.history} for o in outcomes},
+            **scores,
+        }
+        report.write_predictions(run_dir / report.PREDICTIONS, report.predictions_table(
+            y_test, {o.name: o.test_proba for o in outcomes}, committee_probas))
+        report.render(run_dir, results)
+        runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
     print(summary(results), flush=True)
     return run_dir
 
@@ -254,11 +313,19 @@ def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
 
 def tune(options: TuneOptions) -> Path:
     """Search each member's hyper-parameters, then score default and tuned committees."""
+    specs = validate_tune(options)
+    run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
+    identity = _identity(options, specs, dataset, "tune", search={
+        "num_samples": options.num_samples, "scheduler": options.scheduler,
+        "time_budget_s": options.time_budget_s, "epochs": options.epochs})
+    with _owned_folder(run_dir, identity, options.overwrite) as mode:
+        return _tune_locked(options, specs, run_dir, dataset, split, identity, mode)
+
+
+def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
     from committee import orchestration as orch
     from committee import tuning
 
-    specs = validate_tune(options)
-    run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
     orch.connect(options.address)
     interrupt_on_sigterm()
     nodes = orch.cluster_nodes()
@@ -270,33 +337,31 @@ def tune(options: TuneOptions) -> Path:
                          f"{tuning.TRIAL_CPU} each for the trial) need more than the cluster's "
                          f"{total_cpu:g} CPUs; lower one of them")
     placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
-    mode = runfolder.prepare(run_dir, overwrite=options.overwrite)
-    orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
-             f"up to {concurrency} at once")
-    runfolder.write_json(run_dir / "config.json",
-                         {"options": asdict(options)})
+    with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}):
+        orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
+                 f"up to {concurrency} at once")
+        grids, summaries = {}, {}
+        for spec in specs:  # the search never receives the test arrays
+            space = tuning.member_space(spec, options.epochs)
+            grids[spec.name] = tuning.search(
+                spec, space, split, run_dir / "tune" / spec.name,
+                num_samples=options.num_samples, max_concurrent=concurrency,
+                scheduler=options.scheduler, time_budget_s=options.time_budget_s,
+                seed=identity["members"][spec.name]["seed"], placement=placement,
+                steps_per_execution=options.steps_per_execution)
+            summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name],
+                                                    options.time_budget_s)
+            orch.log(f"{spec.name}: best validation accuracy "
+                     f"{summaries[spec.name]['best_val_accuracy']:.4f} "
+                     f"(default {summaries[spec.name]['default_val_accuracy']})")
 
-    grids, summaries = {}, {}
-    for spec in specs:  # the search never receives the test arrays
-        space = tuning.member_space(spec, options.epochs)
-        grids[spec.name] = tuning.search(
-            spec, space, split, run_dir / "tune" / spec.name, num_samples=options.num_samples,
-            max_concurrent=concurrency, scheduler=options.scheduler,
-            time_budget_s=options.time_budget_s, seed=options.seed, placement=placement,
-            steps_per_execution=options.steps_per_execution)
-        summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name])
-        orch.log(f"{spec.name}: best validation accuracy "
-                 f"{summaries[spec.name]['best_val_accuracy']:.4f} "
-                 f"(default {summaries[spec.name]['default_val_accuracy']})")
-
-    x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
-    scores = tuning.finalize(summaries, split, x_test, y_test, placement)
-    meta = {"name": run_dir.name, "num_samples": options.num_samples,
-            "scheduler": options.scheduler, "max_concurrent": concurrency,
-            "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
-            "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions()}
-    tuning.write_outputs(run_dir, summaries, grids, scores, meta)
-    runfolder.mark_complete(run_dir)
+        x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
+        scores = tuning.finalize(summaries, split, x_test, y_test, placement)
+        meta = {"name": run_dir.name, "num_samples": options.num_samples,
+                "scheduler": options.scheduler, "max_concurrent": concurrency,
+                "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
+                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions()}
+        tuning.write_outputs(run_dir, summaries, grids, scores, meta)
     for which in ("default", "tuned"):
         block = scores[which]
         print(f"{which:<8} committee (mean) test accuracy "

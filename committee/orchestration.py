@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import threading
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -179,11 +180,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     spec = MemberSpec(**config["spec"])
     data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
 
-    resume = None
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as folder:
-            resume = load_checkpoint(folder)
+    resume = _load_resume_point(spec.name, ray.train.get_checkpoint(),
+                                config.get("member_storage"))
+    if resume is not None:
         say(f"[{spec.name}] resuming after epoch {resume[1].epoch}")
 
     reported = []
@@ -202,8 +201,41 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         steps_per_execution=config["steps_per_execution"],
         time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
         verbose=2)
-    if resume is not None and not reported:  # resumed after its last epoch: record that
+    if state.diverged is not None:  # metrics only: the non-finite weights are never saved
+        ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
+                          "diverged": state.diverged})
+    elif resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
+
+
+def _load_resume_point(name: str, checkpoint, member_storage: str | None):
+    """``(model, state)`` from the newest checkpoint that loads, or None to start afresh.
+
+    Tries Ray's latest checkpoint, then every other checkpoint folder in the member's storage
+    newest first (Ray keeps two; a torn or refused newest one falls back to the one before,
+    and a snapshot file removed by checkpoints.repair still leaves them to resume from). Each
+    one that fails is named in one warning line."""
+    import ray.train
+
+    from committee import checkpoints
+
+    candidates = [] if checkpoint is None else [checkpoint]
+    if member_storage:
+        fs, member_dir = checkpoints.filesystem(member_storage)
+        seen = {c.path for c in candidates}
+        candidates += [ray.train.Checkpoint(path, filesystem=fs)
+                       for path in checkpoints.checkpoint_paths(fs, member_dir) if path not in seen]
+    for candidate in candidates:
+        try:
+            with candidate.as_directory() as folder:
+                return load_checkpoint(folder)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+            say(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could not be "
+                f"loaded ({type(exc).__name__}: {why}); trying an older one")
+    if candidates:
+        say(f"[{name}] warning: no checkpoint could be loaded; training from the start")
+    return None
 
 
 def _predict(checkpoint, data: dict, test: dict, threads: int,
@@ -278,6 +310,15 @@ class MemberOutcome:
     resumed_at: list[int]  # epoch counts at which training resumed from a checkpoint
     reused: bool = False  # finished in an earlier, interrupted run and not retrained
     epochs_planned: int | None = None  # the time budget's plan, when one applied
+    seed: int | None = None
+
+
+class MemberDiverged(ValueError):
+    """A member's loss became NaN or infinite; it was stopped and not saved."""
+
+
+class DiskFull(OSError):
+    """No space was left where the run writes; what finished is kept for a rerun."""
 
 
 def _member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
@@ -285,22 +326,43 @@ def _member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
             run_dir / "members" / f"{name}.npz")
 
 
-def load_finished_member(run_dir: Path, name: str) -> MemberOutcome | None:
-    """A member saved by an earlier run of this folder, or None."""
+def load_finished_member(run_dir: Path, name: str, identity: dict,
+                         n_val: int, n_test: int) -> MemberOutcome | None:
+    """A member saved by an earlier run of this folder with the same ``identity`` (see
+    identity.member_identity), or None: none saved, saved with another identity, or its files
+    damaged (one warning line; the member is then predicted again from its checkpoint).
+    ``n_val`` / ``n_test``: the rows its probabilities must have."""
     model_path, info_path, probs_path = _member_paths(run_dir, name)
     if not (model_path.is_file() and info_path.is_file() and probs_path.is_file()):
         return None
-    info = runfolder.read_json(info_path)
-    with np.load(probs_path) as probs:
+    try:
+        info = runfolder.read_json(info_path)
+        if info.get("identity") != identity:
+            log(f"{name}: the member saved in {info_path} was trained with other settings; "
+                f"training it again")
+            return None
+        with np.load(probs_path, allow_pickle=False) as probs:
+            val, test = probs["val"], probs["test"]
+        for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
+            if array.shape != (rows, 10) or not np.all(np.isfinite(array)):
+                raise ValueError(f"'{part}' has shape {array.shape}, expected ({rows}, 10) "
+                                 f"finite probabilities")
+        if not zipfile.is_zipfile(model_path):
+            raise ValueError(f"{model_path} is not a .keras (zip) file")
         return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
                              finished_at=info["finished_at"], resumed_at=info["resumed_at"],
-                             epochs_planned=info.get("epochs_planned"), val_proba=probs["val"],
-                             test_proba=probs["test"], reused=True)
+                             epochs_planned=info.get("epochs_planned"), val_proba=val,
+                             test_proba=test, reused=True, seed=identity["seed"])
+    except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
+        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        log(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: {why}); "
+            f"predicting it again from its checkpoint")
+        return None
 
 
 def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
-                 probs: dict[str, np.ndarray]) -> MemberOutcome:
+                 probs: dict[str, np.ndarray], identity: dict) -> MemberOutcome:
     model_path, info_path, probs_path = _member_paths(run_dir, spec.name)
     with checkpoint.as_directory() as folder:
         runfolder.copy_file(Path(folder) / MODEL_FILE, model_path)
@@ -309,8 +371,10 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
                             stopped_early=state.stopped_early, started_at=state.started_at,
                             finished_at=state.finished_at or time.time(),
                             resumed_at=state.resumed_at, epochs_planned=state.epochs_planned,
-                            val_proba=probs["val"], test_proba=probs["test"])
-    runfolder.write_json(info_path, {"spec": spec.to_dict(), "history": state.history,
+                            val_proba=probs["val"], test_proba=probs["test"],
+                            seed=identity["seed"])
+    runfolder.write_json(info_path, {"identity": identity, "spec": spec.to_dict(),
+                                     "history": state.history,
                                      "epochs_run": state.epoch,
                                      "stopped_early": state.stopped_early,
                                      "started_at": outcome.started_at,
@@ -326,50 +390,94 @@ def _read_state(checkpoint) -> TrainState:
         return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
 
 
-def storage_for(run_dir: Path, storage: str | None) -> str:
-    """Ray Train storage: ``<run_dir>/train`` by default, else a path or URI (s3://, gs://...)."""
+def storage_for(run_dir: Path, storage: str | None, instance: str) -> str:
+    """Ray Train storage: ``<run_dir>/train`` by default, else ``<storage>/<run name>/<instance>``
+    (a path or URI such as s3://…): the run's ``instance`` id keeps an ``--overwrite`` from
+    resuming the checkpoints of the run it replaces."""
     if storage is None:
         return str((run_dir / "train").resolve())
     if "://" in storage:
-        return storage.rstrip("/") + "/" + run_dir.name
-    return str(Path(storage).expanduser().resolve() / run_dir.name)
+        return f"{storage.rstrip('/')}/{run_dir.name}/{instance}"
+    return str(Path(storage).expanduser().resolve() / run_dir.name / instance)
+
+
+def _no_space(error: BaseException | str | None) -> str | None:
+    """The path in a 'No space left on device' error (or "" if it names none), else None."""
+    import re
+    text = "" if error is None else str(error)
+    if isinstance(error, BaseException):
+        cause = error
+        while cause is not None:  # a remote error wraps the worker's OSError
+            text += f"\n{cause!r}"
+            cause = cause.__cause__ or cause.__context__
+    if "No space left on device" not in text and "Errno 28" not in text:
+        return None
+    named = re.search(r"No space left on device\W+(?:\[[^]]*\]\s*)?'?(/[^'\s\n]+)", text)
+    return named.group(1) if named else ""
+
+
+def disk_full(error, where: str) -> DiskFull:
+    """The one-line error for a full disk; ``where`` is the folder written when no path is
+    known."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.filename:
+        where = str(error.filename)
+    return DiskFull(28, f"no space left on device writing {_no_space(error) or where}; free "
+                        f"space and rerun with the same --run-name to resume (finished members "
+                        f"and checkpoints are kept)")
 
 
 def run_members(
     specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
-    seed: int, placement: Placement, max_failures: int = 1, storage: str | None = None,
+    identity: dict, placement: Placement, storage: str, max_failures: int = 1,
     steps_per_execution: int = 1, time_budget_s: float | None = None,
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
 
+    ``identity``: the run's (identity.run_identity); each member trains with its seed and is
+    reused from an earlier run of the folder only if its own identity is unchanged.
+    ``storage``: Ray Train's storage path or URI (:func:`storage_for`).
     ``time_budget_s``: each member's budget for training and predicting
     (see training.train_member).
 
-    Returns ``(outcomes, results, committee_probas)``.
+    Returns ``(outcomes, results, committee_probas)``. Raises :class:`MemberDiverged` when a
+    member's loss stops being finite and :class:`DiskFull` when the storage fills up.
     """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.tensorflow import TensorflowTrainer
 
+    from committee import checkpoints
+
+    STOPPING.clear()  # a process may run several jobs (a notebook, a service)
     data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
                         "x_val": split.x_val, "y_val": split.y_val})
     test_ref = ray.put({"x_test": x_test})
-    storage_path = storage_for(run_dir, storage)
 
     predict = ray.remote(_predict).options(num_cpus=placement.cpus, num_gpus=placement.gpus,
                                            max_retries=2)
 
-    def run_one(index: int, spec: MemberSpec) -> MemberOutcome:
-        done = load_finished_member(run_dir, spec.name)
+    def run_one(spec: MemberSpec) -> MemberOutcome:
+        member = identity["members"][spec.name]
+        done = load_finished_member(run_dir, spec.name, member, len(split.y_val), len(y_test))
         if done is not None:
             log(f"{spec.name}: finished in an earlier run of this folder, reusing it")
             return done
+        member_storage = f"{storage.rstrip('/')}/{spec.name}"
+        try:
+            checkpoints.repair(member_storage, log=lambda line: log(f"{spec.name}: {line}"))
+        except OSError as exc:
+            if _no_space(exc) is not None:
+                raise disk_full(exc, member_storage) from None
+            raise
         trainer = TensorflowTrainer(
             train_loop_per_worker=train_loop_per_worker,
             train_loop_config={"spec": spec.to_dict(), "data": data_ref,
-                               "seed": seed + index, "threads": placement.threads,
+                               "seed": member["seed"], "threads": placement.threads,
                                "steps_per_execution": steps_per_execution,
                                "time_budget_s": time_budget_s,
+                               "member_storage": member_storage,
                                "predict_images": TTA_MODES[spec.tta] * (
                                    len(split.y_val) + len(y_test))},
             scaling_config=ScalingConfig(
@@ -377,30 +485,49 @@ def run_members(
                 resources_per_worker={"CPU": placement.cpus,
                                       **({"GPU": placement.gpus} if placement.use_gpu else {})}),
             run_config=RunConfig(
-                name=spec.name, storage_path=storage_path,
+                name=spec.name, storage_path=storage,
                 failure_config=FailureConfig(max_failures=max_failures),
                 checkpoint_config=CheckpointConfig(num_to_keep=2)),
         )
         log(f"{spec.name}: training on Ray Train ({placement.describe()}, up to "
             f"{spec.epochs} epochs"
             f"{'' if time_budget_s is None else f' within {time_budget_s / 60:g} min'}, batch "
-            f"{spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g})")
-        result = trainer.fit()
+            f"{spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g}, "
+            f"seed {member['seed']})")
+        try:
+            result = trainer.fit()
+        except Exception as exc:  # noqa: BLE001 - a full disk is named; the rest re-raised
+            if _no_space(exc) is not None:
+                raise disk_full(exc, member_storage) from None
+            raise
+        diverged = (result.metrics or {}).get("diverged")
+        if diverged:
+            raise MemberDiverged(
+                f"member {spec.name} diverged in epoch {diverged['epoch']} at learning rate "
+                f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
+                f"not saved: lower --learning-rate and rerun with --overwrite")
         if result.error is not None or result.checkpoint is None:
+            if _no_space(result.error) is not None:
+                raise disk_full(result.error, member_storage)
             raise RuntimeError(f"member {spec.name} failed: {result.error}")
         state = _read_state(result.checkpoint)
         probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads,
                                         spec.tta))
         if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
             raise KeyboardInterrupt
-        outcome = _save_member(run_dir, spec, result.checkpoint, state, probs)
+        try:
+            outcome = _save_member(run_dir, spec, result.checkpoint, state, probs, member)
+        except OSError as exc:
+            if _no_space(exc) is not None:
+                raise disk_full(exc, str(run_dir)) from None
+            raise
         planned = ("" if outcome.epochs_planned is None else
                    f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
         log(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
             f"{' (early stop)' if outcome.stopped_early else ''}")
         return outcome
 
-    outcomes = run_concurrently([lambda i=i, s=s: run_one(i, s) for i, s in enumerate(specs)])
+    outcomes = run_concurrently([lambda s=s: run_one(s) for s in specs])
 
     score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
     results, committee_probas = ray.get(score.remote(

@@ -64,7 +64,9 @@ def score_committee(
     if val_probas is not None and list(val_probas) != names:
         raise ValueError(f"validation members {list(val_probas)} differ from test members {names}")
     tests = [test_probas[n] for n in names]
-    fusion.check_probas(tests, n_classes=len(LABELS))
+    fusion.check_probas(tests, n_classes=len(LABELS), names=names)
+    if val_probas is not None:
+        fusion.check_probas([val_probas[n] for n in names], n_classes=len(LABELS), names=names)
 
     rules: dict[str, np.ndarray] = {"mean": fusion.mean_rule(tests),
                                     "geometric": fusion.geometric_rule(tests)}

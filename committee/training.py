@@ -22,6 +22,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from committee.identity import resume_seed
 from committee.members import NUM_CLASSES, MemberSpec
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
@@ -49,6 +50,7 @@ class TrainState:
     finished_at: float | None = None
     epochs_planned: int | None = None  # set after each epoch when a time budget applies
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch's duration, validation in
+    diverged: dict[str, float] | None = None  # epoch, learning_rate, loss of a non-finite epoch
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
@@ -205,10 +207,20 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
             self.wait, self.best = state.es_wait, state.es_best
 
     class Recorder(keras.callbacks.Callback):
-        """Runs last each epoch: folds the epoch into the state, then calls on_epoch_end."""
+        """Runs last each epoch: folds the epoch into the state, then calls on_epoch_end. An
+        epoch whose loss is not finite is recorded as the divergence and nothing else: the
+        member stops, and no checkpoint of its weights is made."""
 
         def on_epoch_end(self, epoch, logs=None):
             logs = dict(logs or {})
+            bad = {k: float(v) for k, v in logs.items()
+                   if k in ("loss", "val_loss") and not np.isfinite(float(v))}
+            if bad:
+                state.diverged = {"epoch": epoch + 1, "learning_rate": float(
+                    spec.learning_rate_at(epoch, state.total_epochs(spec))),
+                    "loss": bad.get("loss", bad.get("val_loss"))}
+                self.model.stop_training = True
+                return
             for key, value in logs.items():
                 state.history.setdefault(key, []).append(float(value))
             state.epoch = epoch + 1
@@ -262,7 +274,8 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
     schedule = keras.callbacks.LearningRateScheduler(
         lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec)))
     budget = [TimeBudget()] if time_budget_s is not None else []
-    return [schedule, *budget, early_stopping, Recorder()]
+    # TerminateOnNaN ends a diverged epoch at its first non-finite batch; Recorder records it.
+    return [keras.callbacks.TerminateOnNaN(), schedule, *budget, early_stopping, Recorder()]
 
 
 def train_member(
@@ -287,7 +300,9 @@ def train_member(
     ``spec.epochs`` fit (:func:`plan_epochs` at :func:`recent_pace`; the prediction is timed
     by the validation passes), and its learning-rate schedule runs its course over the latest
     plan (``state.epochs_planned``; kept on resumption, and re-planned from there).
-    Returns ``(model, state)``; ``state.history`` holds every epoch's metrics.
+    Returns ``(model, state)``; ``state.history`` holds every epoch's metrics. A member whose
+    loss becomes NaN or infinite stops at once with ``state.diverged`` set (epoch, learning
+    rate, loss); that epoch is neither recorded nor passed to ``on_epoch_end``.
     """
     import keras
 
@@ -295,7 +310,7 @@ def train_member(
     if resume is not None:
         model, state = resume
         state.resumed_at.append(state.epoch)
-        keras.utils.set_random_seed(seed + 1000 * state.epoch)  # fresh shuffles after a resume
+        keras.utils.set_random_seed(resume_seed(seed, state.epoch))  # fresh shuffles after a resume
     else:
         model, state = compile_member(spec, steps_per_execution), TrainState()
     if state.started_at is None:

@@ -143,11 +143,28 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
     return tuner.fit()
 
 
-def summarize(spec: MemberSpec, space: dict, grid) -> dict[str, Any]:
-    """Best and default trials of one member's search (by last reported val accuracy)."""
+class SearchError(ValueError):
+    """A search that cannot give a result as configured; the message says what to change."""
+
+
+def summarize(spec: MemberSpec, space: dict, grid,
+              time_budget_s: float | None = None) -> dict[str, Any]:
+    """Best and default trials of one member's search (by last reported val accuracy).
+
+    Raises :class:`SearchError` when no trial reported a validation accuracy (a time budget
+    that ended before any trial finished its first epoch, or every trial failed)."""
     ok = [r for r in grid if r.metrics and METRIC in r.metrics and r.error is None]
     if not ok:
-        raise RuntimeError(f"no trial of {spec.name} reported {METRIC}")
+        errored = sum(1 for r in grid if r.error is not None)
+        if time_budget_s is not None and errored < len(list(grid)):
+            raise SearchError(
+                f"no trial of {spec.name} finished an epoch within --time-budget-s "
+                f"{time_budget_s:g}; expected a budget of at least one epoch plus start-up "
+                f"(tens of seconds to minutes): raise --time-budget-s and rerun with --overwrite")
+        first = next((r.error for r in grid if r.error is not None), None)
+        raise RuntimeError(f"no trial of {spec.name} reported {METRIC}"
+                           + ("" if first is None else
+                              f": {str(first).strip().splitlines()[-1][:300]}"))
     best = max(ok, key=lambda r: r.metrics[METRIC])
     default = default_config(spec, space)
     baseline = next((r for r in ok if is_default(r.config, default)), None)

@@ -21,24 +21,95 @@ def test_atomic_write_leaves_nothing_on_failure(tmp_path):
     assert oct(target.stat().st_mode & 0o777) != oct(0o600)
 
 
-def test_prepare_new_resume_refuse_overwrite(tmp_path):
-    run = tmp_path / "r"
-    assert runfolder.prepare(run) == "new" and (run / runfolder.INCOMPLETE).exists()
-    (run / "config.json").write_text("{}")
-    assert runfolder.prepare(run) == "resume"
+IDENTITY = {"format": 1, "kind": "run", "seed": 0, "members": {}}
+
+
+def _finished_run(run):
+    mode = runfolder.check(run, IDENTITY)
+    runfolder.prepare(run, mode, {"identity": IDENTITY})
     runfolder.write_json(run / runfolder.RESULTS, {})
-    runfolder.mark_complete(run)
-    assert runfolder.is_complete(run)
-    with pytest.raises(FileExistsError, match="already holds a complete run; pass --overwrite"):
-        runfolder.prepare(run)
-    assert runfolder.prepare(run, overwrite=True) == "overwrite"
-    assert sorted(p.name for p in run.iterdir()) == [runfolder.INCOMPLETE]
+    runfolder.finish(run)
+    return mode
 
 
-def test_prepare_refuses_a_foreign_folder(tmp_path):
+def test_check_new_resume_refuse(tmp_path):
+    run = tmp_path / "r"
+    assert runfolder.check(run, IDENTITY) == "new" and not run.exists()  # check writes nothing
+    config = runfolder.prepare(run, "new", {"identity": IDENTITY})
+    assert (run / runfolder.INCOMPLETE).exists() and config["tool"] == runfolder.TOOL
+    assert runfolder.check(run, IDENTITY) == "resume"
+    again = runfolder.prepare(run, "resume", {"identity": IDENTITY})
+    assert again["instance"] == config["instance"]  # a resumed run keeps its storage id
+    other = {**IDENTITY, "seed": 3}
+    with pytest.raises(runfolder.RunFolderError, match=r"other settings \(seed: 0 -> 3\)"):
+        runfolder.check(run, other)
+    runfolder.write_json(run / runfolder.RESULTS, {})
+    runfolder.finish(run)
+    with pytest.raises(runfolder.RunFolderError, match="already holds a complete run"):
+        runfolder.check(run, IDENTITY)
+    assert runfolder.check(run, other, overwrite=True) == "overwrite"
+
+
+def test_overwrite_keeps_the_old_run_until_the_new_one_finishes(tmp_path):
+    run = tmp_path / "r"
+    _finished_run(run)
+    (run / "report.md").write_text("old report")
+    runfolder.prepare(run, "overwrite", {"identity": IDENTITY})
+    assert not (run / "report.md").exists() and (tmp_path / ".r.replaced" / "report.md").exists()
+    assert runfolder.abandon(run, "overwrite")  # the new run failed: the old one is back
+    assert (run / "report.md").read_text() == "old report" and runfolder.is_complete(run)
+    assert not (tmp_path / ".r.replaced").exists()
+
+    runfolder.prepare(run, "overwrite", {"identity": IDENTITY})  # killed before it finished:
+    assert runfolder.restore_interrupted_overwrite(run, log=lambda m: None)  # the next run
+    assert (run / "report.md").read_text() == "old report"  # puts the old one back first
+
+    runfolder.prepare(run, "overwrite", {"identity": IDENTITY})
+    runfolder.write_json(run / runfolder.RESULTS, {"new": True})
+    runfolder.finish(run)  # the new run finished: the old one is dropped
+    assert runfolder.read_json(run / runfolder.RESULTS) == {"new": True}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["r"]
+
+
+def test_check_refuses_folders_this_tool_did_not_make(tmp_path):
     (tmp_path / "notes.txt").write_text("mine")
-    with pytest.raises(FileExistsError, match="not a run folder"):
-        runfolder.prepare(tmp_path)
+    with pytest.raises(runfolder.RunFolderError, match="without this tool's config.json"):
+        runfolder.check(tmp_path, IDENTITY, overwrite=True)
+    proj = tmp_path / "proj"  # a config.json of someone else's
+    proj.mkdir()
+    (proj / "config.json").write_text('{"lr": 0.1}')
+    (proj / "precious.txt").write_text("keep me")
+    with pytest.raises(runfolder.RunFolderError, match="without this tool's config.json"):
+        runfolder.check(proj, IDENTITY, overwrite=True)
+    run = tmp_path / "r"  # ours, but holding a file we never write
+    _finished_run(run)
+    (run / "precious.txt").write_text("keep me")
+    with pytest.raises(runfolder.RunFolderError, match=r"never writes \(precious.txt\)"):
+        runfolder.check(run, IDENTITY, overwrite=True)
+    assert (proj / "precious.txt").exists() and (run / "precious.txt").exists()
+
+
+def test_lock_is_exclusive_names_the_holder_and_is_freed_by_death(tmp_path):
+    import os
+    import subprocess
+    import sys
+    run = tmp_path / "r"
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time; from committee.runfolder import RunLock\n"
+        f"lock = RunLock({str(run)!r}).__enter__(); print('held', flush=True); time.sleep(60)")],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(runfolder.RunFolderError, match=f"in use by another run "
+                           f"\\(process {holder.pid}\\)"):
+            with runfolder.RunLock(run):
+                pass
+    finally:
+        holder.kill()  # a dead holder's lock is free at once
+        holder.wait()
+    with runfolder.RunLock(run):
+        assert (tmp_path / ".r.lock").read_text().strip() == str(os.getpid())
+    assert not (tmp_path / ".r.lock").exists()  # removed on release
 
 
 def test_check_writable(tmp_path):
