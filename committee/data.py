@@ -9,7 +9,9 @@ Where the files come from, in order:
 3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), verified
    before it is written — atomically — into the Keras cache.
 
-Every file is checked: gzip integrity, the official gz MD5 *or* the SHA-256 of the
+Every file is read as a stream within limits (at most ``MAX_GZ_BYTES`` compressed, and never
+more than its IDX length + 1 byte decompressed, so a gzip bomb is refused in bounded memory) and checked:
+gzip integrity, the official gz MD5 *or* the SHA-256 of the
 decompressed IDX content, the IDX magic number, counts, 28x28 dimensions and labels in 0..9.
 Any failure raises :class:`DataError` naming the file and what was expected.
 
@@ -72,6 +74,9 @@ MIRRORS = (
     "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
 )
 KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
+# Largest gz file read or downloaded: the official files are at most 26.4 MB, and even the
+# largest IDX content (47 MB) stored uncompressed fits.
+MAX_GZ_BYTES = 64 << 20
 
 
 class DataError(ValueError):
@@ -80,58 +85,135 @@ class DataError(ValueError):
 
 # --------------------------------------------------------------------------- parsing
 
-def parse_idx(raw: bytes, spec: IdxFile, source: str = "") -> np.ndarray:
-    """Parse decompressed IDX bytes into a uint8 array, checking header, size and values.
+def _header_len(spec: IdxFile) -> int:
+    return 16 if spec.kind == "images" else 8
 
-    Returns ``(count, 28, 28)`` for images, ``(count,)`` for labels.
+
+def _content_len(spec: IdxFile) -> int:
+    """Bytes of IDX content the spec implies: header plus ``count`` items (28x28 for images)."""
+    item = IMAGE_SHAPE[0] * IMAGE_SHAPE[1] if spec.kind == "images" else 1
+    return _header_len(spec) + spec.count * item
+
+
+def _check_header(head: bytes, spec: IdxFile, where: str) -> tuple[int, ...]:
+    """Check an IDX header (magic, count, 28x28); return the array shape it announces.
+
+    Raises :class:`DataError` naming ``where``.
     """
-    where = source or spec.name
-    header_len = 16 if spec.kind == "images" else 8
-    if len(raw) < header_len:
-        raise DataError(f"{where}: {len(raw)} bytes is too short for an IDX {spec.kind} header "
+    header_len = _header_len(spec)
+    if len(head) < header_len:
+        raise DataError(f"{where}: {len(head)} bytes is too short for an IDX {spec.kind} header "
                         f"(expected at least {header_len})")
-    magic, count = struct.unpack(">II", raw[:8])
+    magic, count = struct.unpack(">II", head[:8])
     expected_magic = IMAGE_MAGIC if spec.kind == "images" else LABEL_MAGIC
     if magic != expected_magic:
         raise DataError(f"{where}: IDX magic number {magic}, expected {expected_magic} "
                         f"for {spec.kind}")
     if count != spec.count:
         raise DataError(f"{where}: holds {count} {spec.kind}, expected {spec.count}")
-    shape: tuple[int, ...] = (count,)
-    if spec.kind == "images":
-        rows, cols = struct.unpack(">II", raw[8:16])
-        if (rows, cols) != IMAGE_SHAPE:
-            raise DataError(f"{where}: image size {rows}x{cols}, expected 28x28")
-        shape = (count, rows, cols)
-    expected_len = header_len + int(np.prod(shape))
-    if len(raw) != expected_len:
-        raise DataError(f"{where}: {len(raw)} bytes of IDX content, expected {expected_len} "
-                        f"for {count} {spec.kind}")
-    array = np.frombuffer(raw, dtype=np.uint8, offset=header_len).reshape(shape)
+    if spec.kind == "labels":
+        return (count,)
+    rows, cols = struct.unpack(">II", head[8:16])
+    if (rows, cols) != IMAGE_SHAPE:
+        raise DataError(f"{where}: image size {rows}x{cols}, expected 28x28")
+    return (count, rows, cols)
+
+
+def _to_array(body: bytes, shape: tuple[int, ...], spec: IdxFile, where: str) -> np.ndarray:
+    """The items after the header as uint8 ``shape``; labels checked to lie in 0..9."""
+    array = np.frombuffer(body, dtype=np.uint8).reshape(shape)
     if spec.kind == "labels" and array.max(initial=0) >= NUM_CLASSES:
         bad = int(array.max())
         raise DataError(f"{where}: label {bad} found, expected labels in 0..{NUM_CLASSES - 1}")
     return array
 
 
+def parse_idx(raw: bytes, spec: IdxFile, source: str = "") -> np.ndarray:
+    """Parse decompressed IDX bytes into a uint8 array, checking header, size and values.
+
+    Returns ``(count, 28, 28)`` for images, ``(count,)`` for labels. Raises
+    :class:`DataError` naming ``source`` (default: the spec's file name).
+    """
+    where = source or spec.name
+    header_len = _header_len(spec)
+    shape = _check_header(raw[:header_len], spec, where)
+    expected_len = _content_len(spec)
+    if len(raw) != expected_len:
+        raise DataError(f"{where}: {len(raw)} bytes of IDX content, expected {expected_len} "
+                        f"for {spec.count} {spec.kind}")
+    return _to_array(memoryview(raw)[header_len:], shape, spec, where)
+
+
+class _CappedReader:
+    """A binary file read through a byte budget: hashes what passes (MD5, for the official
+    checksum) and raises :class:`DataError` once more than ``limit`` bytes were asked of it."""
+
+    def __init__(self, fileobj, limit: int, where: str):
+        self._f, self.limit, self.where = fileobj, limit, where
+        self.count, self.md5 = 0, hashlib.md5()
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.limit + 1 - self.count if size is None or size < 0 else size
+        chunk = self._f.read(min(want, self.limit + 1 - self.count))
+        self.count += len(chunk)
+        if self.count > self.limit:
+            raise DataError(f"{self.where}: more than {self.limit:,} bytes; expected a gzip "
+                            f"file of at most that size (the official ones are under 27 MB)")
+        self.md5.update(chunk)
+        return chunk
+
+    def drain(self) -> None:
+        """Read (and hash) the rest, still within the budget."""
+        while self.read(1 << 20):
+            pass
+
+
 def read_idx_gz(path: Path, spec: IdxFile, verify_checksum: bool = True) -> np.ndarray:
-    """Read, checksum-verify and parse one gzipped IDX file."""
+    """Read, checksum-verify and parse one gzipped IDX file, in bounded memory.
+
+    The file is read as a stream: at most ``MAX_GZ_BYTES`` compressed bytes, and never more
+    than the spec's content length + 1 decompressed bytes (so a gzip bomb is refused as too
+    long after ~47 MB, not after inflating). Returns uint8 ``(count, 28, 28)`` or
+    ``(count,)``. Raises :class:`DataError` naming ``path``: missing file, bad gzip, bad IDX
+    header, wrong length, labels out of range, or checksum mismatch (the official gz MD5
+    and the content SHA-256 both differ).
+    """
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: file missing (expected the official {spec.name})")
-    gz_bytes = path.read_bytes()
+    with open(path, "rb") as f:
+        gz = _CappedReader(f, MAX_GZ_BYTES, str(path))
+        head, body, shape = _inflate_idx(gz, spec, path)
+        gz.drain()
+    array = _to_array(body, shape, spec, str(path))  # structure first: the clearer message
+    if verify_checksum and gz.md5.hexdigest() != spec.gz_md5:
+        sha = hashlib.sha256(head)
+        sha.update(body)
+        if sha.hexdigest() != spec.idx_sha256:
+            raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha.hexdigest()[:16]}"
+                            f"..., expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
+    return array
+
+
+def _inflate_idx(gz: _CappedReader, spec: IdxFile, path: Path):
+    """Decompress header, then body (at most expected + 1 bytes); return (head, body, shape)."""
+    header_len, expected_len = _header_len(spec), _content_len(spec)
     try:
-        raw = gzip.decompress(gz_bytes)
+        with gzip.GzipFile(fileobj=gz, mode="rb") as stream:
+            head = stream.read(header_len)
+            shape = _check_header(head, spec, str(path))
+            body = stream.read(expected_len - header_len + 1)
     except (OSError, EOFError, zlib.error) as exc:
         kind = "truncated gzip data" if isinstance(exc, EOFError) else f"not valid gzip ({exc})"
         raise DataError(f"{path}: {kind}; expected the official gzip file {spec.name}") from None
-    array = parse_idx(raw, spec, source=str(path))  # structure first: the clearer message
-    if verify_checksum and hashlib.md5(gz_bytes).hexdigest() != spec.gz_md5:
-        sha = hashlib.sha256(raw).hexdigest()
-        if sha != spec.idx_sha256:
-            raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha[:16]}..., "
-                            f"expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
-    return array
+    if len(body) > expected_len - header_len:
+        raise DataError(f"{path}: IDX content too long: more than {expected_len} bytes, "
+                        f"expected {expected_len} for {spec.count} {spec.kind} (stopped "
+                        f"decompressing there)")
+    if len(body) < expected_len - header_len:
+        raise DataError(f"{path}: {header_len + len(body)} bytes of IDX content, expected "
+                        f"{expected_len} for {spec.count} {spec.kind}")
+    return head, body, shape
 
 
 # --------------------------------------------------------------------------- locating
@@ -179,13 +261,18 @@ def download_all(dest: Path, mirrors: tuple[str, ...]) -> None:
             try:
                 _download_verified(url, target, spec)
                 break
-            except (urllib.error.URLError, OSError, DataError) as exc:
+            except DataError as exc:  # names the URL already
+                errors.append(str(exc))
+            except (urllib.error.URLError, OSError) as exc:
                 errors.append(f"{url}: {exc}")
         else:
             raise DataError(f"could not download {spec.name}: " + "; ".join(errors))
 
 
 def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 60.0) -> None:
+    """Download ``url`` to a temporary file (at most ``MAX_GZ_BYTES``), verify it with
+    :func:`read_idx_gz`, then rename it onto ``target``. Raises :class:`DataError` naming
+    ``url`` (too large, or failed verification) or the network's own errors."""
     from tqdm import tqdm
 
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.name}.", suffix=".part")
@@ -193,12 +280,19 @@ def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 6
     try:
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
+            if total is not None and total > MAX_GZ_BYTES:
+                raise DataError(f"{url}: announces {total:,} bytes; expected a gzip file of at "
+                                f"most {MAX_GZ_BYTES:,} bytes")
+            body = _CappedReader(resp, MAX_GZ_BYTES, url)
             with tqdm(total=total, unit="B", unit_scale=True, desc=spec.name,
                       file=sys.stderr, mininterval=1.0) as bar:
-                while chunk := resp.read(1 << 16):
+                while chunk := body.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
-        read_idx_gz(tmp, spec)  # verify before the file becomes visible in the cache
+        try:
+            read_idx_gz(tmp, spec)  # verify before the file becomes visible in the cache
+        except DataError as exc:
+            raise DataError(f"{url}: {exc}") from None
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)

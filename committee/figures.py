@@ -15,6 +15,7 @@ from committee import runfolder  # noqa: E402
 from committee.data import CLASS_NAMES  # noqa: E402
 
 CURVES = ("loss", "accuracy", "precision", "recall")
+SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
 
 
 def save(fig, path: str | os.PathLike) -> Path:
@@ -57,19 +58,20 @@ def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
     return save(fig, path)
 
 
-def class_distribution(train_counts: list[int], test_counts: list[int], path) -> Path:
-    """Bar charts of the class counts of the training and the test labels (each its own)."""
-    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=False)
-    for ax, counts, title in ((axes[0], train_counts, "train"), (axes[1], test_counts, "test")):
-        ax.bar(range(len(CLASS_NAMES)), counts)
+def class_distribution(counts: dict[str, list[int]], path) -> Path:
+    """One bar chart of class counts per split, in the order given (e.g. train, validation,
+    test; older runs have no validation). ``counts``: split -> 10 ints."""
+    fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 3.8), squeeze=False)
+    for ax, (split, values) in zip(axes[0], counts.items()):
+        ax.bar(range(len(CLASS_NAMES)), values)
         ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=60, ha="right")
-        ax.set_title(f"{title}: {sum(counts):,} images")
+        ax.set_title(f"{split}: {sum(values):,} images")
     fig.tight_layout()
     return save(fig, path)
 
 
-def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = 5,
-                cols: int = 15) -> Path:
+def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE_ROWS,
+                cols: int = SAMPLE_COLS) -> Path:
     """A rows x cols grid of images (uint8 (n, 28, 28)) titled with their class names."""
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
     for ax, i in zip(axes.flat, range(rows * cols)):

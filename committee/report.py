@@ -7,16 +7,22 @@ results.json and samples.npz alone.
 from __future__ import annotations
 
 import io
+import json
+import os
+import zipfile
+from functools import partial
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from committee import figures, runfolder
-from committee.data import CLASS_NAMES
+from committee import figures, runfolder, schema
+from committee.data import CLASS_NAMES, IMAGE_SHAPE
 
 PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
+CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_counts
 
 
 def predictions_table(y_test: np.ndarray, member_probas: dict[str, np.ndarray],
@@ -117,34 +123,135 @@ def markdown(results: dict) -> str:
 
 def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     """(Re)write report.md and every figure from ``results`` (default: results.json) and
-    samples.npz."""
+    samples.npz; return the paths written.
+
+    The run folder is untrusted: results.json is checked against :mod:`committee.schema`,
+    samples.npz is read without pickles and its arrays checked, and every output path must
+    resolve inside ``run_dir`` — all before anything is drawn.
+
+    Raises :class:`~committee.runfolder.RunFolderError` (one line naming the file and field).
+    """
     run_dir = Path(run_dir)
+    results = _checked_results(run_dir, results)
+    samples = read_samples(run_dir / SAMPLES)
+    plan = _outputs(run_dir, results, samples)
+    runfolder.check_inside(run_dir, list(plan))
+    for path, draw in plan.items():
+        draw(path)
+    return list(plan)
+
+
+def _checked_results(run_dir: Path, results: dict | None) -> dict:
+    """results.json (or ``results``, as it will be written) after :func:`schema.check_results`.
+
+    Returns the plain dict that was checked: ``results`` goes through JSON first, so what is
+    drawn now is exactly what ``committee report`` will read back later.
+    """
+    path = run_dir / runfolder.RESULTS
     if results is None:
-        results_path = run_dir / runfolder.RESULTS
-        if not results_path.is_file():
-            raise FileNotFoundError(f"{results_path} not found; expected the folder of a "
-                                    f"finished run")
-        results = runfolder.read_json(results_path)
+        if not path.is_file():
+            raise runfolder.RunFolderError(f"{path} not found; expected the folder of a "
+                                           f"finished run")
+        return schema.read_results(path)
+    results = json.loads(runfolder.json_text(results))
+    schema.check_results(results, str(path))
+    return results
+
+
+def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path], object]]:
+    """Every file :func:`render` writes, each with the function that writes it."""
     fig_dir = run_dir / "figures"
-    written = []
+    plan: dict[Path, Callable[[Path], object]] = {}
     for name, training in results["training"].items():
-        written.append(figures.training_curves(name, training["history"],
-                                               fig_dir / f"curves_{name}.png"))
-    written.append(figures.confusion_matrices(results["confusion_matrix"],
-                                              fig_dir / "confusion_matrices.png"))
+        plan[fig_dir / f"curves_{name}.png"] = partial(figures.training_curves, name,
+                                                       training["history"])
+    plan[fig_dir / "confusion_matrices.png"] = partial(figures.confusion_matrices,
+                                                       results["confusion_matrix"])
     if len(results["members"]) > 1:
-        written.append(figures.diversity_matrices(results["diversity"], list(results["members"]),
-                                                  fig_dir / "diversity.png"))
-    written.append(figures.reliability_diagram(results["reliability"],
-                                               fig_dir / "reliability.png"))
-    counts = results["data"]["class_counts"]
-    written.append(figures.class_distribution(counts["train"], counts["test"],
-                                              fig_dir / "class_distribution.png"))
-    samples_path = run_dir / SAMPLES
-    if samples_path.is_file():
-        with np.load(samples_path) as samples:
-            written.append(figures.sample_grid(samples["images"], samples["labels"],
-                                               fig_dir / "samples.png"))
-    runfolder.write_text(run_dir / REPORT, markdown(results))
-    written.append(run_dir / REPORT)
-    return written
+        plan[fig_dir / "diversity.png"] = partial(figures.diversity_matrices,
+                                                  results["diversity"], list(results["members"]))
+    plan[fig_dir / "reliability.png"] = partial(figures.reliability_diagram,
+                                                results["reliability"])
+    counts = {split: results["data"]["class_counts"].get(split) for split in CLASS_COUNT_SPLITS}
+    plan[fig_dir / "class_distribution.png"] = partial(
+        figures.class_distribution, {k: v for k, v in counts.items() if v is not None})
+    if samples is not None:
+        plan[fig_dir / "samples.png"] = partial(figures.sample_grid, *samples)
+    plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results))
+    return plan
+
+
+# --------------------------------------------------------------------------- samples.npz
+
+SAMPLE_ARRAYS = ("images", "labels")
+MAX_SAMPLES = figures.SAMPLE_ROWS * figures.SAMPLE_COLS
+MAX_SAMPLES_BYTES = 16 << 20  # 75 images take about 60 kB
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sample images of samples.npz, or None when the run has none.
+
+    Returns ``images`` uint8 ``(n, 28, 28)`` and ``labels`` integer ``(n,)`` in 0..9, with
+    1 <= n <= MAX_SAMPLES. Pickled arrays are refused, and each array's declared dtype and
+    shape are checked before its data is read, so a small file cannot inflate into a large
+    array. Raises :class:`~committee.runfolder.RunFolderError` naming the file and the array.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return None
+    try:
+        if path.stat().st_size > MAX_SAMPLES_BYTES:
+            raise runfolder.RunFolderError(f"{path}: larger than {MAX_SAMPLES_BYTES:,} bytes; "
+                                           f"expected at most {MAX_SAMPLES} sample images")
+        with zipfile.ZipFile(path) as archive:
+            headers = {key: _npy_header(archive, key, path) for key in SAMPLE_ARRAYS}
+        _check_sample_headers(path, **headers)
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = (npz[key] for key in SAMPLE_ARRAYS)
+    except runfolder.RunFolderError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise runfolder.RunFolderError(f"{path}: not a readable npz of plain arrays "
+                                       f"({_one_line(exc)}); expected arrays 'images' and "
+                                       f"'labels' as committee run writes them") from None
+    if labels.size and not 0 <= labels.min() <= labels.max() < len(CLASS_NAMES):
+        raise runfolder.RunFolderError(f"{path}: array 'labels' holds {int(labels.min())}.."
+                                       f"{int(labels.max())}; expected class indices in "
+                                       f"0..{len(CLASS_NAMES) - 1}")
+    return images, labels
+
+
+def _npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, np.dtype]:
+    """The declared ``(shape, dtype)`` of array ``key`` in an npz, without reading its data."""
+    try:
+        member = archive.open(f"{key}.npy")
+    except KeyError:
+        raise runfolder.RunFolderError(f"{path}: array {key!r} is missing; expected arrays "
+                                       f"{' and '.join(map(repr, SAMPLE_ARRAYS))}") from None
+    with member:
+        version = np.lib.format.read_magic(member)
+        if version not in _NPY_HEADERS:
+            raise runfolder.RunFolderError(f"{path}: array {key!r} has .npy format {version}; "
+                                           f"expected 1.0 or 2.0")
+        shape, _fortran, dtype = _NPY_HEADERS[version](member)
+    return shape, dtype
+
+
+def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
+    """Raise unless images are uint8 (n, 28, 28) and labels integer (n,), 1 <= n <= 75."""
+    (image_shape, image_dtype), (label_shape, label_dtype) = images, labels
+    n = image_shape[0] if image_shape else 0
+    if image_dtype != np.uint8 or len(image_shape) != 3 or image_shape[1:] != IMAGE_SHAPE \
+            or not 1 <= n <= MAX_SAMPLES:
+        raise runfolder.RunFolderError(f"{path}: array 'images' is {image_dtype} "
+                                       f"{image_shape}; expected uint8 (n, 28, 28) with "
+                                       f"1 <= n <= {MAX_SAMPLES}")
+    if label_dtype.kind not in "iu" or label_shape != (n,):
+        raise runfolder.RunFolderError(f"{path}: array 'labels' is {label_dtype} "
+                                       f"{label_shape}; expected integers of shape ({n},)")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -46,6 +46,21 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+class RunFolderError(ValueError):
+    """A run folder's file is missing, malformed or unsafe to use. The message is one line
+    naming the file, the field or value, and what was expected."""
+
+
+def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
+    """Raise :class:`RunFolderError` unless every path resolves (links followed) inside
+    ``run_dir``."""
+    root = Path(run_dir).resolve()
+    for path in paths:
+        if not Path(path).resolve().is_relative_to(root):
+            raise RunFolderError(f"{path}: resolves to {Path(path).resolve()}, outside the run "
+                                 f"folder {root}; expected every output inside it")
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
@@ -71,8 +86,13 @@ def write_text(path: str | os.PathLike, text: str) -> None:
     write_bytes(path, text.encode("utf-8"))
 
 
+def json_text(obj: Any) -> str:
+    """``obj`` as results.json and config.json hold it (numpy scalars and arrays as numbers)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
 def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n")
+    write_text(path, json_text(obj))
 
 
 def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:

@@ -7,7 +7,10 @@ import gzip
 import http.server
 import shutil
 import struct
+import subprocess
+import sys
 import threading
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -212,3 +215,103 @@ def test_split_rejects_bad_options(dataset, kwargs, message):
 def test_split_rejects_count_mismatch(dataset):
     with pytest.raises(ValueError, match="60000 images but 10000 labels"):
         data.split_train_val(dataset.x_train, dataset.y_test)
+
+
+# --------------------------------------------------------------------------- untrusted sizes
+
+BOMB_GIB = 1.5
+
+
+def _write_bomb(path: Path, spec: data.IdxFile, gib: float = BOMB_GIB) -> None:
+    """A gzip file with a valid IDX header for ``spec`` followed by ``gib`` GiB of zeros,
+    compressed chunk by chunk (the file is ~1.5 MB; nothing large is ever held)."""
+    header = struct.pack(">IIII", data.IMAGE_MAGIC, spec.count, 28, 28)
+    deflate = zlib.compressobj(9, zlib.DEFLATED, 31)  # 31: gzip container
+    chunk = bytes(16 << 20)
+    with open(path, "wb") as out:
+        out.write(deflate.compress(header))
+        for _ in range(int(gib * (1 << 30)) // len(chunk)):
+            out.write(deflate.compress(chunk))
+        out.write(deflate.flush())
+
+
+# Peak memory is this process's VmHWM: getrusage's ru_maxrss would also count the parent's
+# peak, which a child inherits across fork and exec on Linux.
+_READ_AND_MEASURE = """
+import re, sys
+from pathlib import Path
+from committee import data
+try:
+    data.read_idx_gz(Path(sys.argv[1]), data.FILES["train_images"])
+    print("accepted")
+except data.DataError as exc:
+    print(exc)
+status = Path("/proc/self/status").read_text()
+print(int(re.search(r"VmHWM:\\s*(\\d+) kB", status).group(1)) // 1024)  # MiB
+"""
+
+
+def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
+    bomb = tmp_path / FILES["train_images"].name
+    _write_bomb(bomb, FILES["train_images"])
+    assert bomb.stat().st_size < 4 << 20
+    run = subprocess.run([sys.executable, "-c", _READ_AND_MEASURE, str(bomb)],
+                         capture_output=True, text=True, timeout=300,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert run.returncode == 0, run.stderr
+    message, peak_mib = run.stdout.strip().splitlines()
+    assert message.startswith(f"{bomb}: IDX content too long"), message
+    assert "expected 47040016 for 60000 images" in message
+    assert int(peak_mib) < 300, f"peak RSS {peak_mib} MiB reading a {BOMB_GIB} GiB bomb"
+
+
+def test_oversized_gz_file_is_refused_before_decompressing(tmp_path, monkeypatch):
+    monkeypatch.setattr(data, "MAX_GZ_BYTES", 1 << 20)
+    path = tmp_path / FILES["test_labels"].name
+    path.write_bytes(gzip.compress(_idx("labels", 10_000)) + bytes(2 << 20))
+    with pytest.raises(DataError, match=r"more than 1,048,576 bytes") as err:
+        data.read_idx_gz(path, FILES["test_labels"])
+    assert str(err.value).startswith(f"{path}: ")
+
+
+class _Endless(http.server.BaseHTTPRequestHandler):
+    """Serves an unending body of zeros (no Content-Length), or announces a huge one."""
+
+    announce: int | None = None
+
+    def do_GET(self):
+        self.send_response(200)
+        if self.announce is not None:
+            self.send_header("Content-Length", str(self.announce))
+        self.end_headers()
+        try:
+            while True:
+                self.wfile.write(bytes(1 << 16))
+        except OSError:  # the client hung up, as it should
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.mark.parametrize("announce, message", [
+    (None, "more than 1,048,576 bytes"),  # the stream is cut off at the cap
+    (10**12, "announces 1,000,000,000,000 bytes"),  # refused before reading the body
+], ids=["unannounced", "announced"])
+def test_download_stops_at_the_size_cap(home, monkeypatch, announce, message):
+    monkeypatch.setattr(data, "MAX_GZ_BYTES", 1 << 20)
+    handler = type("Handler", (_Endless,), {"announce": announce})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}/"
+    try:
+        with pytest.raises(DataError) as err:
+            data.download_all(home / "cache", (url,))
+    finally:
+        server.shutdown()
+        server.server_close()
+    text = str(err.value)
+    assert f"{url}{FILES['train_images'].name}: " in text and message in text, text
+    assert "\n" not in text
+    assert not list((home / "cache").iterdir())  # nothing cached, no partial file left
