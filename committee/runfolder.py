@@ -47,8 +47,9 @@ os.umask(_UMASK)
 
 
 class RunFolderError(ValueError):
-    """A run folder's file is missing, malformed or unsafe to use. The message is one line
-    naming the file, the field or value, and what was expected."""
+    """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
+    the folder in use, a finished run, another run's settings, or not made by this tool. The
+    message is one line naming the folder or file, the field or value, and what was expected."""
 
 
 def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
@@ -118,11 +119,6 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-class RunFolderError(ValueError):
-    """A run folder that cannot be used as asked: in use, a finished run, another run's
-    settings, or not made by this tool. The message is one line naming the folder."""
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:
