@@ -14,6 +14,7 @@ Flow of :func:`run_members`::
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import sys
@@ -201,9 +202,14 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         steps_per_execution=config["steps_per_execution"],
         time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
         verbose=2)
-    if state.diverged is not None:  # metrics only: the non-finite weights are never saved
-        ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
-                          "diverged": state.diverged})
+    if state.diverged is not None:  # the non-finite weights are never saved
+        # Ray Train's result carries only metrics reported with a checkpoint, so the news
+        # goes with one holding nothing but the record (checkpoints.repair drops it later).
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "diverged.json").write_text(json.dumps(state.diverged))
+            ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
+                              "diverged": state.diverged},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
     elif resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
@@ -385,7 +391,6 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
 
 
 def _read_state(checkpoint) -> TrainState:
-    import json
     with checkpoint.as_directory() as folder:
         return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
 
