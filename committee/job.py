@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from committee import address as address_mod
 from committee import data as data_mod
 from committee import members as members_mod
 from committee import report, runfolder
@@ -97,6 +98,7 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
     if options.run_name is not None and (not options.run_name or "/" in options.run_name
                                          or options.run_name in (".", "..")):
         raise ValueError(f"--run-name {options.run_name!r} must be a plain folder name")
+    address_mod.resolve(options.address)  # its form; connect() checks that a Ray head answers
     runfolder.check_writable(options.output)
     return specs
 
