@@ -13,7 +13,7 @@ import time
 import pytest
 
 from committee import address, cli
-from conftest import free_port, run_cli
+from conftest import ROOT, free_port, run_cli
 
 BAD_ENV = [  # (RAY_ADDRESS, expected words)
     ("999.1.1.1:notaport", "port 'notaport' is not a number in 1..65535"),
@@ -130,3 +130,26 @@ def test_silent_port_fails_within_the_deadline(silent_server, tmp_path):
     assert f"no Ray head answered at {value} (from RAY_ADDRESS)" in last
     assert "no answer within" in last
     assert took < 30, took
+
+
+def _probe_in_fresh_process(address: str, env: dict) -> subprocess.CompletedProcess:
+    """check_ray_head in a new interpreter: Ray caches the auth token per process."""
+    code = ("import sys; from committee.orchestration import check_ray_head\n"
+            "try:\n    check_ray_head(sys.argv[1], '--address')\n"
+            "except ConnectionError as exc:\n    sys.exit(f'error: {exc}')\nprint('answered')")
+    return subprocess.run([sys.executable, "-c", code, address], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, env=env)
+
+
+@pytest.mark.ray
+def test_a_real_head_answers_with_its_token_and_refuses_without(ray_head, tmp_path):
+    started = time.time()
+    ok = _probe_in_fresh_process(ray_head.gcs_address, ray_head.env)
+    assert ok.returncode == 0 and "answered" in ok.stdout, ok.stderr[-2000:]
+    env = {k: v for k, v in ray_head.env.items() if not k.startswith("RAY_AUTH")}
+    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
+    refused = _probe_in_fresh_process(ray_head.gcs_address, env)
+    assert refused.returncode != 0
+    last = refused.stderr.strip().splitlines()[-1]
+    assert "refused this client's token" in last and "RAY_AUTH_MODE=token" in last, last
+    assert time.time() - started < 60
