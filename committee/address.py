@@ -14,7 +14,7 @@ import re
 ENV = "RAY_ADDRESS"
 EXPECTED = ("expected host:port of a Ray head's GCS (e.g. 10.0.0.5:6379), ray://host:port "
             "(Ray Client), auto or local")
-_LABEL = re.compile(r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\Z")
+_LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")  # _: container DNS names
 
 
 def resolve(address: str | None) -> tuple[str | None, str]:
