@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from committee import address as address_mod
 from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
@@ -99,6 +100,7 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
     identity_mod.check_seed(options.seed)
     if options.run_name is not None:
         check_run_name(options.run_name)
+    address_mod.resolve(options.address)  # its form; connect() checks that a Ray head answers
     runfolder.check_writable(options.output)
     runfolder.check_storage(options.storage)
     return specs

@@ -43,44 +43,66 @@ def log(message: str) -> None:
 
 # --------------------------------------------------------------------------- cluster
 
-def connect(address: str | None = None, num_cpus: int | None = None,
-            timeout_s: float = 60.0) -> None:
+# Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER) for a single-machine Ray: with it off,
+# the node's IP is 127.0.0.1 instead of the routable address, and every server of the local Ray
+# (GCS, raylet, object manager, workers, agents, metrics) binds to loopback only.
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
+PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
 
-    A local Ray binds its dashboard to 127.0.0.1 only (and turns token auth on by default).
+    A joined address must answer as a Ray head within seconds (:func:`check_ray_head`), else
+    ConnectionError. A local Ray binds every listener to 127.0.0.1 and turns token auth on by
+    default (README, Security).
     """
     import ray
 
+    from committee.address import resolve
+
     if ray.is_initialized():
         return
-    address = address or os.environ.get("RAY_ADDRESS")
+    address, source = resolve(address)  # ValueError naming --address or RAY_ADDRESS
     if address:
-        _check_reachable(address, timeout_s=min(timeout_s, 10.0))
+        check_ray_head(address, source)
         try:
             ray.init(address=address, log_to_driver=True)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
-            raise ConnectionError(f"could not connect to the Ray cluster at {address}: "
+            raise ConnectionError(f"could not connect to the Ray cluster at {address} (from "
+                                  f"{source}): "
                                   f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-    else:
-        # The dashboard (loopback only) also serves the State API that Ray Train's
-        # placement-group cleaner polls to learn that a trainer is gone (e.g. a trial stopped
-        # by ASHA) and free its workers' CPUs. The cleaner runs in a worker process that would
-        # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
-        # cluster `ray start` last made on this machine (often a dead one): then nothing is
-        # ever freed and later trials wait forever. So the port is chosen here and handed to
-        # every process of this Ray: its raylet inherits the driver's environment at start
-        # and passes it on to the workers it spawns; the driver's own is restored after.
-        port = free_port()
-        previous = os.environ.get("RAY_API_SERVER_ADDRESS")
-        os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-        try:
-            ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
-                     dashboard_host="127.0.0.1", dashboard_port=port)
-        finally:
-            if previous is None:
-                del os.environ["RAY_API_SERVER_ADDRESS"]
+        return
+    from ray._private import ray_constants
+
+    # The dashboard (loopback only) also serves the State API that Ray Train's
+    # placement-group cleaner polls to learn that a trainer is gone (e.g. a trial stopped
+    # by ASHA) and free its workers' CPUs. The cleaner runs in a worker process that would
+    # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
+    # cluster `ray start` last made on this machine (often a dead one): then nothing is
+    # ever freed and later trials wait forever. So the port is chosen here and handed to
+    # every process of this Ray: its raylet inherits the driver's environment at start
+    # and passes it on to the workers it spawns; the driver's own is restored after.
+    # The same way, every process of this Ray gets the loopback switch (_LOOPBACK_ENV); the
+    # driver reads it once at import (ray_constants), so its copy is set for ray.init too.
+    port = free_port()
+    saved = {name: os.environ.get(name) for name in ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV)}
+    saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    os.environ[_LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
+                 dashboard_host="127.0.0.1", dashboard_port=port,
+                 _node_ip_address="127.0.0.1")
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
             else:
-                os.environ["RAY_API_SERVER_ADDRESS"] = previous
+                os.environ[name] = value
 
 
 def free_port() -> int:
@@ -91,22 +113,83 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def _check_reachable(address: str, timeout_s: float) -> None:
-    """Fail in bounded time, with a clear message, if a host:port address does not answer."""
-    import socket
-    from urllib.parse import urlsplit
+def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT_S,
+                   probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail in bounded time, with one line naming ``source``, unless a Ray head answers at
+    ``address`` (host:port of a GCS, ray://host:port of a Ray Client server, or auto).
 
+    A TCP connect first, then one gRPC call with a deadline through Ray's own channel (TLS
+    and token auth as Ray sets them up): the GCS's GetClusterId, or Ray Client's PING (what
+    Ray Client itself sends on connecting). An HTTP server or any other non-Ray port fails
+    here, where ``ray.init`` would retry for minutes.
+    """
+    import socket
+
+    from committee.address import split_host_port
+
+    where = f"{address} (from {source})"
     if address == "auto":
-        return
-    parts = urlsplit(address if "://" in address else f"tcp://{address}")
-    if parts.hostname is None or parts.port is None:
-        raise ValueError(f"--address {address!r} is not host:port (or ray://host:port, or auto)")
+        from ray._private import services
+        try:
+            address = services.canonicalize_bootstrap_address("auto")
+        except (ConnectionError, ValueError) as exc:
+            address, detail = None, str(exc).splitlines()[0]
+        else:
+            detail = "no address recorded"
+        if address is None:
+            raise ConnectionError(f"{where} found no Ray head on this machine ({detail}); "
+                                  "expected a running Ray head (ray start --head)")
+        where = f"{address} (auto, from {source})"
+    client = address.startswith("ray://")
+    target = address.removeprefix("ray://")
+    host, port = split_host_port(target)
     try:
-        with socket.create_connection((parts.hostname, parts.port), timeout=timeout_s):
+        with socket.create_connection((host, port), timeout=tcp_timeout_s):
             pass
     except OSError as exc:
-        raise ConnectionError(f"could not connect to the Ray cluster at {address}: {exc}; "
+        raise ConnectionError(f"could not connect to the Ray cluster at {where}: {exc}; "
                               f"expected a running Ray head (ray start --head)") from None
+    code, detail = _probe(target, client, probe_timeout_s)
+    if code is None:
+        return
+    if code.name == "UNAUTHENTICATED":
+        raise ConnectionError(
+            f"the Ray head at {where} refused this client's token ({detail}); expected "
+            "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH naming the head's "
+            "token")
+    if code.name == "DEADLINE_EXCEEDED":
+        detail = f"no answer within {probe_timeout_s:g} s"
+    raise ConnectionError(
+        f"no Ray head answered at {where}: gRPC {code.name}: {detail}; expected a running "
+        "Ray head (ray start --head)"
+        + ("; for Ray Client, its port (default 10001)" if client else
+           "; give its GCS port (default 6379), not the dashboard's"))
+
+
+def _probe(target: str, client: bool, timeout_s: float):
+    """``(None, "")`` if a Ray GCS (or Ray Client server) answered, else ``(grpc code,
+    first line of the details)``."""
+    import grpc
+    from ray._private.gcs_utils import create_gcs_channel
+
+    channel = create_gcs_channel(target)
+    try:
+        if client:
+            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                timeout=timeout_s)
+        else:
+            from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        return code, (details or "").splitlines()[0] if details else code.name.lower()
+    finally:
+        channel.close()
+    return None, ""
 
 
 @dataclass(frozen=True)
