@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from committee import data, members  # noqa: E402
+from committee import architectures, data, members  # noqa: E402
 from committee.training import (compile_member, configure_tensorflow,  # noqa: E402
                                 effective_precision, one_hot)
 
@@ -41,7 +41,7 @@ def main() -> None:
 
     configure_tensorflow(threads=1)
     if args.no_augment:
-        members._augment = lambda layers, erasing, shift: []
+        architectures._augment = lambda layers, erasing, shift: []
     specs = members.select_members(args.preset, args.members.split(",") if args.members else None)
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train)

@@ -22,8 +22,9 @@ from typing import Any, Callable
 
 import numpy as np
 
+from committee.data import NUM_CLASSES
 from committee.identity import resume_seed
-from committee.members import NUM_CLASSES, MemberSpec
+from committee.members import MemberSpec
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
 METRICS = ("loss", "accuracy", "precision", "recall")

@@ -20,6 +20,7 @@ import numpy as np
 
 from committee import members as members_mod
 from committee import runfolder
+from committee.architectures import ARCHITECTURES
 from committee.members import MemberSpec
 from committee.orchestration import Placement, _predict, _score, log, train_loop_per_worker
 
@@ -40,7 +41,7 @@ def default_config(spec: MemberSpec, space: dict[str, tuple]) -> dict[str, Any]:
     for key in space:
         if key.startswith("arch."):
             import inspect
-            param = inspect.signature(members_mod.ARCHITECTURES[spec.architecture]).parameters
+            param = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
             config[key] = spec.arch_params.get(key[5:], param[key[5:]].default)
         else:
             config[key] = getattr(spec, key)

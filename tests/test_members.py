@@ -1,4 +1,5 @@
-"""The seed's three architectures, exactly as the notebook had them, and member specs."""
+"""The seed's three architectures, exactly as the notebook had them (architectures.py), and
+member specs (members.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from committee import members
+from committee import architectures, members
 from committee.members import MemberSpec
 
 
@@ -102,7 +103,7 @@ def test_strong_members_build_and_train_one_step(spec, dataset):
 def test_strong_augmentation_shifts_by_the_given_fraction_and_never_flips_vertically(
         architecture):
     import keras
-    build = members.ARCHITECTURES[architecture]
+    build = architectures.ARCHITECTURES[architecture]
     kinds = {type(layer): layer for layer in build().layers}
     shift = kinds[keras.layers.RandomTranslation]
     bounds = (shift.height_lower, shift.height_upper, shift.width_lower, shift.width_upper)
@@ -114,7 +115,7 @@ def test_strong_augmentation_shifts_by_the_given_fraction_and_never_flips_vertic
 
 def test_strong_resnet_works_at_28x28_in_its_stem_only():
     import keras
-    model = members.build_resnet()
+    model = architectures.build_resnet()
     blocks = [layer.output.shape[1:] for layer in model.layers
               if isinstance(layer, keras.layers.Add)]
     assert blocks == [(14, 14, 24), (7, 7, 48), (4, 4, 96)]

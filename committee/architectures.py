@@ -1,0 +1,150 @@
+"""The members' architectures: Keras model builders, by name in :data:`ARCHITECTURES`.
+
+A builder takes only keyword arguments (a member spec's ``arch_params``; a search space's
+``arch.NAME`` keys) and returns an uncompiled model ending in a float32 softmax over the ten
+classes. Keras is imported inside the builders so that importing this module stays cheap.
+The figures behind the strong preset's sizes are in docs/strong-preset-log.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from committee.data import NUM_CLASSES
+
+INPUT_SHAPE = (28, 28, 1)
+
+def build_model1(dense_units: int = 256, filters: int = 32):
+    """Seed Model-1: Conv(32, 3, s2) -> MaxPool(2) -> Flatten -> Dense(256) -> Dense(10)."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input(INPUT_SHAPE),
+        layers.Conv2D(filters, 3, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Flatten(),
+        layers.Dense(dense_units, activation="relu"),
+        _classifier(layers),
+    ], name="model1")
+
+
+def build_model2(dropout: float = 0.2, dense_units: int = 128):
+    """Seed Model-2: two (Conv k2 s2 -> MaxPool -> Dropout) blocks (64, 32), Dense(128), Dense(10)."""
+    import keras
+    from keras import layers
+    return keras.Sequential([
+        keras.Input(INPUT_SHAPE),
+        layers.Conv2D(64, 2, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(dropout),
+        layers.Conv2D(32, 2, strides=2, padding="valid", activation="relu"),
+        layers.MaxPooling2D(2),
+        layers.Dropout(dropout),
+        layers.Flatten(),
+        layers.Dense(dense_units, activation="relu"),
+        layers.Dropout(dropout),
+        _classifier(layers),
+    ], name="model2")
+
+
+def build_model3(dropout: float = 0.3, dense_units: int = 128):
+    """Seed Model-3: Conv(k3 s2 same) blocks of 128, 64, 32 filters (pool after the first two),
+    each with BatchNorm and Dropout, then Dense(128) -> Dropout -> Dense(10)."""
+    import keras
+    from keras import layers
+    stack = [keras.Input(INPUT_SHAPE)]
+    for i, filters in enumerate((128, 64, 32)):
+        stack.append(layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"))
+        if i < 2:
+            stack.append(layers.MaxPooling2D(2))
+        stack += [layers.BatchNormalization(), layers.Dropout(dropout)]
+    stack += [layers.Flatten(), layers.Dense(dense_units, activation="relu"),
+              layers.Dropout(dropout), _classifier(layers)]
+    return keras.Sequential(stack, name="model3")
+
+
+def _classifier(layers):
+    """The softmax output, always in float32: probabilities stay exact under mixed precision."""
+    return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")
+
+
+def _augment(layers, erasing: float, shift: float):
+    """Fashion-MNIST-safe augmentation, active in training only: small shifts (up to ``shift``
+    of the image's size), horizontal flips (garments are left-right symmetric; never
+    vertical), random erasing."""
+    stack = [layers.RandomTranslation(shift, shift, fill_mode="constant")] if shift > 0 else []
+    stack.append(layers.RandomFlip("horizontal"))
+    if erasing > 0:
+        stack.append(layers.RandomErasing(factor=erasing, scale=(0.02, 0.2),
+                                          value_range=(0.0, 1.0)))
+    return stack
+
+
+def build_vgg(width: int = 16, dropout: float = 0.2, erasing: float = 0.1, shift: float = 0.05):
+    """VGG-style: two blocks (``width``, then 2x filters) of (Conv3-BN-ReLU) x2 + MaxPool, then
+    Dense(256)."""
+    import keras
+    from keras import layers
+    stack = [keras.Input(INPUT_SHAPE), *_augment(layers, erasing, shift)]
+    for filters in (width, 2 * width):
+        for _ in range(2):
+            stack += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
+                      layers.BatchNormalization(), layers.Activation("relu")]
+        stack += [layers.MaxPooling2D(2), layers.Dropout(dropout / 2)]
+    stack += [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(dropout),
+              _classifier(layers)]
+    return keras.Sequential(stack, name="vgg")
+
+
+def build_resnet(width: int = 24, stem: int = 16, erasing: float = 0.1, shift: float = 0.05):
+    """A small pre-activation ResNet: a Conv3(``stem``) stem at 28x28, then three stages
+    (``width``, 2x, 4x) of one residual block each, every stage halving the resolution
+    (14, 7, 4), global average pooling. Nothing but the stem works at 28x28: on a 2-core CPU a
+    stage at that size sets the time per step (figures: docs/strong-preset-log.md)."""
+    import keras
+    from keras import layers
+    inputs = keras.Input(INPUT_SHAPE)
+    x = inputs
+    for layer in _augment(layers, erasing, shift):
+        x = layer(x)
+    x = layers.Conv2D(stem, 3, padding="same", use_bias=False)(x)
+    for filters in (width, 2 * width, 4 * width):
+        y = layers.Activation("relu")(layers.BatchNormalization()(x))
+        shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False)(y)
+        y = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False)(y)
+        y = layers.Activation("relu")(layers.BatchNormalization()(y))
+        y = layers.Conv2D(filters, 3, padding="same", use_bias=False)(y)
+        x = layers.Add()([shortcut, y])
+    x = layers.Activation("relu")(layers.BatchNormalization()(x))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = _classifier(layers)(x)
+    return keras.Model(inputs, outputs, name="resnet")
+
+
+def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1, erasing: float = 0.1,
+               shift: float = 0.05):
+    """Wide and shallow: Conv5(filters) -> pool -> Conv3(filters) -> pool -> Conv3(top) at 7x7,
+    each with BN, then Flatten -> Dense(256). Its one 7x7 layer costs little: the 28x28 layer
+    sets the time per step (on a 2-core AVX2 CPU, 32 filters train 2x faster than 48 or 64)."""
+    import keras
+    from keras import layers
+    stack = [keras.Input(INPUT_SHAPE), *_augment(layers, erasing, shift)]
+    for size, width, pool in ((5, filters, True), (3, filters, True), (3, top, False)):
+        stack += [layers.Conv2D(width, size, padding="same", use_bias=False),
+                  layers.BatchNormalization(), layers.Activation("relu")]
+        if pool:
+            stack.append(layers.MaxPooling2D(2))
+    stack += [layers.Dropout(dropout / 2), layers.Flatten(),
+              layers.Dense(256, activation="relu"), layers.Dropout(dropout),
+              _classifier(layers)]
+    return keras.Sequential(stack, name="wide")
+
+
+ARCHITECTURES: dict[str, Callable[..., Any]] = {
+    "model1": build_model1,
+    "model2": build_model2,
+    "model3": build_model3,
+    "vgg": build_vgg,
+    "resnet": build_resnet,
+    "wide": build_wide,
+}
