@@ -1,4 +1,4 @@
-"""Command line: ``committee run`` and ``committee report``.
+"""Command line: ``committee run``, ``tune``, ``report`` and ``predict``.
 
 Bad options end in one line on stderr (what was wrong, the value, what was expected) and exit
 status 2, before any Ray cluster starts.
@@ -191,7 +191,83 @@ def build_parser() -> argparse.ArgumentParser:
     add_tune_arguments(tune)
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")
+    add_predict_parser(sub)
     return parser
+
+
+PREDICT_DESCRIPTION = """\
+Classify new images with the committee of a finished run, as Ray Data batch inference (one
+actor pool per member, the member's test-time augmentation, the run's fusion rules and fitted
+weights).
+
+Inputs become what the members were trained on: 28x28 grayscale, float 0..1 = pixel / 255,
+light garment on a dark background.
+  PNG/JPEG  transparency laid on black, converted to 8-bit grayscale (Pillow 'L'), resized to
+            28x28 with the Lanczos filter if another size (aspect ratio not kept); never
+            inverted unless --invert is given
+  .npy      (n, 28, 28) or (28, 28); integer dtype: 0..255, divided by 255; float dtype: 0..1,
+            used as is (the dtype decides; each file's reading is logged)
+  .gz       a gzipped IDX images file (magic 2051, 28x28), any count
+  folder    its files with these extensions, in name order (not its subfolders)
+
+Output: one row per image: input, index (position in a .npy/IDX file, 0 for an image file),
+class and class_name (the committee's, under --rule), disagreement (fraction of members whose
+class differs), entropy (of the committee's probabilities, nats), then <member>_proba/_pred
+and committee_<rule>_proba/_pred as in the run's predictions.parquet. Probabilities are
+lists of 10 float32 in Parquet, 10 columns <column>_0.._9 in CSV."""
+
+
+def add_predict_parser(sub) -> None:
+    from committee.fusion import RULES
+
+    pred = sub.add_parser("predict", help="classify new images with a trained committee",
+                          description=PREDICT_DESCRIPTION,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    pred.add_argument("run_dir", type=Path, metavar="RUN_DIR",
+                      help="the folder of a finished committee run")
+    pred.add_argument("inputs", nargs="+", metavar="INPUT",
+                      help="PNG/JPEG files, .npy arrays, IDX .gz files, or folders of them")
+    pred.add_argument("--output", metavar="FILE",
+                      help="a .parquet or .csv file in an existing folder (default: "
+                      "predictions-<run name>-<timestamp>.parquet in the current folder; the "
+                      "run folder is left as the run wrote it)")
+    pred.add_argument("--rule", default="mean", choices=RULES,
+                      help="the fusion rule that gives the class, disagreement and entropy "
+                      "columns (default mean); every rule of the run gets its own columns")
+    pred.add_argument("--invert", action="store_true",
+                      help="invert PNG/JPEG images (255 - pixel) after conversion: for dark "
+                      "garments on a light background (arrays and IDX files are never inverted)")
+    pred.add_argument("--batch-size", type=_positive_int, default=1024,
+                      help="images per Ray Data batch (default 1024)")
+    pred.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
+                      "private local Ray is started)")
+    pred.add_argument("--cpus-per-member", type=_positive_float,
+                      help="CPUs per member's actor (default: the cluster's CPUs shared evenly)")
+    pred.add_argument("--gpus-per-member", type=_nonneg_float,
+                      help="GPUs per member's actor (default as for committee run)")
+
+
+def predict_command(args: argparse.Namespace) -> int:
+    """``committee predict``: one-line errors (exit 2) before Ray starts where knowable."""
+    from committee.job import interrupt_on_sigterm
+    from committee.predict import PredictOptions, predict, summary
+
+    options = PredictOptions(run_dir=args.run_dir, inputs=args.inputs, output=args.output,
+                             rule=args.rule, invert=args.invert, batch_size=args.batch_size,
+                             address=args.address, cpus_per_member=args.cpus_per_member,
+                             gpus_per_member=args.gpus_per_member)
+    interrupt_on_sigterm()
+    try:
+        path, table = predict(options)
+    except (ValueError, PermissionError, FileNotFoundError, ConnectionError) as exc:
+        print(f"committee: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("committee: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    print(summary(table))
+    print(f"predictions in {path}")
+    return 0
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -233,6 +309,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command in ("run", "tune"):
         return run_command(args)
+    if args.command == "predict":
+        return predict_command(args)
     from committee.report import render
     try:
         for path in render(args.run_dir):

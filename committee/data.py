@@ -216,6 +216,27 @@ def _inflate_idx(gz: _CappedReader, spec: IdxFile, path: Path):
     return head, body, shape
 
 
+def read_images_idx_gz(path: str | os.PathLike, max_images: int) -> np.ndarray:
+    """Read a gzipped IDX images file holding any count of 28x28 images up to ``max_images``.
+
+    For files other than the official ones (``committee predict``): the count is taken from
+    the header, then the file is read as :func:`read_idx_gz` reads one (same byte limits,
+    same header and length checks), without the official checksums. Returns uint8
+    ``(count, 28, 28)``. Raises :class:`DataError` naming ``path``.
+    """
+    path = Path(path)
+    try:
+        with gzip.open(path, "rb") as stream:
+            head = stream.read(16)
+    except (OSError, EOFError, zlib.error) as exc:
+        raise DataError(f"{path}: not valid gzip ({exc}); expected a gzipped IDX images file "
+                        f"(magic {IMAGE_MAGIC}, 28x28)") from None
+    count = struct.unpack(">I", head[4:8])[0] if len(head) >= 8 else 0
+    if count > max_images:
+        raise DataError(f"{path}: announces {count:,} images; expected at most {max_images:,}")
+    return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
+
+
 # --------------------------------------------------------------------------- locating
 
 def _has_all(folder: Path) -> bool:

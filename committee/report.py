@@ -28,22 +28,29 @@ CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_
 def predictions_table(y_test: np.ndarray, member_probas: dict[str, np.ndarray],
                       committee_probas: dict[str, np.ndarray]) -> pa.Table:
     """One row per test image: index, label, each member's and each rule's probabilities,
-    and each one's predicted class. Probabilities are ``fixed_size_list<float32>[10]``."""
+    and each one's predicted class (:func:`probability_columns`)."""
+    columns = {"index": pa.array(np.arange(len(y_test), dtype=np.int32)),
+               "label": pa.array(np.asarray(y_test, dtype=np.int8))}
+    return pa.table({**columns, **probability_columns(member_probas, committee_probas)})
+
+
+def probability_columns(member_probas: dict[str, np.ndarray],
+                        committee_probas: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """``<member>_proba`` / ``<member>_pred`` for each member, then ``committee_<rule>_proba``
+    / ``committee_<rule>_pred`` for each rule: probabilities (``(n, 10)`` arrays) as
+    ``fixed_size_list<float32>[10]``, predicted classes (their argmax) as int8."""
     k = len(CLASS_NAMES)
 
     def probs(array: np.ndarray) -> pa.FixedSizeListArray:
         flat = pa.array(np.asarray(array, dtype=np.float32).reshape(-1))
         return pa.FixedSizeListArray.from_arrays(flat, k)
 
-    columns = {"index": pa.array(np.arange(len(y_test), dtype=np.int32)),
-               "label": pa.array(np.asarray(y_test, dtype=np.int8))}
-    for name, array in member_probas.items():
+    columns = {}
+    for name, array in [*member_probas.items(),
+                        *((f"committee_{r}", p) for r, p in committee_probas.items())]:
         columns[f"{name}_proba"] = probs(array)
         columns[f"{name}_pred"] = pa.array(np.asarray(array).argmax(axis=1).astype(np.int8))
-    for rule, array in committee_probas.items():
-        columns[f"committee_{rule}_proba"] = probs(array)
-        columns[f"committee_{rule}_pred"] = pa.array(np.asarray(array).argmax(axis=1).astype(np.int8))
-    return pa.table(columns)
+    return columns
 
 
 def write_predictions(path, table: pa.Table) -> None:
