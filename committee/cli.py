@@ -141,6 +141,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="data-parallel workers per member; only 1 works with Keras 3")
     g.add_argument("--max-failures", type=int, default=1,
                    help="retries of a member's training after a worker dies (default 1)")
+    g.add_argument("--verbose", action="store_true",
+                   help="show every worker's output (TensorFlow, Keras, Ray) instead of the "
+                   "live per-member display; the display's lines are always in "
+                   "RUN_DIR/logs/<member>.log")
     g.add_argument("--steps-per-execution", type=_positive_int, default=32,
                    help="Keras steps_per_execution: batches per compiled call (default 32; "
                    "same updates, less per-step overhead)")
@@ -175,7 +179,7 @@ def options_from_run_args(args: argparse.Namespace, cls):
         cpus_per_member=args.cpus_per_member, gpus_per_member=args.gpus_per_member,
         workers_per_member=args.workers_per_member, max_failures=args.max_failures,
         storage=args.storage, steps_per_execution=args.steps_per_execution,
-        member_minutes=args.member_minutes)
+        member_minutes=args.member_minutes, verbose=args.verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:

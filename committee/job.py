@@ -23,7 +23,7 @@ from committee import address as address_mod
 from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
-from committee import report, runfolder
+from committee import progress, report, runfolder
 
 PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
 
@@ -51,6 +51,7 @@ class RunOptions:
     storage: str | None = None
     steps_per_execution: int = 32
     member_minutes: float | None = None  # each member's budget: training + prediction
+    verbose: bool = False  # every worker's output instead of the live display
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
@@ -217,7 +218,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
              f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
 
     started = time.time()
-    orch.connect(options.address)
+    orch.connect(options.address, verbose=options.verbose)
     interrupt_on_sigterm()
     placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
                                     options.cpus_per_member, options.gpus_per_member)
@@ -232,12 +233,21 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
                             labels=dataset.y_train[pick])
 
-        outcomes, scores, committee_probas = orch.run_members(
-            specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
-            max_failures=options.max_failures,
-            storage=orch.storage_for(run_dir, options.storage, config["instance"]),
-            steps_per_execution=options.steps_per_execution,
-            time_budget_s=None if minutes is None else 60 * minutes)
+        display = None if options.verbose else progress.Display(
+            [s.name for s in specs], log_dir=run_dir / "logs")
+        orch._DISPLAY = display
+        try:
+            outcomes, scores, committee_probas = orch.run_members(
+                specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
+                max_failures=options.max_failures,
+                storage=orch.storage_for(run_dir, options.storage, config["instance"]),
+                steps_per_execution=options.steps_per_execution,
+                time_budget_s=None if minutes is None else 60 * minutes, display=display,
+                tensorboard=run_dir / "tensorboard")
+        finally:
+            orch._DISPLAY = None
+            if display is not None:
+                display.close()
 
         finished = time.time()
         results = {
@@ -328,7 +338,7 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
     from committee import orchestration as orch
     from committee import tuning
 
-    orch.connect(options.address)
+    orch.connect(options.address, verbose=options.verbose)
     interrupt_on_sigterm()
     nodes = orch.cluster_nodes()
     total_cpu = sum(n.get("CPU", 0.0) for n in nodes)

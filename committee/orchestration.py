@@ -14,6 +14,7 @@ Flow of :func:`run_members`::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -31,14 +32,41 @@ import numpy as np
 from committee import runfolder
 from committee.members import TTA_MODES, MemberSpec
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
-                                load_checkpoint, save_checkpoint, say, train_member)
+                                load_checkpoint, recent_pace, save_checkpoint, say, set_sink,
+                                train_member)
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
 
 
+_DISPLAY = None  # the live display (progress.Display) while a run shows one
+
+
 def log(message: str) -> None:
-    print(f"[committee] {message}", file=sys.stderr, flush=True)
+    """One line from the driver, above the live display's bars when there are some."""
+    if _DISPLAY is not None:
+        _DISPLAY.message(f"[committee] {message}")
+    else:
+        print(f"[committee] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def quiet_stderr(quiet: bool = True):
+    """Send this process's file descriptor 2 to /dev/null for the block: TensorFlow's C++
+    start-up lines (CUDA probing, oneDNN) are written there before its logging can be set."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 # --------------------------------------------------------------------------- cluster
@@ -51,13 +79,18 @@ TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
 PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
 
 
-def connect(address: str | None = None, num_cpus: int | None = None) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None,
+            verbose: bool = False) -> None:
     """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
 
     A joined address must answer as a Ray head within seconds (:func:`check_ray_head`), else
     ConnectionError. A local Ray binds every listener to 127.0.0.1 and turns token auth on by
-    default (README, Security).
+    default (README, Security). Unless ``verbose``, the workers' output stays in Ray's own
+    log files (members report to the driver through :func:`run_members`' queue) and Ray's
+    driver-side notices below errors are not shown.
     """
+    import logging
+
     import ray
 
     from committee.address import resolve
@@ -68,7 +101,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     if address:
         check_ray_head(address, source)
         try:
-            ray.init(address=address, log_to_driver=True)
+            ray.init(address=address, log_to_driver=verbose,
+                     logging_level=logging.INFO if verbose else logging.ERROR)
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
             raise ConnectionError(f"could not connect to the Ray cluster at {address} (from "
                                   f"{source}): "
@@ -95,7 +129,11 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> None:
     try:
         ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
                  dashboard_host="127.0.0.1", dashboard_port=port,
-                 _node_ip_address="127.0.0.1")
+                 _node_ip_address="127.0.0.1", log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR,
+                 # Each member brings a controller, a worker and short tasks: on 2 CPUs the
+                 # raylet's default (one startup per CPU) warns of "too many workers".
+                 _system_config={"worker_maximum_startup_concurrency": 4})
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
         for name, value in saved.items():
@@ -263,13 +301,17 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     configure_tensorflow(threads=config["threads"])
     spec = MemberSpec(**config["spec"])
     data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
+    progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
+    if progress is not None:
+        set_sink(lambda text: progress.put_nowait({"member": spec.name, "kind": "line",
+                                                   "text": text}))
 
     resume = _load_resume_point(spec.name, ray.train.get_checkpoint(),
                                 config.get("member_storage"))
     if resume is not None:
         say(f"[{spec.name}] resuming after epoch {resume[1].epoch}")
 
-    reported = []
+    reported, durations, last = [], [], [time.time()]
 
     def report(epoch: int, logs: dict, model, state: TrainState) -> None:
         metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
@@ -278,13 +320,20 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             save_checkpoint(tmp, model, state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
         reported.append(epoch)
+        durations.append(time.time() - last[0])  # the epoch and its checkpoint
+        last[0] = time.time()
+        if progress is not None:
+            progress.put_nowait({"member": spec.name, "kind": "epoch", "epoch": epoch + 1,
+                                 "planned": state.total_epochs(spec),
+                                 "seconds": recent_pace(durations),
+                                 "metrics": {k: float(v) for k, v in logs.items()}})
 
     model, state = train_member(
         spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
         seed=config["seed"], resume=resume, on_epoch_end=report,
         steps_per_execution=config["steps_per_execution"],
         time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
-        verbose=2)
+        verbose=0 if progress is not None else 2, callbacks=_tensorboard(config))
     if state.diverged is not None:  # the non-finite weights are never saved
         # Ray Train's result carries only metrics reported with a checkpoint, so the news
         # goes with one holding nothing but the record (checkpoints.repair drops it later).
@@ -295,6 +344,16 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
                              checkpoint=ray.train.Checkpoint.from_directory(tmp))
     elif resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
+
+
+def _tensorboard(config: dict[str, Any]) -> list:
+    """Keras' TensorBoard callback writing to ``config["tensorboard"]``, if given: losses,
+    metrics, the learning rate and the time budget's planned epochs, per epoch."""
+    if not config.get("tensorboard"):
+        return []
+    import keras
+    return [keras.callbacks.TensorBoard(log_dir=config["tensorboard"], write_graph=False,
+                                        profile_batch=0)]
 
 
 def _load_resume_point(name: str, checkpoint, member_storage: str | None):
@@ -353,12 +412,12 @@ def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
 STOPPING = threading.Event()  # set when the driver is interrupted
 
 
-def run_concurrently(calls: list, poll_s: float = 0.5) -> list:
+def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
     """Run each call in its own daemon thread; return their results in order.
 
     Waits in short joins so SIGINT/SIGTERM reach the main thread at once, and the threads
     (each blocked in a trainer's fit()) never keep an interrupted driver alive. The first
-    failure is raised as soon as it happens.
+    failure is raised as soon as it happens. ``on_tick()`` runs between joins (the display).
     """
     results: list = [None] * len(calls)
     errors: list = []
@@ -378,6 +437,8 @@ def run_concurrently(calls: list, poll_s: float = 0.5) -> list:
             if errors:
                 raise errors[0]
             threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
+            if on_tick is not None:
+                on_tick()
     except BaseException:
         STOPPING.set()  # threads still running must not save anything from here on
         raise
@@ -519,7 +580,8 @@ def disk_full(error, where: str) -> DiskFull:
 def run_members(
     specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
     identity: dict, placement: Placement, storage: str, max_failures: int = 1,
-    steps_per_execution: int = 1, time_budget_s: float | None = None,
+    steps_per_execution: int = 1, time_budget_s: float | None = None, display=None,
+    tensorboard: Path | None = None,
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
 
@@ -527,18 +589,30 @@ def run_members(
     reused from an earlier run of the folder only if its own identity is unchanged.
     ``storage``: Ray Train's storage path or URI (:func:`storage_for`).
     ``time_budget_s``: each member's budget for training and predicting
-    (see training.train_member).
+    (see training.train_member). ``display``: a progress.Display the members' events go to
+    (through a Ray queue); None leaves their output to Ray's log forwarding.
+    ``tensorboard``: a folder where each member writes TensorBoard event files
+    (``<tensorboard>/<member>``; on a multi-node cluster, a path every node shares).
 
     Returns ``(outcomes, results, committee_probas)``. Raises :class:`MemberDiverged` when a
     member's loss stops being finite and :class:`DiskFull` when the storage fills up.
     """
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
+    from ray.util.queue import Queue
+    with quiet_stderr(display is not None):  # it imports TensorFlow
+        from ray.train.tensorflow import TensorflowTrainer
 
     from committee import checkpoints
 
     STOPPING.clear()  # a process may run several jobs (a notebook, a service)
+    progress = None if display is None else Queue(actor_options={"num_cpus": 0})
+
+    def drain() -> None:
+        if progress is not None:
+            size = progress.qsize()
+            for event in progress.get_nowait_batch(size) if size else []:
+                display.event(event)
     data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
                         "x_val": split.x_val, "y_val": split.y_val})
     test_ref = ray.put({"x_test": x_test})
@@ -565,7 +639,9 @@ def run_members(
                                "seed": member["seed"], "threads": placement.threads,
                                "steps_per_execution": steps_per_execution,
                                "time_budget_s": time_budget_s,
-                               "member_storage": member_storage,
+                               "member_storage": member_storage, "progress": progress,
+                               "tensorboard": None if tensorboard is None else
+                               str((tensorboard / spec.name).resolve()),
                                "predict_images": TTA_MODES[spec.tta] * (
                                    len(split.y_val) + len(y_test))},
             scaling_config=ScalingConfig(
@@ -615,7 +691,11 @@ def run_members(
             f"{' (early stop)' if outcome.stopped_early else ''}")
         return outcome
 
-    outcomes = run_concurrently([lambda s=s: run_one(s) for s in specs])
+    try:
+        outcomes = run_concurrently([lambda s=s: run_one(s) for s in specs], on_tick=drain)
+    finally:
+        with contextlib.suppress(Exception):  # the last lines, even after a failure
+            drain()
 
     score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
     results, committee_probas = ray.get(score.remote(

@@ -40,7 +40,8 @@ TOOL = "fashion-committee"  # config.json's marker: the folder is this tool's
 # What a run or a search writes; --overwrite refuses a folder holding anything else.
 KNOWN_ENTRIES = frozenset({
     INCOMPLETE, RESULTS, CONFIG, "report.md", "predictions.parquet", "samples.npz", "figures",
-    "members", "models", "train", "tune", "logs", "best_configs.json", "trials.parquet"})
+    "members", "models", "train", "tune", "logs", "tensorboard", "best_configs.json",
+    "trials.parquet"})
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 _UMASK = os.umask(0)
 os.umask(_UMASK)

@@ -30,11 +30,24 @@ MODEL_FILE, STATE_FILE = "model.keras", "state.json"
 METRICS = ("loss", "accuracy", "precision", "recall")
 
 
+_SINK: Callable[[str], None] | None = None
+
+
+def set_sink(sink: Callable[[str], None] | None) -> None:
+    """Also pass every line :func:`say` writes to ``sink`` (a Ray worker sends them to the
+    driver's display); None stops."""
+    global _SINK
+    _SINK = sink
+
+
 def say(message: str) -> None:
-    """Write one line to stdout. Not ``print``: a Ray Train worker patches ``print`` to log the
-    line as well as print it, so the driver would show every line twice."""
+    """Write one line to stdout (and to the sink, if set). Not ``print``: a Ray Train worker
+    patches ``print`` to log the line as well as print it, so the driver would show every line
+    twice."""
     sys.stdout.write(message + "\n")
     sys.stdout.flush()
+    if _SINK is not None:
+        _SINK(message)
 
 
 @dataclass
@@ -262,6 +275,7 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
             before = state.epochs_planned
             state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
                                                reserve, pace)
+            logs["epochs_planned"] = state.epochs_planned  # for TensorBoard and the history
             if state.epochs_planned != before:
                 say(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
                     f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction needs "
@@ -290,12 +304,14 @@ def train_member(
     time_budget_s: float | None = None,
     predict_images: int = 0,
     verbose: int = 2,
+    callbacks: list | None = None,
 ):
     """Train ``spec`` on (x_train, y_train), validating on (x_val, y_val).
 
     Shapes: ``x_*`` float32 ``(n, 28, 28, 1)``; ``y_*`` int class indices ``(n,)``.
     ``resume``: a ``(model, state)`` pair from :func:`load_checkpoint` to continue from.
-    ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch.
+    ``on_epoch_end(epoch, logs, model, state)`` is called after every epoch; ``callbacks``
+    (e.g. Keras' TensorBoard) run after the project's own, so they see ``epochs_planned``.
     ``time_budget_s``: train, and then predict ``predict_images`` images (TTA views counted),
     within about this long — after every epoch the member plans how many of its
     ``spec.epochs`` fit (:func:`plan_epochs` at :func:`recent_pace`; the prediction is timed
@@ -329,7 +345,7 @@ def train_member(
             initial_epoch=state.epoch,
             shuffle=True,
             callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s, predict_images,
-                                 len(x_val)),
+                                 len(x_val)) + list(callbacks or []),
             verbose=verbose,
         )
     state.finished_at = time.time()

@@ -108,3 +108,20 @@ def test_a_finished_run_is_not_overwritten(finished_run):
     assert proc.returncode == 2
     assert "already holds a complete run; pass --overwrite" in proc.stderr
     assert (run_dir / "results.json").read_bytes() == before
+
+
+def test_the_terminal_shows_the_run_not_the_machinery(finished_run):
+    """Redirected to a file: plain lines, no ANSI codes, no TensorFlow/CUDA/Ray-internal
+    lines; each member's lines in logs/<member>.log; TensorBoard event files per member."""
+    run_dir, proc, _ = finished_run
+    out = proc.stdout + proc.stderr
+    assert len(out.strip().splitlines()) < 40, out
+    for noise in ("\x1b[", "I0000", "E0000", "cuInit", "oneDNN", "(RayTrainWorker",
+                  "TrainingReport(", "(raylet)", "core_worker.cc"):
+        assert noise not in out, (noise, out)
+    for name in MEMBERS:
+        assert f"[{name}] epoch 1/1: accuracy " in out  # one plain line per member per epoch
+        log = (run_dir / "logs" / f"{name}.log").read_text()
+        assert f"[{name}] epoch 1/1: accuracy " in log and "time budget" in log
+        events = list((run_dir / "tensorboard" / name).rglob("events.out.tfevents.*"))
+        assert events and all(e.stat().st_size > 0 for e in events)
