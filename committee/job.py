@@ -360,12 +360,13 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
                 num_samples=options.num_samples, max_concurrent=concurrency,
                 scheduler=options.scheduler, time_budget_s=options.time_budget_s,
                 seed=identity["members"][spec.name]["seed"], placement=placement,
-                steps_per_execution=options.steps_per_execution)
+                steps_per_execution=options.steps_per_execution, verbose=options.verbose)
             summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name],
                                                     options.time_budget_s)
+            default_acc = summaries[spec.name]["default_val_accuracy"]
             orch.log(f"{spec.name}: best validation accuracy "
-                     f"{summaries[spec.name]['best_val_accuracy']:.4f} "
-                     f"(default {summaries[spec.name]['default_val_accuracy']})")
+                     f"{summaries[spec.name]['best_val_accuracy']:.4f} (default "
+                     f"{'not reported' if default_acc is None else f'{default_acc:.4f}'})")
 
         x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
         scores = tuning.finalize(summaries, split, x_test, y_test, placement)

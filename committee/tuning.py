@@ -13,6 +13,7 @@ The search sees only the training and validation arrays: :func:`search` takes a
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 from typing import Any
 
@@ -83,16 +84,20 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
 
 def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Path, *,
            num_samples: int, max_concurrent: int, scheduler: str, time_budget_s: float | None,
-           seed: int, placement: Placement, steps_per_execution: int):
+           seed: int, placement: Placement, steps_per_execution: int, verbose: bool = False):
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
-    ``split`` holds the training and validation arrays only.
+    ``split`` holds the training and validation arrays only. Unless ``verbose``, Tune's tables
+    give way to one line per trial result (:func:`_trial_lines`).
     """
     import ray
     from ray import tune
     from ray.train import CheckpointConfig, RunConfig, ScalingConfig
-    from ray.train.tensorflow import TensorflowTrainer
     from ray.tune.integration.ray_train import TuneReportCallback
+
+    from committee.orchestration import quiet_stderr
+    with quiet_stderr(not verbose):  # it imports TensorFlow
+        from ray.train.tensorflow import TensorflowTrainer
 
     data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
                         "x_val": split.x_val, "y_val": split.y_val})
@@ -137,15 +142,44 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
                     points_to_evaluate=[default], random_state=seed,
                     max_concurrent=max_concurrent)),
             run_config=tune.RunConfig(name=experiment_dir.name,
-                                      storage_path=str(experiment_dir.parent.resolve())),
+                                      storage_path=str(experiment_dir.parent.resolve()),
+                                      verbose=2 if verbose else 0,
+                                      callbacks=[] if verbose else [_trial_lines(spec.name)]),
         )
     log(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
         f"{max_concurrent} at once)")
-    return tuner.fit()
+    if verbose:
+        return tuner.fit()
+    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
+    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output prints its tables even at verbose=0
+    try:
+        return tuner.fit()
+    finally:
+        if saved is None:
+            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
+        else:
+            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
 class SearchError(ValueError):
     """A search that cannot give a result as configured; the message says what to change."""
+
+
+def _trial_lines(member: str):
+    """A Tune callback printing one plain line per trial result, in place of Tune's tables."""
+    from ray.tune import Callback
+
+    class TrialLines(Callback):
+        def on_trial_result(self, iteration, trials, trial, result, **info):
+            config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                               for k, v in trial.config.items())
+            log(f"{member}: trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
+                f"{METRIC} {result.get(METRIC, float('nan')):.4f} ({config})")
+
+        def on_trial_error(self, iteration, trials, trial, **info):
+            log(f"{member}: trial {trial.trial_id} failed; see {trial.local_path}")
+
+    return TrialLines()
 
 
 def summarize(spec: MemberSpec, space: dict, grid,

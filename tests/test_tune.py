@@ -40,6 +40,11 @@ def test_fifo_search_through_the_cli(tmp_path):
     assert "committee (mean)" in report and "tuned test acc" in report
     assert (run_dir / "figures" / "trials.png").stat().st_size > 5_000
     assert not (run_dir / "INCOMPLETE").exists()
+    out = proc.stdout + proc.stderr  # one plain line per trial result, not Tune's tables
+    assert len(out.strip().splitlines()) < 25, out
+    assert out.count(": trial ") == 4 and "epoch 1: val_accuracy 0." in out
+    for noise in ("╭", "Trial status", "I0000", "cuInit", "\x1b["):
+        assert noise not in out, (noise, out)
 
 
 def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
