@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from committee import data, members
+from committee import data, members, training
 from committee.prediction import load_model, predict_proba, tta_views
 from committee.training import (TrainState, _cpu_has_bfloat16, compile_member,
                                 effective_precision, load_checkpoint, plan_epochs,
@@ -167,12 +167,27 @@ def test_saved_model_loads_in_safe_mode(small, tmp_path):
                                predict_proba(model, small.x_val), atol=1e-6)
 
 
-def test_precision_falls_back_to_float32_without_hardware_support(capsys):
+def test_precision_falls_back_to_float32_without_hardware_support(capsys, monkeypatch):
+    # Whether a GPU is visible is decided here, so the test holds on any machine.
+    monkeypatch.setattr(training, "_has_gpu", lambda: False)
     assert effective_precision("float32") == "float32"
-    assert effective_precision("mixed_float16") == "float32"  # this machine has no GPU
+    assert effective_precision("mixed_float16") == "float32"  # no GPU
     assert "mixed_float16 has no hardware support here" in capsys.readouterr().out
     bf16 = effective_precision("mixed_bfloat16")
     assert bf16 == ("mixed_bfloat16" if _cpu_has_bfloat16() else "float32")
+
+
+def test_precision_is_kept_where_a_gpu_is_visible(capsys, monkeypatch):
+    monkeypatch.setattr(training, "_has_gpu", lambda: True)
+    assert effective_precision("mixed_float16") == "mixed_float16"
+    assert effective_precision("mixed_bfloat16") == "mixed_bfloat16"
+    assert "no hardware support" not in capsys.readouterr().out
+
+
+def test_precision_matches_this_machine():
+    """Unpatched: mixed_float16 is kept exactly when the backend sees a GPU."""
+    expected = "mixed_float16" if training._has_gpu() else "float32"
+    assert effective_precision("mixed_float16") == expected
 
 
 def test_tta_averages_exactly_its_views(small):
