@@ -234,8 +234,9 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                 on_epoch_end(epoch, logs, self.model, state)
 
     class TimeBudget(keras.callbacks.Callback):
-        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted from
-        the first epoch's start) once the prediction of ``predict_images`` images is reserved
+        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted as
+        time spent training: the sum of ``state.epoch_seconds``, so hours between a stop and
+        its resumption are not spent budget) once the prediction of ``predict_images`` images is reserved
         (timed by the validation passes), at the pace of the last few epochs; the schedule
         decays over the latest plan. Re-planning each epoch spends what a first-epoch plan
         would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
@@ -257,7 +258,9 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
         def on_epoch_end(self, epoch, logs=None):
             now = time.time()
             state.epoch_seconds.append(now - self._epoch_began)
-            took, pace = now - state.started_at, recent_pace(state.epoch_seconds)
+            # Training time, not wall time since started_at: a run stopped and resumed later
+            # has not spent its budget while it was down.
+            took, pace = sum(state.epoch_seconds), recent_pace(state.epoch_seconds)
             reserve = predict_images * self.val_s / max(1, self.val_images)
             before = state.epochs_planned
             state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,

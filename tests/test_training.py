@@ -137,9 +137,20 @@ def test_time_budget_replans_after_every_epoch(small):
     assert state.epochs_planned == 4 and state.epoch == 4 and len(state.epoch_seconds) == 4
     assert state.history["learning_rate"] == pytest.approx(
         [spec.learning_rate_at(e, 4) for e in range(1, 4)], rel=1e-6)
-    # 2 of 4 done at 1000 s each, 100 s of the budget left: the third epoch is the last.
+    # 2 of 4 done in 3500 s of training, 100 s of the budget left: the third is the last.
     state = TrainState(epoch=2, epochs_planned=4, started_at=time.time() - 3500,
-                       epoch_seconds=[1000.0, 1000.0])
+                       epoch_seconds=[1750.0, 1750.0])
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
+    assert state.epochs_planned == 3 and state.epoch == 3
+
+
+def test_time_budget_counts_training_time_not_downtime(small):
+    """A member stopped after 1 epoch of 10 s and resumed 5 hours later still has most of an
+    hour's budget: the downtime is not spent training."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=3)
+    state = TrainState(epoch=1, epochs_planned=3, started_at=time.time() - 5 * 3600,
+                       epoch_seconds=[10.0])
     _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                             resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
     assert state.epochs_planned == 3 and state.epoch == 3
