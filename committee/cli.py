@@ -126,9 +126,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="replace the run folder of the same name; the old run is kept until "
                    "the new one has finished, and restored if it fails")
-    g.add_argument("--storage", help="Ray Train checkpoint storage: a shared path or a URI such "
-                   "as s3://bucket/prefix (default: RUN_DIR/train; multi-node clusters need "
-                   "shared storage)")
+    g.add_argument("--storage", help="Ray Train checkpoint storage (and a search's trials): a "
+                   "shared path or a URI such as s3://bucket/prefix, under which the run keeps "
+                   "RUN_NAME/<instance id>/ (default: RUN_DIR/train, RUN_DIR/tune for a search; "
+                   "multi-node clusters need shared storage)")
     g = parser.add_argument_group("Ray")
     g.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
                    "private local Ray is started)")

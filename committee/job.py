@@ -339,14 +339,17 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
                          f"{tuning.TRIAL_CPU} each for the trial) need more than the cluster's "
                          f"{total_cpu:g} CPUs; lower one of them")
     placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
-    with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}):
+    with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}) as config:
         orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
                  f"up to {concurrency} at once")
         grids, summaries = {}, {}
         for spec in specs:  # the search never receives the test arrays
             space = tuning.member_space(spec, options.epochs)
+            # Under --storage, as for committee run: a multi-node search needs shared storage.
+            where = tuning.experiment_location(run_dir, spec.name, options.storage,
+                                               config["instance"])
             grids[spec.name] = tuning.search(
-                spec, space, split, run_dir / "tune" / spec.name,
+                spec, space, split, where,
                 num_samples=options.num_samples, max_concurrent=concurrency,
                 scheduler=options.scheduler, time_budget_s=options.time_budget_s,
                 seed=identity["members"][spec.name]["seed"], placement=placement,

@@ -81,12 +81,39 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
     return FIFOScheduler()
 
 
-def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Path, *,
+def experiment_location(run_dir: Path, member: str, storage: str | None = None,
+                        instance: str | None = None) -> str:
+    """Where ``member``'s Tune experiment lives: ``<run_dir>/tune/<member>`` by default, else
+    ``<storage>/<run name>/<instance>/tune/<member>`` (the run's storage as
+    :func:`~committee.orchestration.storage_for` lays it out), so that on a multi-node
+    cluster every trial writes to storage all nodes share. Raises ValueError when a storage
+    is given without the run's ``instance`` id."""
+    from committee.orchestration import storage_for
+    if storage is None:
+        return str((Path(run_dir) / "tune" / member).resolve())
+    if not instance:
+        raise ValueError(f"storage {storage!r} needs the run's instance id; got {instance!r}")
+    return f"{storage_for(Path(run_dir), storage, instance)}/tune/{member}"
+
+
+def _split_location(experiment: str | Path) -> tuple[str, str, str]:
+    """``(experiment, parent, name)`` of a local folder (resolved) or a URI such as s3://…"""
+    experiment = str(experiment)
+    if "://" not in experiment:
+        experiment = str(Path(experiment).expanduser().resolve())
+    experiment = experiment.rstrip("/")
+    parent, _, name = experiment.rpartition("/")
+    return experiment, parent, name
+
+
+def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str | Path, *,
            num_samples: int, max_concurrent: int, scheduler: str, time_budget_s: float | None,
            seed: int, placement: Placement, steps_per_execution: int):
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
-    ``split`` holds the training and validation arrays only.
+    ``split`` holds the training and validation arrays only. ``experiment_dir``: a local
+    folder or a URI (:func:`experiment_location`); the trials' Ray Train runs are kept in its
+    ``trials`` subfolder.
     """
     import ray
     from ray import tune
@@ -96,7 +123,8 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
 
     data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
                         "x_val": split.x_val, "y_val": split.y_val})
-    trials_storage = str((experiment_dir / "trials").resolve())
+    path, parent, name = _split_location(experiment_dir)
+    trials_storage = f"{path}/trials"
 
     def trainable(config: dict[str, Any]) -> None:
         trial_spec = members_mod.apply_config(spec, config)
@@ -117,7 +145,6 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
         trainer.fit()
 
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
-    path = str(experiment_dir.resolve())
     if tune.Tuner.can_restore(path):
         log(f"{spec.name}: resuming the search in {path}")
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
@@ -136,8 +163,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
                 search_alg=BasicVariantGenerator(
                     points_to_evaluate=[default], random_state=seed,
                     max_concurrent=max_concurrent)),
-            run_config=tune.RunConfig(name=experiment_dir.name,
-                                      storage_path=str(experiment_dir.parent.resolve())),
+            run_config=tune.RunConfig(name=name, storage_path=parent),
         )
     log(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
         f"{max_concurrent} at once)")
