@@ -24,6 +24,7 @@ from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
 from committee import report, runfolder
+from committee.errors import usage_errors
 
 PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
 
@@ -200,10 +201,15 @@ def _class_counts_of(split, y_test) -> dict[str, list[int]]:
 
 
 def run(options: RunOptions) -> Path:
-    """Train and score the committee; return the run folder. Raises on bad input or failure."""
-    specs = validate(options)
-    run_dir, dataset, split = _prepare(options, options.preset)
-    identity = _identity(options, specs, dataset, "run")
+    """Train and score the committee; return the run folder.
+
+    Raises :class:`~committee.errors.UsageError` on bad input (before anything starts), another
+    :class:`~committee.errors.CommitteeError` on a known condition (run folder, data, a
+    diverged member), anything else on an unexpected failure."""
+    with usage_errors():  # a ValueError here is bad input, not a failure of the work
+        specs = validate(options)
+        run_dir, dataset, split = _prepare(options, options.preset)
+        identity = _identity(options, specs, dataset, "run")
     with _owned_folder(run_dir, identity, options.overwrite) as mode:
         return _run_locked(options, specs, run_dir, dataset, split, identity, mode)
 
@@ -217,10 +223,11 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
              f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
 
     started = time.time()
-    orch.connect(options.address)
-    interrupt_on_sigterm()
-    placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
-                                    options.cpus_per_member, options.gpus_per_member)
+    with usage_errors():  # the address, and members the cluster cannot host
+        orch.connect(options.address)
+        interrupt_on_sigterm()
+        placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
+                                        options.cpus_per_member, options.gpus_per_member)
     minutes = options.budget_minutes()
     config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
@@ -314,9 +321,13 @@ def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
 
 
 def tune(options: TuneOptions) -> Path:
-    """Search each member's hyper-parameters, then score default and tuned committees."""
-    specs = validate_tune(options)
-    run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
+    """Search each member's hyper-parameters, then score default and tuned committees.
+
+    Raises as :func:`run` does; a search that gives no result is a
+    :class:`~committee.tuning.SearchError`."""
+    with usage_errors():  # a ValueError here is bad input, not a failure of the work
+        specs = validate_tune(options)
+        run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
     identity = _identity(options, specs, dataset, "tune", search={
         "num_samples": options.num_samples, "scheduler": options.scheduler,
         "time_budget_s": options.time_budget_s, "epochs": options.epochs})
@@ -328,17 +339,18 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
     from committee import orchestration as orch
     from committee import tuning
 
-    orch.connect(options.address)
-    interrupt_on_sigterm()
-    nodes = orch.cluster_nodes()
-    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
-    concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
-    cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
-    if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
-        raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
-                         f"{tuning.TRIAL_CPU} each for the trial) need more than the cluster's "
-                         f"{total_cpu:g} CPUs; lower one of them")
-    placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
+    with usage_errors():  # the address, and trials the cluster cannot host
+        orch.connect(options.address)
+        interrupt_on_sigterm()
+        nodes = orch.cluster_nodes()
+        total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+        concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
+        cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
+        if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
+            raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+                             f"{tuning.TRIAL_CPU} each for the trial) need more than the "
+                             f"cluster's {total_cpu:g} CPUs; lower one of them")
+        placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
     with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}) as config:
         orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
                  f"up to {concurrency} at once")

@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from committee import runfolder
+from committee.errors import CommitteeError
 from committee.members import TTA_MODES, MemberSpec
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
                                 load_checkpoint, save_checkpoint, say, train_member)
@@ -402,7 +403,7 @@ class MemberOutcome:
     seed: int | None = None
 
 
-class MemberDiverged(ValueError):
+class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
 
 
@@ -626,7 +627,7 @@ def run_members(
 
 # --------------------------------------------------------------------------- batch inference
 
-class MemberLoadError(ValueError):
+class MemberLoadError(CommitteeError):
     """A member's .keras file did not load (in its batch-inference actor)."""
 
 

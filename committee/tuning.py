@@ -21,6 +21,7 @@ import numpy as np
 from committee import members as members_mod
 from committee import runfolder
 from committee.architectures import ARCHITECTURES
+from committee.errors import CommitteeError
 from committee.members import MemberSpec
 from committee.orchestration import Placement, _predict, _score, log, train_loop_per_worker
 
@@ -170,7 +171,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
     return tuner.fit()
 
 
-class SearchError(ValueError):
+class SearchError(CommitteeError):
     """A search that cannot give a result as configured; the message says what to change."""
 
 
