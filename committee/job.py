@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -142,6 +143,36 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def code_version(folder: Path | None = None) -> dict:
+    """``{"git_commit", "git_dirty"}`` of the git checkout holding this package (``folder``,
+    default: the package's own): HEAD's commit and whether tracked files differ from it. Both
+    None when the package is not the top of a git checkout (an installed copy) or git is
+    missing. Never raises."""
+    folder = Path(folder or Path(__file__).resolve().parent)
+    unknown = {"git_commit": None, "git_dirty": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                                  timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    # A site-packages copy inside some other repository must not report that repository.
+    if top is None or Path(top).resolve() != folder.parent.resolve():
+        return unknown
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def machine_info() -> dict:
+    """The driver's machine: CPU model and platform (each member's own is in training)."""
+    from committee.training import cpu_model
+    return {"cpu": cpu_model(), "platform": platform.platform()}
+
+
 def _class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=data_mod.NUM_CLASSES).astype(int).tolist()
 
@@ -255,6 +286,8 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                     "wall_s": finished - started},
             "config": config,
             "versions": _versions(),
+            "code": code_version(),
+            "machine": machine_info(),
             "data": {"source": dataset.source, "sha256": dataset.sha256,
                      "split": options.split, "val_fraction": options.val_fraction,
                      "limit_train": options.limit_train,
@@ -266,6 +299,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                                   "train_s": o.finished_at - o.started_at, "reused": o.reused,
                                   "resumed_at": o.resumed_at,
                                   "epochs_planned": o.epochs_planned, "seed": o.seed,
+                                  "precision": o.precision, "device": o.device,
                                   "history": o.history} for o in outcomes},
             **scores,
         }
@@ -377,7 +411,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
         meta = {"name": run_dir.name, "num_samples": options.num_samples,
                 "scheduler": options.scheduler, "max_concurrent": concurrency,
                 "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
-                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions()}
+                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions(),
+                "code": code_version(), "machine": machine_info()}
         tuning.write_outputs(run_dir, summaries, grids, scores, meta)
     for which in ("default", "tuned"):
         block = scores[which]

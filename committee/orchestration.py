@@ -401,6 +401,8 @@ class MemberOutcome:
     reused: bool = False  # finished in an earlier, interrupted run and not retrained
     epochs_planned: int | None = None  # the time budget's plan, when one applied
     seed: int | None = None
+    precision: str | None = None  # the dtype policy it trained with (training.effective_precision)
+    device: dict | None = None  # {"cpu": model, "gpus": [names]} of the worker it trained on
 
 
 class MemberDiverged(CommitteeError):
@@ -443,7 +445,8 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
                              finished_at=info["finished_at"], resumed_at=info["resumed_at"],
                              epochs_planned=info.get("epochs_planned"), val_proba=val,
-                             test_proba=test, reused=True, seed=identity["seed"])
+                             test_proba=test, reused=True, seed=identity["seed"],
+                             precision=info.get("precision"), device=info.get("device"))
     except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
         why = (str(exc).strip().splitlines() or [""])[0][:200]
         log(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: {why}); "
@@ -462,7 +465,8 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
                             finished_at=state.finished_at or time.time(),
                             resumed_at=state.resumed_at, epochs_planned=state.epochs_planned,
                             val_proba=probs["val"], test_proba=probs["test"],
-                            seed=identity["seed"])
+                            seed=identity["seed"], precision=state.precision,
+                            device=state.device)
     runfolder.write_json(info_path, {"identity": identity, "spec": spec.to_dict(),
                                      "history": state.history,
                                      "epochs_run": state.epoch,
@@ -470,7 +474,8 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
                                      "started_at": outcome.started_at,
                                      "finished_at": outcome.finished_at,
                                      "resumed_at": outcome.resumed_at,
-                                     "epochs_planned": outcome.epochs_planned})
+                                     "epochs_planned": outcome.epochs_planned,
+                                     "precision": outcome.precision, "device": outcome.device})
     return outcome
 
 

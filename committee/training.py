@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -52,6 +53,8 @@ class TrainState:
     epochs_planned: int | None = None  # set after each epoch when a time budget applies
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch's duration, validation in
     diverged: dict[str, float] | None = None  # epoch, learning_rate, loss of a non-finite epoch
+    precision: str | None = None  # the dtype policy actually trained with (effective_precision)
+    device: dict[str, Any] | None = None  # cpu model and GPU names where it last trained
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
@@ -133,6 +136,37 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def cpu_model() -> str:
+    """This machine's CPU model ("model name" of /proc/cpuinfo), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_names() -> list[str]:
+    """The names of the GPUs Keras' backend sees (e.g. "NVIDIA H200"); [] without any."""
+    import keras
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    import tensorflow as tf
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def device_info() -> dict[str, Any]:
+    """``{"cpu": model, "gpus": [names]}`` of the machine this process trains on."""
+    return {"cpu": cpu_model(), "gpus": gpu_names()}
+
+
 def effective_precision(requested: str) -> str:
     """The dtype policy to train with: ``requested`` unless this machine would emulate it.
 
@@ -158,12 +192,13 @@ def make_optimizer(name: str, learning_rate: float):
     return classes[name](learning_rate=learning_rate)
 
 
-def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto"):
-    """Build and compile the member's model as the seed did (in the spec's precision where
-    this machine supports it). ``jit_compile``: Keras' XLA switch; "auto" leaves it off on
-    CPU-only TensorFlow."""
+def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto",
+                   precision: str | None = None):
+    """Build and compile the member's model as the seed did, in ``precision`` (default: the
+    spec's where this machine supports it, :func:`effective_precision`). ``jit_compile``:
+    Keras' XLA switch; "auto" leaves it off on CPU-only TensorFlow."""
     import keras
-    model = spec.build(effective_precision(spec.precision))
+    model = spec.build(precision or effective_precision(spec.precision))
     model.compile(
         optimizer=make_optimizer(spec.optimizer, spec.learning_rate),
         loss="categorical_crossentropy",
@@ -316,7 +351,12 @@ def train_member(
         state.resumed_at.append(state.epoch)
         keras.utils.set_random_seed(resume_seed(seed, state.epoch))  # fresh shuffles after a resume
     else:
-        model, state = compile_member(spec, steps_per_execution), TrainState()
+        precision = effective_precision(spec.precision)
+        model = compile_member(spec, steps_per_execution, precision=precision)
+        state = TrainState(precision=precision)
+    if state.precision is None:  # a checkpoint saved before the field existed
+        state.precision = effective_precision(spec.precision)
+    state.device = device_info()  # where it trains now (a resumed member may have moved)
     if state.started_at is None:
         state.started_at = time.time()
     if time_budget_s is not None and not time_budget_s > 0:

@@ -238,3 +238,14 @@ def test_tta_views_are_the_image_its_mirror_and_one_pixel_shifts():
     np.testing.assert_array_equal(views[6][:, 1:], x[:, :-1, ::-1])
     with pytest.raises(ValueError, match="tta 'flip' is unknown; expected one of none"):
         list(tta_views(x, "flip"))
+
+
+def test_the_state_records_the_precision_used_and_the_device(small):
+    """The precision actually used (float32 here for mixed_float16 without a GPU) travels in
+    the TrainState, so the driver can record it per member."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=1, precision="mixed_float16")
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            verbose=0)
+    assert state.precision == effective_precision("mixed_float16")
+    assert state.device["cpu"] == training.cpu_model()
+    assert state.device["gpus"] == training.gpu_names()
