@@ -291,7 +291,7 @@ def run_command(args: argparse.Namespace) -> int:
         return 2
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise
+            return _unexpected(exc, options)
         from committee.orchestration import disk_full
         where = options.run_dir() if options.run_name else options.output
         print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
@@ -305,13 +305,18 @@ def run_command(args: argparse.Namespace) -> int:
               f"{'start over' if options.overwrite else 'resume'}", file=sys.stderr)
         return 130
     except Exception as exc:  # not bad input: a failure whose traceback must not be lost
-        log = log_failure(exc, options.run_dir() if options.run_name else None)
-        first = (str(exc).strip().splitlines() or [""])[0][:300]
-        print(f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
-              file=sys.stderr)
-        return 1
+        return _unexpected(exc, options)
     print(f"outputs in {run_dir}")
     return 0
+
+
+def _unexpected(exc: BaseException, options) -> int:
+    """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
+    log = log_failure(exc, options.run_dir() if options.run_name else None)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
+          file=sys.stderr)
+    return 1
 
 
 def log_failure(exc: BaseException, run_dir: Path | None) -> Path:

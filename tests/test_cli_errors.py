@@ -146,6 +146,29 @@ def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(
     assert "Traceback" in log.read_text() and "in broken" in log.read_text()
 
 
+def test_an_unexpected_os_error_is_logged_too(monkeypatch, capsys, tmp_path):
+    """An OSError other than a full disk is a failure as well: exit 1, traceback logged."""
+    from committee import orchestration
+    _fake_cluster(monkeypatch)
+
+    def broken(*args, **kwargs):
+        raise PermissionError(13, "Permission denied", "/somewhere/else")
+    monkeypatch.setattr(orchestration, "run_members", broken)
+    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "denied",
+                     "--limit-train", "100", "--epochs", "1"])
+    err = _error_lines(capsys.readouterr().err)
+    assert code == 2 and len(err) == 1, err  # PermissionError keeps its one-line exit 2
+
+    def io_error(*args, **kwargs):
+        raise OSError(5, "Input/output error")
+    monkeypatch.setattr(orchestration, "run_members", io_error)
+    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "io",
+                     "--limit-train", "100", "--epochs", "1"])
+    err = _error_lines(capsys.readouterr().err)
+    assert code == 1 and len(err) == 1, err
+    assert str(tmp_path / "io" / "logs" / "error.log") in err[0]
+
+
 def test_a_placement_the_cluster_cannot_host_is_still_a_usage_error(monkeypatch, capsys,
                                                                    tmp_path):
     _fake_cluster(monkeypatch, cpus=2.0)
