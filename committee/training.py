@@ -271,10 +271,10 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
     class TimeBudget(keras.callbacks.Callback):
         """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted as
         time spent training: the sum of ``state.epoch_seconds``, so hours between a stop and
-        its resumption are not spent budget) once the prediction of ``predict_images`` images is reserved
-        (timed by the validation passes), at the pace of the last few epochs; the schedule
-        decays over the latest plan. Re-planning each epoch spends what a first-epoch plan
-        would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
+        its resumption are not spent budget) once the prediction of ``predict_images`` images
+        is reserved (timed by the validation passes), at the pace of the last few epochs; the
+        schedule decays over the latest plan. Re-planning each epoch spends what a first-epoch
+        plan would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
         when another finishes and frees its share of the machine. Ends training when the
         planned epochs are done."""
 
