@@ -1,7 +1,10 @@
 """Command line: ``committee run``, ``tune``, ``report`` and ``predict``.
 
 Bad options end in one line on stderr (what was wrong, the value, what was expected) and exit
-status 2, before any Ray cluster starts.
+status 2, before any Ray cluster starts; so do the known conditions the project names
+(:class:`committee.errors.CommitteeError`: a run folder, data or search that cannot be used, a
+diverged member). Any other failure of ``run`` or ``tune`` exits 1 with one line that says
+where its full traceback was written (RUN_DIR/logs/error.log, else a temporary file).
 """
 
 from __future__ import annotations
@@ -126,9 +129,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--overwrite", action="store_true",
                    help="replace the run folder of the same name; the old run is kept until "
                    "the new one has finished, and restored if it fails")
-    g.add_argument("--storage", help="Ray Train checkpoint storage: a shared path or a URI such "
-                   "as s3://bucket/prefix (default: RUN_DIR/train; multi-node clusters need "
-                   "shared storage)")
+    g.add_argument("--storage", help="Ray Train checkpoint storage (and a search's trials): a "
+                   "shared path or a URI such as s3://bucket/prefix, under which the run keeps "
+                   "RUN_NAME/<instance id>/ (default: RUN_DIR/train, RUN_DIR/tune for a search; "
+                   "multi-node clusters need shared storage)")
     g = parser.add_argument_group("Ray")
     g.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
                    "private local Ray is started)")
@@ -276,7 +280,7 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
-    from committee.data import DataError
+    from committee.errors import CommitteeError
     from committee.job import TuneOptions, interrupt_on_sigterm, run, tune
 
     options = options_from_args(args)
@@ -285,13 +289,13 @@ def run_command(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
     try:
         run_dir = run(options)  # validates every option before anything starts
-    except (ValueError, DataError, FileExistsError, PermissionError, FileNotFoundError,
+    except (CommitteeError, FileExistsError, PermissionError, FileNotFoundError,
             ConnectionError) as exc:
         print(f"committee: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
-            raise
+            return _unexpected(exc, options)
         from committee.orchestration import disk_full
         where = options.run_dir() if options.run_name else options.output
         print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
@@ -304,8 +308,41 @@ def run_command(args: argparse.Namespace) -> int:
               f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
               f"{'start over' if options.overwrite else 'resume'}", file=sys.stderr)
         return 130
+    except Exception as exc:  # not bad input: a failure whose traceback must not be lost
+        return _unexpected(exc, options)
     print(f"outputs in {run_dir}")
     return 0
+
+
+def _unexpected(exc: BaseException, options) -> int:
+    """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
+    log = log_failure(exc, options.run_dir() if options.run_name else None)
+    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    print(f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
+          file=sys.stderr)
+    return 1
+
+
+def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
+    """Write ``exc``'s full traceback to ``<run_dir>/logs/error.log`` when the run folder
+    exists, else to a new temporary file; return the file's path. Never raises OSError: a
+    log that cannot be written there goes to the temporary file."""
+    import tempfile
+    import traceback
+
+    text = "".join(traceback.format_exception(exc))
+    if run_dir is not None and run_dir.is_dir():
+        path = run_dir / "logs" / "error.log"
+        try:
+            path.parent.mkdir(exist_ok=True)
+            path.write_text(text)
+            return path
+        except OSError:  # e.g. the disk that failed the run: fall back below
+            pass
+    fd, name = tempfile.mkstemp(prefix="committee-error-", suffix=".log")
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    return Path(name)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -34,6 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
+from committee.errors import CommitteeError
+
 CLASS_NAMES = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
     "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
@@ -79,7 +81,7 @@ KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
 MAX_GZ_BYTES = 64 << 20
 
 
-class DataError(ValueError):
+class DataError(CommitteeError):
     """The data could not be found, fetched or verified. The message names the file."""
 
 

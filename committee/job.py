@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 import signal
+import subprocess
 import threading
 import time
 from contextlib import contextmanager
@@ -24,6 +25,7 @@ from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
 from committee import progress, report, runfolder
+from committee.errors import usage_errors
 
 PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
 
@@ -142,6 +144,36 @@ def _versions() -> dict[str, str]:
     return out
 
 
+def code_version(folder: Path | None = None) -> dict:
+    """``{"git_commit", "git_dirty"}`` of the git checkout holding this package (``folder``,
+    default: the package's own): HEAD's commit and whether tracked files differ from it. Both
+    None when the package is not the top of a git checkout (an installed copy) or git is
+    missing. Never raises."""
+    folder = Path(folder or Path(__file__).resolve().parent)
+    unknown = {"git_commit": None, "git_dirty": None}
+
+    def git(*args: str) -> str | None:
+        try:
+            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
+                                  timeout=10)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    top = git("rev-parse", "--show-toplevel")
+    # A site-packages copy inside some other repository must not report that repository.
+    if top is None or Path(top).resolve() != folder.parent.resolve():
+        return unknown
+    commit, status = git("rev-parse", "HEAD"), git("status", "--porcelain", "--untracked-files=no")
+    return {"git_commit": commit, "git_dirty": None if status is None else bool(status)}
+
+
+def machine_info() -> dict:
+    """The driver's machine: CPU model and platform (each member's own is in training)."""
+    from committee.training import cpu_model
+    return {"cpu": cpu_model(), "platform": platform.platform()}
+
+
 def _class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=data_mod.NUM_CLASSES).astype(int).tolist()
 
@@ -201,10 +233,15 @@ def _class_counts_of(split, y_test) -> dict[str, list[int]]:
 
 
 def run(options: RunOptions) -> Path:
-    """Train and score the committee; return the run folder. Raises on bad input or failure."""
-    specs = validate(options)
-    run_dir, dataset, split = _prepare(options, options.preset)
-    identity = _identity(options, specs, dataset, "run")
+    """Train and score the committee; return the run folder.
+
+    Raises :class:`~committee.errors.UsageError` on bad input (before anything starts), another
+    :class:`~committee.errors.CommitteeError` on a known condition (run folder, data, a
+    diverged member), anything else on an unexpected failure."""
+    with usage_errors():  # a ValueError here is bad input, not a failure of the work
+        specs = validate(options)
+        run_dir, dataset, split = _prepare(options, options.preset)
+        identity = _identity(options, specs, dataset, "run")
     with _owned_folder(run_dir, identity, options.overwrite) as mode:
         return _run_locked(options, specs, run_dir, dataset, split, identity, mode)
 
@@ -218,10 +255,11 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
              f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
 
     started = time.time()
-    orch.connect(options.address, verbose=options.verbose)
-    interrupt_on_sigterm()
-    placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
-                                    options.cpus_per_member, options.gpus_per_member)
+    with usage_errors():  # the address, and members the cluster cannot host
+        orch.connect(options.address, verbose=options.verbose)
+        interrupt_on_sigterm()
+        placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
+                                        options.cpus_per_member, options.gpus_per_member)
     minutes = options.budget_minutes()
     config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
@@ -258,6 +296,8 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                     "wall_s": finished - started},
             "config": config,
             "versions": _versions(),
+            "code": code_version(),
+            "machine": machine_info(),
             "data": {"source": dataset.source, "sha256": dataset.sha256,
                      "split": options.split, "val_fraction": options.val_fraction,
                      "limit_train": options.limit_train,
@@ -269,6 +309,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                                   "train_s": o.finished_at - o.started_at, "reused": o.reused,
                                   "resumed_at": o.resumed_at,
                                   "epochs_planned": o.epochs_planned, "seed": o.seed,
+                                  "precision": o.precision, "device": o.device,
                                   "history": o.history} for o in outcomes},
             **scores,
         }
@@ -324,9 +365,13 @@ def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
 
 
 def tune(options: TuneOptions) -> Path:
-    """Search each member's hyper-parameters, then score default and tuned committees."""
-    specs = validate_tune(options)
-    run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
+    """Search each member's hyper-parameters, then score default and tuned committees.
+
+    Raises as :func:`run` does; a search that gives no result is a
+    :class:`~committee.tuning.SearchError`."""
+    with usage_errors():  # a ValueError here is bad input, not a failure of the work
+        specs = validate_tune(options)
+        run_dir, dataset, split = _prepare(options, f"tune-{options.preset}")
     identity = _identity(options, specs, dataset, "tune", search={
         "num_samples": options.num_samples, "scheduler": options.scheduler,
         "time_budget_s": options.time_budget_s, "epochs": options.epochs})
@@ -338,25 +383,29 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
     from committee import orchestration as orch
     from committee import tuning
 
-    orch.connect(options.address, verbose=options.verbose)
-    interrupt_on_sigterm()
-    nodes = orch.cluster_nodes()
-    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
-    concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
-    cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
-    if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
-        raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
-                         f"{tuning.TRIAL_CPU} each for the trial) need more than the cluster's "
-                         f"{total_cpu:g} CPUs; lower one of them")
-    placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
-    with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}):
+    with usage_errors():  # the address, and trials the cluster cannot host
+        orch.connect(options.address, verbose=options.verbose)
+        interrupt_on_sigterm()
+        nodes = orch.cluster_nodes()
+        total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+        concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
+        cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
+        if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
+            raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+                             f"{tuning.TRIAL_CPU} each for the trial) need more than the "
+                             f"cluster's {total_cpu:g} CPUs; lower one of them")
+        placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
+    with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}) as config:
         orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
                  f"up to {concurrency} at once")
         grids, summaries = {}, {}
         for spec in specs:  # the search never receives the test arrays
             space = tuning.member_space(spec, options.epochs)
+            # Under --storage, as for committee run: a multi-node search needs shared storage.
+            where = tuning.experiment_location(run_dir, spec.name, options.storage,
+                                               config["instance"])
             grids[spec.name] = tuning.search(
-                spec, space, split, run_dir / "tune" / spec.name,
+                spec, space, split, where,
                 num_samples=options.num_samples, max_concurrent=concurrency,
                 scheduler=options.scheduler, time_budget_s=options.time_budget_s,
                 seed=identity["members"][spec.name]["seed"], placement=placement,
@@ -373,7 +422,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
         meta = {"name": run_dir.name, "num_samples": options.num_samples,
                 "scheduler": options.scheduler, "max_concurrent": concurrency,
                 "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
-                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions()}
+                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions(),
+                "code": code_version(), "machine": machine_info()}
         tuning.write_outputs(run_dir, summaries, grids, scores, meta)
     for which in ("default", "tuned"):
         block = scores[which]

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from committee import runfolder
+from committee.errors import CommitteeError
 from committee.members import TTA_MODES, MemberSpec
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
                                 load_checkpoint, recent_pace, save_checkpoint, say, set_sink,
@@ -461,9 +462,11 @@ class MemberOutcome:
     reused: bool = False  # finished in an earlier, interrupted run and not retrained
     epochs_planned: int | None = None  # the time budget's plan, when one applied
     seed: int | None = None
+    precision: str | None = None  # the dtype policy it trained with (training.effective_precision)
+    device: dict | None = None  # {"cpu": model, "gpus": [names]} of the worker it trained on
 
 
-class MemberDiverged(ValueError):
+class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
 
 
@@ -503,7 +506,8 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
                              finished_at=info["finished_at"], resumed_at=info["resumed_at"],
                              epochs_planned=info.get("epochs_planned"), val_proba=val,
-                             test_proba=test, reused=True, seed=identity["seed"])
+                             test_proba=test, reused=True, seed=identity["seed"],
+                             precision=info.get("precision"), device=info.get("device"))
     except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
         why = (str(exc).strip().splitlines() or [""])[0][:200]
         log(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: {why}); "
@@ -522,7 +526,8 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
                             finished_at=state.finished_at or time.time(),
                             resumed_at=state.resumed_at, epochs_planned=state.epochs_planned,
                             val_proba=probs["val"], test_proba=probs["test"],
-                            seed=identity["seed"])
+                            seed=identity["seed"], precision=state.precision,
+                            device=state.device)
     runfolder.write_json(info_path, {"identity": identity, "spec": spec.to_dict(),
                                      "history": state.history,
                                      "epochs_run": state.epoch,
@@ -530,7 +535,8 @@ def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
                                      "started_at": outcome.started_at,
                                      "finished_at": outcome.finished_at,
                                      "resumed_at": outcome.resumed_at,
-                                     "epochs_planned": outcome.epochs_planned})
+                                     "epochs_planned": outcome.epochs_planned,
+                                     "precision": outcome.precision, "device": outcome.device})
     return outcome
 
 
@@ -706,7 +712,7 @@ def run_members(
 
 # --------------------------------------------------------------------------- batch inference
 
-class MemberLoadError(ValueError):
+class MemberLoadError(CommitteeError):
     """A member's .keras file did not load (in its batch-inference actor)."""
 
 

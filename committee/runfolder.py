@@ -33,6 +33,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from committee.errors import CommitteeError
+
 INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
 CONFIG = "config.json"
@@ -47,7 +49,7 @@ _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
-class RunFolderError(ValueError):
+class RunFolderError(CommitteeError):
     """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
     the folder in use, a finished run, another run's settings, or not made by this tool. The
     message is one line naming the folder or file, the field or value, and what was expected."""

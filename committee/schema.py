@@ -94,10 +94,17 @@ class Data(_Table):
     class_counts: CountsBySplit
 
 
+class Device(_Table):
+    cpu: Line
+    gpus: Annotated[list[Line], Field(max_length=64)]
+
+
 class Training(_Table):
     epochs_run: Count
     stopped_early: bool
     epochs_planned: Optional[int] = None
+    precision: Optional[Line] = None  # written since the dtype policy used is recorded
+    device: Optional[Device] = None
     history: Annotated[dict[Line, list[float]], Field(max_length=64)]
 
 
@@ -128,6 +135,16 @@ class Bins(_Table):
     count: BinCounts
 
 
+class Code(_Table):
+    git_commit: Optional[Line] = None  # None: not run from a git checkout
+    git_dirty: Optional[bool] = None
+
+
+class Machine(_Table):
+    cpu: Line
+    platform: Line
+
+
 class Results(_Table):
     run: Run
     config: Config
@@ -139,6 +156,8 @@ class Results(_Table):
     gain_over_best_member: _by_member(float)
     oracle_accuracy: float
     weights: Optional[_by_member(float)] = None
+    code: Optional[Code] = None  # absent in results.json written before it was recorded
+    machine: Optional[Machine] = None
     calibration: _by_member(Calibration)
     diversity: Annotated[dict[Line, Diversity],
                          Field(max_length=MAX_MEMBERS * (MAX_MEMBERS - 1) // 2)]

@@ -17,6 +17,7 @@ from committee.data import CLASS_NAMES
 from committee.diagnostics import diagnose
 
 LABELS = list(range(len(CLASS_NAMES)))
+WEIGHT_FOLDS = 5  # cross-fitting folds for the weighted rule's validation accuracy
 
 
 def _clip(proba: np.ndarray) -> np.ndarray:
@@ -47,6 +48,32 @@ def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
+def out_of_fold_weighted(val_probas: list[np.ndarray], y_val: np.ndarray,
+                         n_splits: int = WEIGHT_FOLDS, seed: int = 0) -> np.ndarray:
+    """The weighted rule's validation probabilities, each image's from weights fitted without it.
+
+    The validation split is cut into ``n_splits`` folds (stratified when every class present
+    has that many images, else plain; shuffled with ``seed``); each fold is fused with weights
+    fitted on the others. ``val_probas``: ``m`` arrays of shape ``(n, k)``; ``y_val`` ``(n,)``.
+    Returns ``(n, k)``. Raises ValueError when there are fewer than 2 images to split.
+    """
+    from sklearn.model_selection import KFold, StratifiedKFold
+
+    y = np.asarray(y_val, dtype=np.int64)
+    n_splits = min(n_splits, len(y))
+    if n_splits < 2:
+        raise ValueError(f"{len(y)} validation image(s) cannot be split into folds; expected >= 2")
+    counts = np.bincount(y)
+    stratify = counts[counts > 0].min() >= n_splits
+    splitter = (StratifiedKFold if stratify else KFold)(n_splits, shuffle=True, random_state=seed)
+    stacked = fusion.check_probas(val_probas)  # (m, n, k)
+    fused = np.empty(stacked.shape[1:])
+    for fit, held in splitter.split(np.zeros(len(y)), y):
+        weights = fusion.fit_weights(list(stacked[:, fit]), y[fit])
+        fused[held] = fusion.weighted_rule(list(stacked[:, held]), weights)
+    return fused
+
+
 def score_committee(
     test_probas: Mapping[str, np.ndarray],
     y_test: np.ndarray,
@@ -57,8 +84,11 @@ def score_committee(
 
     ``test_probas`` / ``val_probas``: member name -> ``(n, 10)`` probabilities, same members
     in both. The ``weighted`` rule is fitted on the validation arrays only; it is skipped when
-    they are not given. Returns ``(results, committee_probas)`` where ``committee_probas`` maps
-    each rule to its ``(n_test, 10)`` test probabilities.
+    they are not given. Its ``val_accuracy`` is out of fold (:func:`out_of_fold_weighted`):
+    weights fitted on the very images they are scored on would flatter it; the test set uses
+    weights fitted on the whole validation split. Returns ``(results, committee_probas)`` where
+    ``committee_probas`` maps each rule to its ``(n_test, 10)`` test probabilities. Raises
+    ValueError when the members' arrays disagree in names or shapes.
     """
     names = list(test_probas)
     if val_probas is not None and list(val_probas) != names:
@@ -96,7 +126,7 @@ def score_committee(
             results["members"][name]["val_accuracy"] = float(
                 skm.accuracy_score(y_val, np.asarray(val_probas[name]).argmax(axis=1)))
         val_rules = {"mean": fusion.mean_rule(vals), "geometric": fusion.geometric_rule(vals),
-                     "weighted": fusion.weighted_rule(vals, weights)}
+                     "weighted": out_of_fold_weighted(vals, y_val)}
         for rule, proba in val_rules.items():
             results["committee"][rule]["val_accuracy"] = float(
                 skm.accuracy_score(y_val, proba.argmax(axis=1)))

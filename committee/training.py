@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import platform
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -65,6 +66,8 @@ class TrainState:
     epochs_planned: int | None = None  # set after each epoch when a time budget applies
     epoch_seconds: list[float] = field(default_factory=list)  # each epoch's duration, validation in
     diverged: dict[str, float] | None = None  # epoch, learning_rate, loss of a non-finite epoch
+    precision: str | None = None  # the dtype policy actually trained with (effective_precision)
+    device: dict[str, Any] | None = None  # cpu model and GPU names where it last trained
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
@@ -146,6 +149,37 @@ def _has_gpu() -> bool:
     return bool(tf.config.list_physical_devices("GPU"))
 
 
+def cpu_model() -> str:
+    """This machine's CPU model ("model name" of /proc/cpuinfo), else what platform says."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_names() -> list[str]:
+    """The names of the GPUs Keras' backend sees (e.g. "NVIDIA H200"); [] without any."""
+    import keras
+    backend = keras.config.backend()
+    if backend == "jax":
+        import jax
+        return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
+    if backend == "torch":
+        import torch
+        return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
+    import tensorflow as tf
+    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+            for gpu in tf.config.list_physical_devices("GPU")]
+
+
+def device_info() -> dict[str, Any]:
+    """``{"cpu": model, "gpus": [names]}`` of the machine this process trains on."""
+    return {"cpu": cpu_model(), "gpus": gpu_names()}
+
+
 def effective_precision(requested: str) -> str:
     """The dtype policy to train with: ``requested`` unless this machine would emulate it.
 
@@ -171,12 +205,13 @@ def make_optimizer(name: str, learning_rate: float):
     return classes[name](learning_rate=learning_rate)
 
 
-def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto"):
-    """Build and compile the member's model as the seed did (in the spec's precision where
-    this machine supports it). ``jit_compile``: Keras' XLA switch; "auto" leaves it off on
-    CPU-only TensorFlow."""
+def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto",
+                   precision: str | None = None):
+    """Build and compile the member's model as the seed did, in ``precision`` (default: the
+    spec's where this machine supports it, :func:`effective_precision`). ``jit_compile``:
+    Keras' XLA switch; "auto" leaves it off on CPU-only TensorFlow."""
     import keras
-    model = spec.build(effective_precision(spec.precision))
+    model = spec.build(precision or effective_precision(spec.precision))
     model.compile(
         optimizer=make_optimizer(spec.optimizer, spec.learning_rate),
         loss="categorical_crossentropy",
@@ -247,11 +282,12 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                 on_epoch_end(epoch, logs, self.model, state)
 
     class TimeBudget(keras.callbacks.Callback):
-        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted from
-        the first epoch's start) once the prediction of ``predict_images`` images is reserved
-        (timed by the validation passes), at the pace of the last few epochs; the schedule
-        decays over the latest plan. Re-planning each epoch spends what a first-epoch plan
-        would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
+        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted as
+        time spent training: the sum of ``state.epoch_seconds``, so hours between a stop and
+        its resumption are not spent budget) once the prediction of ``predict_images`` images
+        is reserved (timed by the validation passes), at the pace of the last few epochs; the
+        schedule decays over the latest plan. Re-planning each epoch spends what a first-epoch
+        plan would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
         when another finishes and frees its share of the machine. Ends training when the
         planned epochs are done."""
 
@@ -270,7 +306,9 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
         def on_epoch_end(self, epoch, logs=None):
             now = time.time()
             state.epoch_seconds.append(now - self._epoch_began)
-            took, pace = now - state.started_at, recent_pace(state.epoch_seconds)
+            # Training time, not wall time since started_at: a run stopped and resumed later
+            # has not spent its budget while it was down.
+            took, pace = sum(state.epoch_seconds), recent_pace(state.epoch_seconds)
             reserve = predict_images * self.val_s / max(1, self.val_images)
             before = state.epochs_planned
             state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
@@ -329,7 +367,12 @@ def train_member(
         state.resumed_at.append(state.epoch)
         keras.utils.set_random_seed(resume_seed(seed, state.epoch))  # fresh shuffles after a resume
     else:
-        model, state = compile_member(spec, steps_per_execution), TrainState()
+        precision = effective_precision(spec.precision)
+        model = compile_member(spec, steps_per_execution, precision=precision)
+        state = TrainState(precision=precision)
+    if state.precision is None:  # a checkpoint saved before the field existed
+        state.precision = effective_precision(spec.precision)
+    state.device = device_info()  # where it trains now (a resumed member may have moved)
     if state.started_at is None:
         state.started_at = time.time()
     if time_budget_s is not None and not time_budget_s > 0:

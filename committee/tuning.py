@@ -22,6 +22,7 @@ import numpy as np
 from committee import members as members_mod
 from committee import runfolder
 from committee.architectures import ARCHITECTURES
+from committee.errors import CommitteeError
 from committee.members import MemberSpec
 from committee.orchestration import Placement, _predict, _score, log, train_loop_per_worker
 
@@ -82,13 +83,40 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
     return FIFOScheduler()
 
 
-def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Path, *,
+def experiment_location(run_dir: Path, member: str, storage: str | None = None,
+                        instance: str | None = None) -> str:
+    """Where ``member``'s Tune experiment lives: ``<run_dir>/tune/<member>`` by default, else
+    ``<storage>/<run name>/<instance>/tune/<member>`` (the run's storage as
+    :func:`~committee.orchestration.storage_for` lays it out), so that on a multi-node
+    cluster every trial writes to storage all nodes share. Raises ValueError when a storage
+    is given without the run's ``instance`` id."""
+    from committee.orchestration import storage_for
+    if storage is None:
+        return str((Path(run_dir) / "tune" / member).resolve())
+    if not instance:
+        raise ValueError(f"storage {storage!r} needs the run's instance id; got {instance!r}")
+    return f"{storage_for(Path(run_dir), storage, instance)}/tune/{member}"
+
+
+def _split_location(experiment: str | Path) -> tuple[str, str, str]:
+    """``(experiment, parent, name)`` of a local folder (resolved) or a URI such as s3://…"""
+    experiment = str(experiment)
+    if "://" not in experiment:
+        experiment = str(Path(experiment).expanduser().resolve())
+    experiment = experiment.rstrip("/")
+    parent, _, name = experiment.rpartition("/")
+    return experiment, parent, name
+
+
+def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str | Path, *,
            num_samples: int, max_concurrent: int, scheduler: str, time_budget_s: float | None,
            seed: int, placement: Placement, steps_per_execution: int, verbose: bool = False):
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
-    ``split`` holds the training and validation arrays only. Unless ``verbose``, Tune's tables
-    give way to one line per trial result (:func:`_trial_lines`).
+    ``split`` holds the training and validation arrays only. ``experiment_dir``: a local
+    folder or a URI (:func:`experiment_location`); the trials' Ray Train runs are kept in its
+    ``trials`` subfolder. Unless ``verbose``, Tune's tables give way to one line per trial
+    result (:func:`_trial_lines`).
     """
     import ray
     from ray import tune
@@ -101,7 +129,8 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
 
     data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
                         "x_val": split.x_val, "y_val": split.y_val})
-    trials_storage = str((experiment_dir / "trials").resolve())
+    path, parent, name = _split_location(experiment_dir)
+    trials_storage = f"{path}/trials"
 
     def trainable(config: dict[str, Any]) -> None:
         trial_spec = members_mod.apply_config(spec, config)
@@ -122,7 +151,6 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
         trainer.fit()
 
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
-    path = str(experiment_dir.resolve())
     if tune.Tuner.can_restore(path):
         log(f"{spec.name}: resuming the search in {path}")
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
@@ -141,10 +169,10 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
                 search_alg=BasicVariantGenerator(
                     points_to_evaluate=[default], random_state=seed,
                     max_concurrent=max_concurrent)),
-            run_config=tune.RunConfig(name=experiment_dir.name,
-                                      storage_path=str(experiment_dir.parent.resolve()),
+            run_config=tune.RunConfig(name=name, storage_path=parent,
                                       verbose=2 if verbose else 0,
-                                      callbacks=[] if verbose else [_trial_lines(spec.name)]),
+                                      callbacks=[] if verbose else
+                                      [_trial_lines(spec.name)]),
         )
     log(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
         f"{max_concurrent} at once)")
@@ -161,7 +189,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: Pat
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
-class SearchError(ValueError):
+class SearchError(CommitteeError):
     """A search that cannot give a result as configured; the message says what to change."""
 
 

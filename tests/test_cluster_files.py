@@ -233,6 +233,9 @@ def test_rayjob_entrypoint_options_exist(rayjob):
     assert (ROOT / JOB_SCRIPT).is_file()
     args = _parse_job_args(words[2:])
     assert args.preset == "seed"
+    # A fixed run name: re-applying the RayJob after a failure resumes the run folder instead
+    # of starting a new timestamped one.
+    assert args.run_name, "the RayJob entrypoint has no --run-name"
 
 
 # --------------------------------------------------------------------------- README
@@ -245,6 +248,28 @@ def test_readme_job_commands_use_existing_options():
         if "--help" in args:
             continue
         _parse_job_args(args)
+
+
+def _submit_commands(path: Path) -> list[str]:
+    """The ``ray job submit ... -- python jobs/train_committee.py ...`` lines of a README."""
+    text = re.sub(r"\\\n\s*", " ", path.read_text())  # join backslash continuations
+    return [line.strip() for line in text.splitlines()
+            if "ray job submit" in line and f"python {JOB_SCRIPT}" in line]
+
+
+@pytest.mark.parametrize("path", [README, ROOT / "README.md"], ids=["cluster", "top"])
+def test_readme_submit_commands_name_their_run(path):
+    """A resubmission after a failure resumes only with a fixed --run-name; the submission id
+    names the job after its run."""
+    commands = _submit_commands(path)
+    assert commands, f"no ray job submit example in {path}"
+    for command in commands:
+        before, _, _ = command.partition(f"python {JOB_SCRIPT}")
+        run_name = _parse_job_args(_args_after_script(command)).run_name
+        assert run_name, f"no --run-name in {command!r}"
+        words = shlex.split(before)
+        assert "--submission-id" in words, f"no --submission-id in {command!r}"
+        assert words[words.index("--submission-id") + 1].startswith(run_name), command
 
 
 def test_readme_lists_every_job_option():

@@ -39,8 +39,14 @@ def test_every_output_exists_and_parses(finished_run):
     assert results["versions"]["ray"].startswith("2.") and results["versions"]["keras"][0] == "3"
     assert set(results["data"]["sha256"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                                               "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"}
+    # The manifest: the code's commit (this checkout), the machine, each member's precision.
+    assert len(results["code"]["git_commit"]) == 40
+    assert isinstance(results["code"]["git_dirty"], bool)
+    assert results["machine"]["cpu"] and results["machine"]["platform"]
     for name in MEMBERS:
         training = results["training"][name]
+        assert training["precision"] == "float32"  # the seed's members ask for float32
+        assert training["device"]["cpu"] and isinstance(training["device"]["gpus"], list)
         assert training["epochs_run"] == 1 and training["epochs_planned"] == 1
         assert not training["stopped_early"]
         assert set(training["history"]) >= {"loss", "accuracy", "precision", "recall",

@@ -131,3 +131,21 @@ def test_predictions_table_round_trip(tmp_path):
     got = np.stack(back["committee_mean_proba"].to_numpy(zero_copy_only=False))
     np.testing.assert_allclose(got, (m1 + m2) / 2, rtol=1e-6)
     np.testing.assert_array_equal(back["committee_mean_pred"].to_numpy(), got.argmax(1))
+
+
+def test_code_version_of_this_checkout_and_of_a_plain_folder(tmp_path):
+    """The manifest's git commit: this checkout's HEAD; None outside a git checkout."""
+    import subprocess
+    from pathlib import Path
+
+    from committee import job
+
+    package = Path(job.__file__).resolve().parent
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True,
+                          text=True)
+    got = job.code_version()
+    if head.returncode == 0:
+        assert got["git_commit"] == head.stdout.strip()
+        assert isinstance(got["git_dirty"], bool)
+    (tmp_path / "committee").mkdir()
+    assert job.code_version(tmp_path / "committee") == {"git_commit": None, "git_dirty": None}

@@ -95,3 +95,28 @@ def test_weights_and_rule_validation():
         fusion.fuse(p, "median")
     with pytest.raises(ValueError, match="needs weights"):
         fusion.fuse(p, "weighted")
+
+
+def test_weighted_validation_accuracy_is_out_of_fold():
+    """The weighted rule's val_accuracy comes from weights that never saw the images scored
+    (5 stratified folds); the test set's weights are fitted on the whole validation split."""
+    from sklearn.model_selection import StratifiedKFold
+
+    rng = np.random.default_rng(2)
+    y_val = np.repeat(np.arange(10), 10)  # 10 of each class: stratified folds
+    names = ["a", "b", "c"]
+    val = {n: rng.dirichlet(np.ones(10) * 0.3, 100) for n in names}
+    test = {n: rng.dirichlet(np.ones(10), 50) for n in names}
+    results, _ = score_committee(test, rng.integers(0, 10, 50), val, y_val)
+
+    vals = [val[n] for n in names]
+    fused = np.empty((100, 10))
+    for fit, held in StratifiedKFold(5, shuffle=True, random_state=0).split(vals[0], y_val):
+        w = fusion.fit_weights([v[fit] for v in vals], y_val[fit])
+        fused[held] = fusion.weighted_rule([v[held] for v in vals], w)
+    out_of_fold = accuracy_score(y_val, fused.argmax(1))
+    whole = fusion.fit_weights(vals, y_val)
+    in_sample = accuracy_score(y_val, fusion.weighted_rule(vals, whole).argmax(1))
+    assert out_of_fold != in_sample  # this case tells the two apart (0.11 vs 0.14)
+    assert results["committee"]["weighted"]["val_accuracy"] == pytest.approx(out_of_fold)
+    np.testing.assert_allclose([results["weights"][n] for n in names], whole)

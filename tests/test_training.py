@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from committee import data, members
+from committee import data, members, training
 from committee.prediction import load_model, predict_proba, tta_views
 from committee.training import (TrainState, _cpu_has_bfloat16, compile_member,
                                 effective_precision, load_checkpoint, plan_epochs,
@@ -137,9 +137,20 @@ def test_time_budget_replans_after_every_epoch(small):
     assert state.epochs_planned == 4 and state.epoch == 4 and len(state.epoch_seconds) == 4
     assert state.history["learning_rate"] == pytest.approx(
         [spec.learning_rate_at(e, 4) for e in range(1, 4)], rel=1e-6)
-    # 2 of 4 done at 1000 s each, 100 s of the budget left: the third epoch is the last.
+    # 2 of 4 done in 3500 s of training, 100 s of the budget left: the third is the last.
     state = TrainState(epoch=2, epochs_planned=4, started_at=time.time() - 3500,
-                       epoch_seconds=[1000.0, 1000.0])
+                       epoch_seconds=[1750.0, 1750.0])
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
+    assert state.epochs_planned == 3 and state.epoch == 3
+
+
+def test_time_budget_counts_training_time_not_downtime(small):
+    """A member stopped after 1 epoch of 10 s and resumed 5 hours later still has most of an
+    hour's budget: the downtime is not spent training."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=3)
+    state = TrainState(epoch=1, epochs_planned=3, started_at=time.time() - 5 * 3600,
+                       epoch_seconds=[10.0])
     _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                             resume=(compile_member(spec), state), time_budget_s=3600, verbose=0)
     assert state.epochs_planned == 3 and state.epoch == 3
@@ -167,12 +178,27 @@ def test_saved_model_loads_in_safe_mode(small, tmp_path):
                                predict_proba(model, small.x_val), atol=1e-6)
 
 
-def test_precision_falls_back_to_float32_without_hardware_support(capsys):
+def test_precision_falls_back_to_float32_without_hardware_support(capsys, monkeypatch):
+    # Whether a GPU is visible is decided here, so the test holds on any machine.
+    monkeypatch.setattr(training, "_has_gpu", lambda: False)
     assert effective_precision("float32") == "float32"
-    assert effective_precision("mixed_float16") == "float32"  # this machine has no GPU
+    assert effective_precision("mixed_float16") == "float32"  # no GPU
     assert "mixed_float16 has no hardware support here" in capsys.readouterr().out
     bf16 = effective_precision("mixed_bfloat16")
     assert bf16 == ("mixed_bfloat16" if _cpu_has_bfloat16() else "float32")
+
+
+def test_precision_is_kept_where_a_gpu_is_visible(capsys, monkeypatch):
+    monkeypatch.setattr(training, "_has_gpu", lambda: True)
+    assert effective_precision("mixed_float16") == "mixed_float16"
+    assert effective_precision("mixed_bfloat16") == "mixed_bfloat16"
+    assert "no hardware support" not in capsys.readouterr().out
+
+
+def test_precision_matches_this_machine():
+    """Unpatched: mixed_float16 is kept exactly when the backend sees a GPU."""
+    expected = "mixed_float16" if training._has_gpu() else "float32"
+    assert effective_precision("mixed_float16") == expected
 
 
 def test_tta_averages_exactly_its_views(small):
@@ -212,3 +238,14 @@ def test_tta_views_are_the_image_its_mirror_and_one_pixel_shifts():
     np.testing.assert_array_equal(views[6][:, 1:], x[:, :-1, ::-1])
     with pytest.raises(ValueError, match="tta 'flip' is unknown; expected one of none"):
         list(tta_views(x, "flip"))
+
+
+def test_the_state_records_the_precision_used_and_the_device(small):
+    """The precision actually used (float32 here for mixed_float16 without a GPU) travels in
+    the TrainState, so the driver can record it per member."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=1, precision="mixed_float16")
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            verbose=0)
+    assert state.precision == effective_precision("mixed_float16")
+    assert state.device["cpu"] == training.cpu_model()
+    assert state.device["gpus"] == training.gpu_names()
