@@ -120,7 +120,7 @@ def _error_lines(err: str) -> list[str]:
 def _fake_cluster(monkeypatch, cpus=2.0):
     """No Ray: connect does nothing, the cluster is one node of ``cpus`` CPUs."""
     from committee import orchestration
-    monkeypatch.setattr(orchestration, "connect", lambda address=None, num_cpus=None: None)
+    monkeypatch.setattr(orchestration, "connect", lambda *args, **kwargs: None)
     monkeypatch.setattr(orchestration, "cluster_nodes", lambda: [{"CPU": cpus}])
 
 
