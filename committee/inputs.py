@@ -139,6 +139,9 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
             if gray.size != IMAGE_SHAPE[::-1]:
                 gray = gray.resize(IMAGE_SHAPE[::-1], getattr(Image.Resampling, RESAMPLE))
             pixels = np.asarray(gray, dtype=np.uint8)
+    except Image.DecompressionBombError as exc:  # Pillow's own cap, checked at open
+        raise InputError(f"input {path}: {' '.join(str(exc).split())[:200]}; expected at most "
+                         f"{MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, InputError):
             raise

@@ -111,15 +111,20 @@ def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
 
 def check_run_name(name: str) -> str:
     """A run name is a plain folder name: no ``/``, no control characters, not ``.``/``..``
-    nor hidden, at most 255 bytes in UTF-8. Raises ValueError naming the value."""
+    nor hidden, no leading or trailing space, at most 245 bytes in UTF-8 (the lock and
+    ``--overwrite``'s ``.<name>.replaced`` beside it must fit the 255-byte limit of file
+    names). Raises ValueError naming the value."""
     if (not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".")
-            or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+            or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name)):
         raise ValueError(f"--run-name {name!r} must be a plain folder name (no '/', no control "
-                         f"characters, not starting with '.')")
-    if len(name.encode("utf-8")) > 255:
+                         f"characters, no leading or trailing space, not starting with '.')")
+    if len(name.encode("utf-8")) > MAX_RUN_NAME_BYTES:
         raise ValueError(f"--run-name of {len(name.encode('utf-8'))} bytes is too long; "
-                         f"expected at most 255 bytes")
+                         f"expected at most {MAX_RUN_NAME_BYTES} bytes")
     return name
+
+
+MAX_RUN_NAME_BYTES = 245
 
 
 def interrupt_on_sigterm() -> None:

@@ -22,7 +22,6 @@ import sys
 import tempfile
 import time
 import threading
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -32,7 +31,8 @@ import numpy as np
 from committee import runfolder
 from committee.errors import CommitteeError
 from committee.members import TTA_MODES, MemberSpec
-from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
+from committee.training import (MODEL_FILE, STATE_FILE, TrainState, check_keras_archive,
+                                configure_tensorflow,
                                 load_checkpoint, recent_pace, save_checkpoint, say, set_sink,
                                 train_member)
 
@@ -500,8 +500,15 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
             if array.shape != (rows, 10) or not np.all(np.isfinite(array)):
                 raise ValueError(f"'{part}' has shape {array.shape}, expected ({rows}, 10) "
                                  f"finite probabilities")
-        if not zipfile.is_zipfile(model_path):
-            raise ValueError(f"{model_path} is not a .keras (zip) file")
+        check_keras_archive(model_path)
+        state = TrainState.from_dict({  # the same fields, checked the same way
+            "epoch": info["epochs_run"], "history": info["history"],
+            "stopped_early": info["stopped_early"], "resumed_at": info["resumed_at"],
+            "started_at": info["started_at"], "finished_at": info["finished_at"],
+            "epochs_planned": info.get("epochs_planned"), "precision": info.get("precision"),
+            "device": info.get("device")})
+        if state.started_at is None or state.finished_at is None:
+            raise ValueError("started_at / finished_at missing")
         return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
                              stopped_early=info["stopped_early"], started_at=info["started_at"],
                              finished_at=info["finished_at"], resumed_at=info["resumed_at"],

@@ -20,7 +20,6 @@ from __future__ import annotations
 import io
 import os
 import re
-import zipfile
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -32,6 +31,7 @@ from committee import fusion, inputs, report, runfolder, schema
 from committee.data import CLASS_NAMES
 from committee.members import TTA_MODES
 from committee.runfolder import RunFolderError
+from committee.training import check_keras_archive
 
 FORMATS = (".parquet", ".csv")
 MAX_MODEL_BYTES = 1 << 30  # a member's .keras file; the presets' are under 30 MB
@@ -109,9 +109,10 @@ def _model_bytes(run_dir: Path, name: str) -> bytes:
     if path.stat().st_size > MAX_MODEL_BYTES:
         raise RunFolderError(f"{path}: larger than {MAX_MODEL_BYTES:,} bytes; expected a "
                              f"member's .keras file")
-    if not zipfile.is_zipfile(path):
-        raise RunFolderError(f"{path} is not a .keras (zip) file; expected member {name}'s "
-                             f"trained model")
+    try:
+        check_keras_archive(path)
+    except ValueError as exc:
+        raise RunFolderError(f"{exc}; expected member {name}'s trained model") from None
     return path.read_bytes()
 
 

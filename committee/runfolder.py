@@ -22,6 +22,7 @@ import fcntl
 import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -148,18 +149,35 @@ def _foreign_entries(run_dir: Path) -> list[str]:
                   if p.name not in KNOWN_ENTRIES and not p.name.startswith("."))
 
 
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
 def restore_interrupted_overwrite(run_dir: str | os.PathLike, log=print) -> bool:
-    """Undo an ``--overwrite`` that was killed before it finished: the new, unfinished run is
-    removed and the run it replaced put back. Returns whether anything was restored."""
+    """Settle what an ``--overwrite`` stopped part way left beside ``run_dir``.
+
+    The run it set aside (``.<name>.replaced``) is put back if the new run had not finished,
+    and dropped if it had; the new run's config.json records which run it ``replaces``, so
+    nothing is moved that this tool cannot prove it set aside (RunFolderError instead).
+    Returns whether a run was put back."""
     run_dir = Path(run_dir)
     aside = _aside(run_dir)
-    if not aside.is_dir():
+    if not (aside.exists() or aside.is_symlink()):
         return False
-    if run_dir.exists():
-        if read_marker(run_dir) is None and any(run_dir.iterdir()):
-            raise RunFolderError(f"{aside} holds a run set aside by an interrupted --overwrite, "
-                                 f"and {run_dir} is not a run folder of this tool; move one of "
-                                 f"them away")
+    old = read_marker(aside) if _is_real_dir(aside) else None
+    if old is None or not isinstance(old.get("instance"), str):
+        raise RunFolderError(f"{aside} is in the way: it is not a run this tool set aside; "
+                             f"move it away")
+    if run_dir.exists() or run_dir.is_symlink():
+        new = read_marker(run_dir) if _is_real_dir(run_dir) else None
+        empty = _is_real_dir(run_dir) and not any(run_dir.iterdir())
+        if not empty and (new is None or new.get("replaces") != old["instance"]):
+            raise RunFolderError(f"{aside} holds a run set aside by an --overwrite that "
+                                 f"{run_dir} does not record; move one of them away")
+        if not empty and is_complete(run_dir):  # the new run had finished: drop the old one
+            shutil.rmtree(aside)
+            log(f"removed {aside}: the --overwrite that set it aside had finished")
+            return False
         shutil.rmtree(run_dir)
     os.replace(aside, run_dir)
     log(f"restored {run_dir}: an earlier --overwrite stopped before its new run finished")
@@ -183,11 +201,26 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return "new"
     config = read_marker(run_dir)
+    if config is None and (run_dir / CONFIG).is_file():
+        try:
+            read_json(run_dir / CONFIG)
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{run_dir / CONFIG} is unreadable ({type(exc).__name__}); "
+                                 f"this folder cannot be resumed or overwritten safely: move it "
+                                 f"away or choose another --run-name") from None
     if config is None:
         raise RunFolderError(f"output {run_dir} is a non-empty folder without this tool's "
                              f"{CONFIG}; expected a new folder or one a committee run made "
                              f"(choose another --run-name)")
+    if not isinstance(config.get("instance"), str) or not re.fullmatch(r"[0-9a-f]{32}",
+                                                                       config["instance"]):
+        raise RunFolderError(f"{run_dir / CONFIG}: field 'instance' is "
+                             f"{config.get('instance')!r}; expected the 32 hex digits this tool "
+                             f"writes (move the folder away or choose another --run-name)")
     if overwrite:
+        if run_dir.is_symlink():
+            raise RunFolderError(f"--overwrite refused: {run_dir} is a symbolic link; expected "
+                                 f"a run folder (remove the link or choose another --run-name)")
         foreign = _foreign_entries(run_dir)
         if foreign:
             raise RunFolderError(f"--overwrite refused: {run_dir} holds files this tool never "
@@ -217,6 +250,7 @@ def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
     if mode == "resume":
         config["instance"] = (read_marker(run_dir) or {}).get("instance", config["instance"])
     elif mode == "overwrite":
+        config["replaces"] = (read_marker(run_dir) or {}).get("instance")
         os.replace(run_dir, _aside(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
     write_json(run_dir / CONFIG, config)  # first: the marker that makes the folder ours
@@ -295,6 +329,9 @@ def check_storage(storage: str | None, timeout_s: float = 20.0) -> None:
     pyarrow's cloud clients can block without end). Raises ValueError naming the value."""
     if storage is None:
         return
+    if not storage.strip():
+        raise ValueError("--storage '' is empty; expected a path or a URI such as "
+                         "s3://bucket/prefix (or leave --storage out)")
     if "://" not in storage:
         check_writable(storage, option="--storage")
         return

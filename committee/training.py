@@ -13,6 +13,7 @@ A checkpoint is a folder with ``model.keras`` and ``state.json``
 from __future__ import annotations
 
 import json
+import math
 import os
 import platform
 import sys
@@ -71,11 +72,84 @@ class TrainState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "TrainState":
+        """The state saved as ``data`` (a checkpoint's state.json, untrusted): every field is
+        checked against its type, so a damaged file raises ValueError naming the field."""
+        if not isinstance(data, dict):
+            raise ValueError(f"state is {type(data).__name__}; expected a JSON object")
+        unknown = sorted(set(data) - set(_STATE_CHECKS))
+        if unknown:
+            raise ValueError(f"state field {unknown[0]!r} is unknown")
+        for key, value in data.items():
+            if not _STATE_CHECKS[key](value):
+                raise ValueError(f"state field {key!r} has {value!r:.80}; expected "
+                                 f"{_STATE_CHECKS[key].__doc__}")
         return cls(**data)
 
     def total_epochs(self, spec: MemberSpec) -> int:
         """The epochs this run trains in all: the budget's plan, else the spec's ceiling."""
         return self.epochs_planned or spec.epochs
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _count(v) -> bool:
+    """an integer >= 0"""
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0
+
+
+def _count_or_none(v) -> bool:
+    """an integer >= 0 or null"""
+    return v is None or _count(v)
+
+
+def _time_or_none(v) -> bool:
+    """a number (seconds) or null"""
+    return v is None or (_number(v) and math.isfinite(v))
+
+
+def _flag(v) -> bool:
+    """true or false"""
+    return isinstance(v, bool)
+
+
+def _counts(v) -> bool:
+    """a list of integers >= 0"""
+    return isinstance(v, list) and all(_count(x) for x in v)
+
+
+def _durations(v) -> bool:
+    """a list of numbers (seconds)"""
+    return isinstance(v, list) and all(_number(x) and math.isfinite(x) for x in v)
+
+
+def _history(v) -> bool:
+    """an object of metric name -> list of numbers"""
+    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, list)
+                                       and all(_number(y) for y in x) for k, x in v.items())
+
+
+def _object_or_none(v) -> bool:
+    """an object or null"""
+    return v is None or isinstance(v, dict)
+
+
+def _text_or_none(v) -> bool:
+    """a string or null"""
+    return v is None or isinstance(v, str)
+
+
+def _best(v) -> bool:
+    """a number or null"""
+    return v is None or _number(v)
+
+
+_STATE_CHECKS = {"epoch": _count, "history": _history, "es_wait": _count, "es_best": _best,
+                 "stopped_early": _flag, "resumed_at": _counts, "started_at": _time_or_none,
+                 "finished_at": _time_or_none, "epochs_planned": _count_or_none,
+                 "epoch_seconds": _durations, "diverged": _object_or_none,
+                 "precision": _text_or_none, "device": _object_or_none}
 
 
 def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_epochs: int,
@@ -233,6 +307,25 @@ def save_checkpoint(folder: str | os.PathLike, model, state: TrainState) -> Path
     model.save(folder / MODEL_FILE)
     (folder / STATE_FILE).write_text(json.dumps(asdict(state)))
     return folder
+
+
+KERAS_ARCHIVE_PARTS = ("config.json", "model.weights.h5")  # what Keras 3's .keras zip holds
+
+
+def check_keras_archive(path: str | os.PathLike) -> None:
+    """Raise ValueError unless ``path`` is a whole Keras 3 ``.keras`` archive: a zip whose
+    CRCs check out and which holds the model's config and weights (cheap; loading it, in
+    safe mode, is the full check)."""
+    import zipfile
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [n for n in KERAS_ARCHIVE_PARTS if n not in archive.namelist()]
+            bad = archive.testzip()
+    except (OSError, zipfile.BadZipFile, EOFError) as exc:
+        raise ValueError(f"{path} is not a .keras (zip) file ({type(exc).__name__})") from None
+    if missing or bad:
+        raise ValueError(f"{path} is not a whole .keras file ("
+                         + (f"no {missing[0]}" if missing else f"{bad} is damaged") + ")")
 
 
 def load_checkpoint(folder: str | os.PathLike):

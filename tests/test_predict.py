@@ -211,3 +211,20 @@ def test_image_conversion(tmp_path):
     inverted = read_inputs([tmp_path / "light.jpeg"], invert=True)
     np.testing.assert_allclose(inverted.images, 1 - plain.images, atol=1e-6)
     assert not inverted.notes
+
+
+def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
+    """A 100-byte PNG whose header claims 100000x100000 pixels: refused before decoding."""
+    import struct
+    import zlib
+
+    from committee.inputs import InputError, read_image
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+    header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
+    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
+                                        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    with pytest.raises(InputError, match=r"input .*bomb.png: Image size \(10000000000 pixels\)"):
+        read_image(tmp_path / "bomb.png")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
@@ -149,3 +152,57 @@ def test_code_version_of_this_checkout_and_of_a_plain_folder(tmp_path):
         assert isinstance(got["git_dirty"], bool)
     (tmp_path / "committee").mkdir()
     assert job.code_version(tmp_path / "committee") == {"git_commit": None, "git_dirty": None}
+
+
+def test_only_what_an_overwrite_set_aside_is_ever_put_back(tmp_path):
+    run = tmp_path / "r"
+    _finished_run(run)
+    before = sorted(p.name for p in run.iterdir())
+    aside = tmp_path / ".r.replaced"
+    for crafted in ("empty", "a user's file"):  # not set aside by this tool: refused
+        aside.mkdir()
+        if crafted != "empty":
+            (aside / "notes.txt").write_text("mine")
+        with pytest.raises(runfolder.RunFolderError, match="is in the way"):
+            runfolder.restore_interrupted_overwrite(run, log=lambda m: None)
+        assert sorted(p.name for p in run.iterdir()) == before and runfolder.is_complete(run)
+        shutil.rmtree(aside)
+    # a real set-aside run beside a complete run that does not record replacing it: refused
+    other = tmp_path / "other"
+    _finished_run(other)
+    os.replace(other, aside)
+    with pytest.raises(runfolder.RunFolderError, match="does not record"):
+        runfolder.restore_interrupted_overwrite(run, log=lambda m: None)
+    assert runfolder.is_complete(run) and aside.is_dir()
+
+
+def test_an_overwrite_killed_after_it_finished_keeps_the_new_run(tmp_path):
+    run = tmp_path / "r"
+    _finished_run(run)
+    runfolder.prepare(run, "overwrite", {"identity": IDENTITY})
+    runfolder.write_json(run / runfolder.RESULTS, {"new": True})
+    runfolder.mark_complete(run)  # killed here, before the old run was dropped
+    assert not runfolder.restore_interrupted_overwrite(run, log=lambda m: None)
+    assert runfolder.read_json(run / runfolder.RESULTS) == {"new": True}
+    assert not (tmp_path / ".r.replaced").exists()
+
+
+def test_overwrite_refuses_links_and_tampered_instances(tmp_path):
+    run = tmp_path / "r"
+    _finished_run(run)
+    link = tmp_path / "link"
+    link.symlink_to(run)
+    with pytest.raises(runfolder.RunFolderError, match="is a symbolic link"):
+        runfolder.check(link, IDENTITY, overwrite=True)
+    config = runfolder.read_json(run / "config.json")
+    runfolder.write_json(run / "config.json", {**config, "instance": "../../escape"})
+    with pytest.raises(runfolder.RunFolderError, match="field 'instance' is '../../escape'"):
+        runfolder.check(run, IDENTITY, overwrite=True)
+    (run / "config.json").write_text('{"tool": "fashion-comm')  # torn
+    with pytest.raises(runfolder.RunFolderError, match="config.json is unreadable"):
+        runfolder.check(run, IDENTITY)
+
+
+def test_storage_must_not_be_empty():
+    with pytest.raises(ValueError, match="--storage '' is empty"):
+        runfolder.check_storage("")
