@@ -137,12 +137,17 @@ def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, loca
     shutil.copytree(run_dir / "models", damaged / "models")
     shutil.copy(run_dir / "results.json", damaged / "results.json")
     with zipfile.ZipFile(damaged / "models" / "model2.keras", "w") as archive:
-        archive.writestr("config.json", "{}")  # a zip, but no model in it
+        archive.writestr("config.json", "{}")  # the parts of a .keras file, but no model
+        archive.writestr("model.weights.h5", "not HDF5")
     with pytest.raises(RunFolderError) as error:
         predict(PredictOptions(damaged, [str(inputs / "u8.npy")], output=str(tmp_path / "o.csv")))
     assert str(error.value).startswith(f"{damaged / 'models' / 'model2.keras'} could not be "
                                        f"loaded in Keras' safe mode")
     assert "\n" not in str(error.value) and not (tmp_path / "o.csv").exists()
+    with zipfile.ZipFile(damaged / "models" / "model2.keras", "w") as archive:
+        archive.writestr("notes.txt", "a zip, but no model in it")  # refused before Ray
+    with pytest.raises(RunFolderError, match="is not a whole .keras file"):
+        predict(PredictOptions(damaged, [str(inputs / "u8.npy")], output=str(tmp_path / "o.csv")))
 
 
 def _bad_inputs(folder, run_dir):
