@@ -278,8 +278,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
 
         display = None if options.verbose else progress.Display(
             [s.name for s in specs], log_dir=run_dir / "logs")
-        orch._DISPLAY = display
-        try:
+        with orch.displaying(display):
             outcomes, scores, committee_probas = orch.run_members(
                 specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
                 max_failures=options.max_failures,
@@ -287,10 +286,6 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                 steps_per_execution=options.steps_per_execution,
                 time_budget_s=None if minutes is None else 60 * minutes, display=display,
                 tensorboard=run_dir / "tensorboard")
-        finally:
-            orch._DISPLAY = None
-            if display is not None:
-                display.close()
 
         finished = time.time()
         results = {

@@ -52,6 +52,19 @@ def log(message: str) -> None:
 
 
 @contextlib.contextmanager
+def displaying(display):
+    """Send :func:`log`'s lines to ``display`` (a progress.Display, or None) for the block."""
+    global _DISPLAY
+    _DISPLAY = display
+    try:
+        yield display
+    finally:
+        _DISPLAY = None
+        if display is not None:
+            display.close()
+
+
+@contextlib.contextmanager
 def quiet_stderr(quiet: bool = True):
     """Send this process's file descriptor 2 to /dev/null for the block: TensorFlow's C++
     start-up lines (CUDA probing, oneDNN) are written there before its logging can be set."""
