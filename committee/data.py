@@ -239,6 +239,26 @@ def read_images_idx_gz(path: str | os.PathLike, max_images: int) -> np.ndarray:
     return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
 
 
+class NpyFormatError(ValueError):
+    """A .npy header of a format version numpy's readers here do not take."""
+
+
+_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
+                (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
+    """The declared ``(shape, dtype)`` of the .npy array at ``stream``'s position, read from
+    its header without reading its data (so a small file cannot claim a huge array unseen).
+    Raises :class:`NpyFormatError` for a format other than 1.0 / 2.0, ValueError or EOFError
+    for a damaged header."""
+    version = np.lib.format.read_magic(stream)
+    if version not in _NPY_HEADERS:
+        raise NpyFormatError(f".npy format {version}; expected 1.0 or 2.0")
+    shape, _fortran, dtype = _NPY_HEADERS[version](stream)
+    return shape, dtype
+
+
 # --------------------------------------------------------------------------- locating
 
 def _has_all(folder: Path) -> bool:

@@ -33,3 +33,10 @@ def usage_errors() -> Iterator[None]:
         raise
     except ValueError as exc:
         raise UsageError(str(exc)) from exc
+
+
+def one_line(exc: BaseException, limit: int | None = 200) -> str:
+    """``exc``'s message on one line (white space folded, cut at ``limit`` characters), or
+    its class name when it has none: for messages that quote an error from a library."""
+    text = " ".join(str(exc).split())
+    return (text if limit is None else text[:limit]) or type(exc).__name__

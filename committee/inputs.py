@@ -27,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from committee.data import IMAGE_SHAPE, DataError, read_images_idx_gz
+from committee.data import IMAGE_SHAPE, DataError, npy_header, read_images_idx_gz
+from committee.errors import one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".gz")
@@ -153,22 +154,15 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
     return pixels.astype(np.float32) / 255.0
 
 
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
-
-
 def read_npy(path: Path) -> tuple[np.ndarray, str]:
     """A ``.npy`` array as float32 ``(n, 28, 28)`` in [0, 1], and the log line saying how it
     was read. Its declared shape and dtype are checked before its data is read; pickles are
     refused."""
     try:
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version not in _NPY_HEADERS:
-                raise ValueError(f".npy format {version}")
-            shape, _fortran, dtype = _NPY_HEADERS[version](f)
+            shape, dtype = npy_header(f)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"input {path}: not a readable .npy file ({_one_line(exc)}); expected "
+        raise InputError(f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
                          f"an array saved with numpy.save") from None
     if shape == IMAGE_SHAPE:
         shape = (1, *IMAGE_SHAPE)
@@ -184,7 +178,7 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
     try:
         array = np.load(path, allow_pickle=False).reshape(shape)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"input {path}: not a readable .npy file ({_one_line(exc)}); expected "
+        raise InputError(f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
                          f"an array saved with numpy.save") from None
     return _scaled(array, str(path))
 
@@ -220,7 +214,3 @@ def read_idx(path: Path) -> tuple[np.ndarray, str]:
         raise InputError(f"input {exc}") from None
     array, _ = _scaled(raw, str(path))
     return array, f"{path}: IDX images uint8 {raw.shape}: integers 0..255, divided by 255"
-
-
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())[:200] or type(exc).__name__

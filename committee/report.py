@@ -19,7 +19,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from committee import figures, runfolder, schema
-from committee.data import CLASS_NAMES, IMAGE_SHAPE
+from committee.data import CLASS_NAMES, IMAGE_SHAPE, NpyFormatError, npy_header
+from committee.errors import one_line
 
 PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
 CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_counts
@@ -195,8 +196,6 @@ def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path
 SAMPLE_ARRAYS = ("images", "labels")
 MAX_SAMPLES = figures.SAMPLE_ROWS * figures.SAMPLE_COLS
 MAX_SAMPLES_BYTES = 16 << 20  # 75 images take about 60 kB
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
 
 
 def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
@@ -223,8 +222,9 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
         raise runfolder.RunFolderError(f"{path}: not a readable npz of plain arrays "
-                                       f"({_one_line(exc)}); expected arrays 'images' and "
-                                       f"'labels' as committee run writes them") from None
+                                       f"({one_line(exc, limit=None)}); expected arrays "
+                                       f"'images' and 'labels' as committee run writes them"
+                                       ) from None
     if labels.size and not 0 <= labels.min() <= labels.max() < len(CLASS_NAMES):
         raise runfolder.RunFolderError(f"{path}: array 'labels' holds {int(labels.min())}.."
                                        f"{int(labels.max())}; expected class indices in "
@@ -240,12 +240,10 @@ def _npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, 
         raise runfolder.RunFolderError(f"{path}: array {key!r} is missing; expected arrays "
                                        f"{' and '.join(map(repr, SAMPLE_ARRAYS))}") from None
     with member:
-        version = np.lib.format.read_magic(member)
-        if version not in _NPY_HEADERS:
-            raise runfolder.RunFolderError(f"{path}: array {key!r} has .npy format {version}; "
-                                           f"expected 1.0 or 2.0")
-        shape, _fortran, dtype = _NPY_HEADERS[version](member)
-    return shape, dtype
+        try:
+            return npy_header(member)
+        except NpyFormatError as exc:
+            raise runfolder.RunFolderError(f"{path}: array {key!r} has {exc}") from None
 
 
 def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
@@ -261,6 +259,3 @@ def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
         raise runfolder.RunFolderError(f"{path}: array 'labels' is {label_dtype} "
                                        f"{label_shape}; expected integers of shape ({n},)")
 
-
-def _one_line(exc: Exception) -> str:
-    return " ".join(str(exc).split()) or type(exc).__name__
