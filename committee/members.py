@@ -71,6 +71,11 @@ class MemberSpec:
     schedule: str = "seed"  # learning-rate schedule: "seed" or "cosine"
     precision: str = "float32"  # Keras dtype policy: float32, mixed_bfloat16, mixed_float16
     tta: str = "none"  # test-time augmentation: none, mirror or mirror+shifts (prediction.py)
+    # Training-time augmentation of each batch (augmentation.Augmentation): the largest
+    # translation as a fraction of the side, horizontal flips, random erasing's factor.
+    shift: float = 0.0
+    flip: bool = False
+    erasing: float = 0.0
 
     def __post_init__(self):
         validate_spec(self)
@@ -95,6 +100,12 @@ class MemberSpec:
             return ARCHITECTURES[self.architecture](**self.arch_params)
         finally:
             keras.mixed_precision.set_global_policy(previous)
+
+    @property
+    def augmentation(self):
+        """The :class:`~committee.augmentation.Augmentation` of its training batches."""
+        from committee.augmentation import Augmentation
+        return Augmentation(shift=self.shift, flip=self.flip, erasing=self.erasing)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -126,6 +137,12 @@ def validate_spec(spec: MemberSpec) -> None:
     if spec.precision not in PRECISIONS:
         raise ValueError(f"{where}: precision {spec.precision!r} is unknown; expected one of "
                          f"{', '.join(PRECISIONS)}")
+    if not _is_number(spec.shift) or not 0 <= spec.shift < 0.5:
+        raise ValueError(f"{where}: shift {spec.shift!r} must be a number in [0, 0.5)")
+    if not _is_number(spec.erasing) or not 0 <= spec.erasing <= 1:
+        raise ValueError(f"{where}: erasing {spec.erasing!r} must be a number in [0, 1]")
+    if not isinstance(spec.flip, bool):
+        raise ValueError(f"{where}: flip {spec.flip!r} must be true or false")
     if spec.tta not in TTA_MODES:
         raise ValueError(f"{where}: tta {spec.tta!r} is unknown; expected one of "
                          f"{', '.join(TTA_MODES)}")
@@ -137,14 +154,15 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("model3", "model3", "adagrad", 0.001, 64, expected_params=99_946),
 )
 
-# Three deliberately different families, with augmentation (in the models), AdamW and a
+# Three deliberately different families, with augmentation (of the batches), AdamW and a
 # cosine schedule; early stopping is effectively off (patience = epochs) so the schedule runs
 # to its end, and ten-view TTA. Sizes, batch, shifts and dropout were chosen on the slower
 # 2-core CPU seen here (AMD EPYC, AVX2, float32) so a run fits 45 minutes; the epochs are
 # ceilings for the time budget (PRESET_MEMBER_MINUTES). What was tried, with every probe and
 # full-run figure: docs/strong-preset-log.md.
 _STRONG = dict(optimizer="adamw", batch_size=64, epochs=30, patience=30, schedule="cosine",
-               precision="mixed_bfloat16", tta="mirror+shifts")
+               precision="mixed_bfloat16", tta="mirror+shifts", shift=0.05, flip=True,
+               erasing=0.1)
 STRONG_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("vgg", "vgg", learning_rate=0.002, expected_params=420_890, **_STRONG),
     MemberSpec("resnet", "resnet", learning_rate=0.002, expected_params=172_826, **_STRONG),

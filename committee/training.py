@@ -337,6 +337,47 @@ def load_checkpoint(folder: str | os.PathLike):
     return model, state
 
 
+def augmented_batches(spec: MemberSpec, x: np.ndarray, y_onehot: np.ndarray, *, seed: int,
+                      epoch: int):
+    """A ``keras.utils.PyDataset`` of the member's training batches, shuffled and augmented
+    (:mod:`committee.augmentation`) afresh each epoch on the CPU, whatever the backend.
+
+    ``x`` float32 ``(n, 28, 28, 1)``; ``y_onehot`` float32 ``(n, 10)``. Batch ``i`` of epoch
+    ``e`` is a pure function of ``(seed, e, i)``: a member resumed at epoch ``epoch`` sees
+    the batches an uninterrupted run would have seen. One background thread prepares batches
+    ahead on JAX and PyTorch; TensorFlow prefetches through tf.data itself.
+    """
+    import keras
+
+    from committee.augmentation import augment
+
+    augmentation = spec.augmentation
+    workers = 1 if keras.config.backend() == "tensorflow" else 2
+
+    class AugmentedBatches(keras.utils.PyDataset):
+        def __init__(self):
+            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
+            self.epoch = epoch
+            self.order = self._order()
+
+        def _order(self) -> np.ndarray:
+            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
+
+        def __len__(self) -> int:
+            return math.ceil(len(x) / spec.batch_size)
+
+        def __getitem__(self, index: int):
+            rows = self.order[index * spec.batch_size:(index + 1) * spec.batch_size]
+            rng = np.random.default_rng([seed, self.epoch, index])
+            return augment(x[rows], augmentation, rng), y_onehot[rows]
+
+        def on_epoch_end(self):
+            self.epoch += 1
+            self.order = self._order()
+
+    return AugmentedBatches()
+
+
 def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                time_budget_s: float | None = None, predict_images: int = 0, n_val: int = 0):
     import keras
@@ -471,15 +512,20 @@ def train_member(
     if time_budget_s is not None and not time_budget_s > 0:
         raise ValueError(f"time budget {time_budget_s!r} s must be > 0")
     if state.epoch < state.total_epochs(spec) and not state.stopped_early:
+        if spec.augmentation.active:  # batches made on the CPU, cheap on any device
+            inputs = {"x": augmented_batches(spec, x_train, one_hot(y_train), seed=seed,
+                                             epoch=state.epoch)}
+        else:  # Keras batches and shuffles the arrays itself
+            inputs = {"x": x_train, "y": one_hot(y_train), "batch_size": spec.batch_size,
+                      "shuffle": True}
         model.fit(
-            x_train, one_hot(y_train),
+            **inputs,
             validation_data=(x_val, one_hot(y_val)),
-            batch_size=spec.batch_size,
+            validation_batch_size=spec.batch_size,
             # Under a budget the plan may grow, and TimeBudget ends training; without one, the
             # plan a resumed member brings holds.
             epochs=spec.epochs if time_budget_s is not None else state.total_epochs(spec),
             initial_epoch=state.epoch,
-            shuffle=True,
             callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s, predict_images,
                                  len(x_val)) + list(callbacks or []),
             verbose=verbose,

@@ -1,0 +1,103 @@
+"""Training-time augmentation of Fashion-MNIST batches as plain NumPy array operations.
+
+The strong members used to augment inside the model with Keras' RandomTranslation, RandomFlip
+and RandomErasing layers. On the JAX backend those layers made a GPU training step about 140x
+slower (their image transforms run per image); here the same transforms cost tens of
+microseconds a batch on the CPU, on every backend and device (``bench/bench_steps.py`` prints
+the figure). The distributions are those of the Keras layers as the preset configured them
+(keras/src/layers/preprocessing/image_preprocessing/): ``tests/test_augmentation.py`` checks
+them against the layers themselves.
+
+No Keras and no Ray here: :func:`augment` takes and returns NumPy arrays, and
+``training.AugmentedBatches`` feeds its output to ``model.fit``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+ERASED_AREA = (0.02, 0.2)  # the range each side's squared fraction is drawn from (Keras' scale)
+
+
+@dataclass(frozen=True)
+class Augmentation:
+    """What a member's training batches go through, in this order (each image independently).
+
+    ``shift``: a translation by ``U(-shift, shift)`` of the image's height and, independently,
+    of its width, with bilinear interpolation and zeros coming in at the edges
+    (``RandomTranslation(shift, shift, fill_mode="constant")``); 0 turns it off.
+    ``flip``: a horizontal flip with probability 1/2 (``RandomFlip("horizontal")``; garments
+    are left-right symmetric, never flipped vertically).
+    ``erasing``: random erasing as ``RandomErasing(factor=erasing, scale=(0.02, 0.2),
+    value_range=(0, 1))`` does it: an image is erased with a probability drawn from
+    ``U(0, erasing)`` (so ``erasing / 2`` on average); the box's width and height are
+    ``sqrt(U(0.02, 0.2))`` of the image's, placed uniformly inside it, and filled with
+    ``clip(N(0, 1), 0, 1)`` noise per pixel.
+    """
+
+    shift: float = 0.0
+    flip: bool = False
+    erasing: float = 0.0
+
+    @property
+    def active(self) -> bool:
+        return self.shift > 0 or self.flip or self.erasing > 0
+
+
+def augment(images: np.ndarray, augmentation: Augmentation,
+            rng: np.random.Generator) -> np.ndarray:
+    """``images`` float32 ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1], augmented as
+    ``augmentation`` says with draws from ``rng``; a new float32 array of the same shape."""
+    x = np.asarray(images, dtype=np.float32)
+    channel = x.ndim == 4
+    if channel:
+        if x.shape[-1] != 1:
+            raise ValueError(f"images of shape {x.shape}; expected (b, h, w) or (b, h, w, 1)")
+        x = x[..., 0]
+    x = translate(x, augmentation.shift, rng) if augmentation.shift > 0 else x.copy()
+    if augmentation.flip:
+        flipped = rng.random(len(x)) < 0.5
+        x[flipped] = x[flipped, :, ::-1]
+    if augmentation.erasing > 0:
+        x = erase(x, augmentation.erasing, rng)
+    return x[..., np.newaxis] if channel else x
+
+
+def translate(images: np.ndarray, shift: float, rng: np.random.Generator) -> np.ndarray:
+    """Each float32 ``(h, w)`` image of ``images`` ``(b, h, w)`` moved by ``U(-shift, shift)``
+    of its height and width, bilinear, zeros outside."""
+    b, h, w = images.shape
+    pad = math.ceil(shift * max(h, w)) + 1
+    padded = np.pad(images, ((0, 0), (pad, pad), (pad, pad)))
+    for axis, size in ((1, h), (2, w)):
+        offset = rng.uniform(-shift, shift, size=b) * size  # source = target - offset
+        start = np.floor(-offset)
+        frac = (-offset - start).astype(np.float32)
+        index = (np.arange(size)[None, :] + start[:, None]).astype(np.int64) + pad
+        shape = (b, size, 1) if axis == 1 else (b, 1, size)
+        index, weight = index.reshape(shape), frac.reshape(b, 1, 1)
+        padded = ((1 - weight) * np.take_along_axis(padded, index, axis=axis)
+                  + weight * np.take_along_axis(padded, index + 1, axis=axis))
+    return padded.astype(np.float32)
+
+
+def erase(images: np.ndarray, factor: float, rng: np.random.Generator) -> np.ndarray:
+    """Random erasing of float32 ``images`` ``(b, h, w)`` (see :class:`Augmentation`)."""
+    b, h, w = images.shape
+    low, high = ERASED_AREA
+    sides = np.sqrt(rng.uniform(low, high, size=(b, 2)))  # fractions of width, height
+    x0 = rng.random(b) * (w - sides[:, 0] * w)
+    y0 = rng.random(b) * (h - sides[:, 1] * h)
+    x1, y1 = x0 + sides[:, 0] * w, y0 + sides[:, 1] * h
+    chosen = np.flatnonzero(rng.random(b) < rng.uniform(0.0, factor, size=b))
+    out = images.copy()
+    if len(chosen):  # noise only for the few images erased
+        cols, rows = np.arange(w)[None, None, :], np.arange(h)[None, :, None]
+        box = ((cols >= x0[chosen, None, None]) & (cols < x1[chosen, None, None])
+               & (rows >= y0[chosen, None, None]) & (rows < y1[chosen, None, None]))
+        noise = np.clip(rng.standard_normal((len(chosen), h, w), dtype=np.float32), 0.0, 1.0)
+        out[chosen] = np.where(box, noise, out[chosen])
+    return out
