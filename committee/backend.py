@@ -52,7 +52,8 @@ def process_env(backend: str, threads: int | None = None,
 def configure(backend: str, threads: int | None = None) -> None:
     """Make this process ready to run Keras on ``backend``: check that Keras was imported with
     it (RuntimeError otherwise: ``KERAS_BACKEND`` was set too late) and apply the backend's
-    thread and GPU-memory settings (TensorFlow: ``threads`` and memory growth)."""
+    thread and GPU-memory settings (TensorFlow: ``threads`` and memory growth). On another
+    backend, Keras is told TensorFlow is absent, so this process never imports it."""
     import keras
 
     if keras.config.backend() != backend:
@@ -61,6 +62,11 @@ def configure(backend: str, threads: int | None = None) -> None:
     if backend == "tensorflow":
         from committee.training import configure_tensorflow
         configure_tensorflow(threads=threads)
+    else:
+        # Keras imports TensorFlow wherever it is installed (to seed it, to recognise its
+        # shapes when saving): seconds and memory per worker, for nothing on this backend.
+        from keras.src.utils import module_utils
+        module_utils.tensorflow._available = False
 
 
 def device_kind() -> str:
@@ -68,3 +74,4 @@ def device_kind() -> str:
     from committee.training import gpu_names
     names = gpu_names()
     return names[0] if names else "cpu"
+

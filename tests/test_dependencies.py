@@ -46,7 +46,7 @@ API_NEEDS = {
     "pillow": ("10.0.1", "inputs: Image.Resampling (9.1); the first with Python 3.12 wheels"),
     "pydantic": ("2.5", "ray[default] 2.60 requires pydantic>=2.5"),
 }
-TEST_ONLY = {"pyyaml", "pytest", "pytest-timeout", "psutil"}
+TEST_ONLY = {"pyyaml", "pytest", "pytest-timeout", "psutil", "jax"}
 
 
 def _project() -> dict:
