@@ -50,10 +50,11 @@ def run_line(label: str, run_dir: Path, wall: float) -> str:
     planned = {n: t.get("epochs_planned") for n, t in results["training"].items()}
     plan = ("; epochs planned " + ", ".join(f"{n} {p}" for n, p in planned.items())
             if any(planned.values()) else "")
+    precision = next(iter(results["training"].values())).get("precision")
     return (f"{label}: wall {wall:.1f} s (job {results['run']['wall_s']:.1f} s); "
             + "; ".join(parts) + f"; committee mean {committee:.4f}{plan}; "
-            f"precision {next(iter(results['training'].values())).get('precision')}; "
-            f"gpus {', '.join(sorted(gpus)) or 'none'}")
+            + (f"precision {precision}; " if precision else "")
+            + f"gpus {', '.join(sorted(gpus)) or 'none'}")
 
 
 def plain_line(label: str, result: Path, wall: float, ray_wall: float | None) -> str:

@@ -10,7 +10,8 @@
 #   FASHION_MNIST_DIR=/data/fashion-mnist bash .kit/run.sh
 #
 # Environment: FASHION_MNIST_DIR (required: the four .gz files), KIT_STEPS (default "a b c"),
-# STRONG_MINUTES (4), STEP_TIMEOUT (590 s per step), PYTHON, KIT_SITE (as install.sh),
+# STRONG_MINUTES (4), STEP_TIMEOUT (590 s per step), KIT_EXTRA (options added to all three
+# commands, e.g. "--limit-train 6000 --epochs 2" for a quick try), PYTHON, KIT_SITE (as install.sh),
 # KIT_WORK (run folders; default a new temporary folder), KIT_LOGS (each step's log and
 # figures.txt; default $OUT where set, else KIT_WORK). Exit status 1 if a step failed.
 set -uo pipefail
@@ -35,6 +36,7 @@ LOGS=${KIT_LOGS:-${OUT:-$WORK}}
 LIMIT=${STEP_TIMEOUT:-590}
 MINUTES=${STRONG_MINUTES:-4}
 STEPS=" ${KIT_STEPS:-a b c} "
+read -r -a EXTRA <<< "${KIT_EXTRA:-}"
 mkdir -p "$WORK" "$LOGS"
 cd "$REPO" || die "cannot enter $REPO"
 
@@ -64,21 +66,21 @@ fresh() { [[ -e $WORK/$1 ]] && echo --overwrite; }
 if [[ $STEPS == *" a "* ]]; then
     label="(a) committee run --backend jax --preset seed"
     step "$LOGS/a-seed-ray.log" "$PYTHON" -m committee.cli run --backend jax --preset seed \
-        --data-dir "$FASHION_MNIST_DIR" --output "$WORK" --run-name seed-jax $(fresh seed-jax)
+        --data-dir "$FASHION_MNIST_DIR" --output "$WORK" --run-name seed-jax $(fresh seed-jax) "${EXTRA[@]}"
     (( RC == 0 )) && WALL_A=$WALL
     report "$label" "$LOGS/a-seed-ray.log" run "$label" "$WORK/seed-jax" "$WALL"
 fi
 if [[ $STEPS == *" b "* ]]; then
     label="(b) plain Keras (jax), seed, one after another"
     step "$LOGS/b-seed-plain.log" "$PYTHON" bench/bench_seed.py --plain-keras-only \
-        --result-file "$WORK/plain-seed.json" --data-dir "$FASHION_MNIST_DIR"
+        --result-file "$WORK/plain-seed.json" --data-dir "$FASHION_MNIST_DIR" "${EXTRA[@]}"
     report "$label" "$LOGS/b-seed-plain.log" plain "$label" "$WORK/plain-seed.json" "$WALL" $WALL_A
 fi
 if [[ $STEPS == *" c "* ]]; then
     label="(c) committee run --backend jax --preset strong --member-minutes $MINUTES"
     step "$LOGS/c-strong-ray.log" "$PYTHON" -m committee.cli run --backend jax --preset strong \
         --member-minutes "$MINUTES" --data-dir "$FASHION_MNIST_DIR" --output "$WORK" \
-        --run-name strong-jax $(fresh strong-jax)
+        --run-name strong-jax $(fresh strong-jax) "${EXTRA[@]}"
     report "$label" "$LOGS/c-strong-ray.log" run "$label" "$WORK/strong-jax" "$WALL"
 fi
 exit $status
