@@ -9,6 +9,11 @@ test accuracies (members and the mean-rule committee).
     python bench/bench_seed.py --epochs 1 --limit-train 6000   # a quick look
     python bench/bench_seed.py --preset strong --plain-only    # no Ray: e.g. a GPU machine
                                                                # with Keras on JAX
+    KERAS_BACKEND=jax python bench/bench_seed.py    # both sides on JAX (the Ray job gets
+                                                    # --backend jax)
+
+Both sides use Keras' backend as KERAS_BACKEND names it (default TensorFlow); the Ray job is
+given ``--backend`` only when KERAS_BACKEND names another.
 
 This is a benchmark that prints figures, not a test: nothing here asserts a time.
 """
@@ -101,13 +106,16 @@ def main() -> None:
     t_keras = timed([sys.executable, __file__, "--plain-keras-only", f"--result-file={keras_json}",
                      *common], work / "plain_keras.log")
     print(f"plain Keras, sequential: {t_keras:.1f} s", flush=True)
+    backend = os.environ.get("KERAS_BACKEND", "tensorflow")
+    backend_opt = [] if backend == "tensorflow" else [f"--backend={backend}"]
     t_ray = timed([sys.executable, "-m", "committee.cli", "run", "--output", str(work),
-                   "--run-name", "ray", *common], work / "ray_job.log")
+                   "--run-name", "ray", *backend_opt, *common], work / "ray_job.log")
     print(f"Ray job, concurrent:     {t_ray:.1f} s", flush=True)
 
     plain = json.loads(keras_json.read_text())
     ray_results = json.loads((work / "ray" / "results.json").read_text())
-    print(f"\nwall time ratio Ray / plain Keras: {t_ray / t_keras:.3f}  (target <= 1.10)")
+    print(f"\nwall time ratio Ray / plain Keras ({backend}): {t_ray / t_keras:.3f}"
+          "  (target <= 1.10)")
     print(f"\n{'test accuracy':<22}{'plain Keras':>12}{'Ray job':>12}   epochs (keras / ray)")
     for name, acc in plain["members"].items():
         ray_acc = ray_results["members"][name]["accuracy"]
