@@ -1,6 +1,6 @@
 """The Keras backend of a process (committee/backend.py): chosen by option or KERAS_BACKEND,
 set up before Keras is used, and a JAX process trains, saves and loads members — including
-one saved under TensorFlow — without ever importing TensorFlow."""
+one saved under TensorFlow — and writes TensorBoard files without ever importing TensorFlow."""
 
 import json
 import os
@@ -67,8 +67,10 @@ def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_pat
         x = np.load({str(tmp_path / "x.npy")!r}); y = np.arange(96) % 10
         out = {{}}
         for spec in (members.STRONG_PRESET[1],):  # its batches augmented (PyDataset)
+            from committee.tensorboard import tensorboard_callback
             model, state = train_member(spec.with_overrides(epochs=1, batch_size=32), x, y,
-                                        x[:32], y[:32], verbose=0)
+                                        x[:32], y[:32], verbose=0, callbacks=[
+                                            tensorboard_callback({str(tmp_path / "tb")!r})])
             save_checkpoint({str(tmp_path)!r} + "/" + spec.name, model, state)
             loaded, _ = load_checkpoint({str(tmp_path)!r} + "/" + spec.name)
             out[spec.name] = float(np.abs(predict_proba(loaded, x[:8], tta=spec.tta)
@@ -89,6 +91,9 @@ def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_pat
     assert out["backend"] == "jax" and out["tensorflow"] is False
     assert out["resnet"] < 1e-6  # saved and loaded exactly
     assert out["from_tf"] < 1e-4  # a TensorFlow-trained member predicts alike under JAX
+    for part in ("train", "validation"):  # TensorBoard's files, written without TensorFlow
+        events = list((tmp_path / "tb" / part).glob("events.out.tfevents.*"))
+        assert events and events[0].stat().st_size > 100, part
 
 
 def test_configure_refuses_a_keras_imported_with_another_backend():

@@ -35,7 +35,8 @@ DISTRIBUTIONS = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml"}
 # Imported only when Keras runs on that backend (training._has_gpu); not dependencies.
 OPTIONAL = {"jax", "torch"}
 # Imported, and installed by a declared requirement: module -> (requirement, extra).
-PROVIDED = {"grpc": ("ray", "default")}  # ray's own generated gRPC stubs need ray's grpcio
+PROVIDED = {"grpc": ("ray", "default"),
+            "tensorboardX": ("ray", "tune")}  # tensorboard.EpochScalars (non-TF backends)  # ray's own generated gRPC stubs need ray's grpcio
 # The oldest version each distribution works at here, and why.
 API_NEEDS = {
     "scikit-learn": ("1.7", "diagnostics: brier_score_loss(labels=...) on (n, k) probabilities"),
