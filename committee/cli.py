@@ -10,12 +10,15 @@ where its full traceback was written (RUN_DIR/logs/error.log, else a temporary f
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import errno
+import math
 import os
 import sys
 from pathlib import Path
 
 from committee.members import PRESET_MEMBER_MINUTES, PRESETS
+from committee.validation import Interval, argument_type
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -25,34 +28,14 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer > 0")
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{value} must be > 0")
-    return value
-
-
-def _positive_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number > 0")
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
-    return value
-
-
-def _nonneg_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number; expected a number >= 0")
-    if not value >= 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"{text} must be a finite number >= 0")
-    return value
+# The command line's own checks of numbers, in argparse's wording ("argument --epochs: 0 must
+# be > 0"); the options' tables (job.RUN_CONSTRAINTS, predict.PREDICT_CONSTRAINTS) check the
+# same fields again for callers that build the options themselves.
+_positive_int = argument_type(Interval(int, 0, None, closed="neither"))
+_positive_float = argument_type(Interval(float, 0, math.inf, closed="neither",
+                                         noun="a finite number"))
+_nonneg_float = argument_type(Interval(float, 0, math.inf, closed="left",
+                                       noun="a finite number"))
 
 
 def _seed(text: str) -> int:
@@ -166,24 +149,21 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
+    """``committee run``'s or ``tune``'s options (:class:`~committee.job.RunOptions` or
+    :class:`~committee.job.TuneOptions`) from parsed arguments."""
     from committee.job import RunOptions, TuneOptions
     if getattr(args, "num_samples", None) is not None:
-        return TuneOptions(**vars(options_from_run_args(args, RunOptions)),
-                           num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                           time_budget_s=args.time_budget_s, scheduler=args.scheduler)
-    return options_from_run_args(args, RunOptions)
+        return options_from(TuneOptions, args)
+    return options_from(RunOptions, args)
 
 
-def options_from_run_args(args: argparse.Namespace, cls):
-    return cls(
-        preset=args.preset, members=args.members, epochs=args.epochs,
-        batch_size=args.batch_size, learning_rate=args.learning_rate, data_dir=args.data_dir,
-        output=args.output, run_name=args.run_name, overwrite=args.overwrite,
-        address=args.address, seed=args.seed, limit_train=args.limit_train, split=args.split,
-        cpus_per_member=args.cpus_per_member, gpus_per_member=args.gpus_per_member,
-        workers_per_member=args.workers_per_member, max_failures=args.max_failures,
-        storage=args.storage, steps_per_execution=args.steps_per_execution,
-        member_minutes=args.member_minutes, verbose=args.verbose)
+def options_from(cls, args: argparse.Namespace):
+    """An options dataclass from parsed arguments: each field takes the argument of the same
+    name (``--max-failures`` -> ``max_failures``); a field with no argument keeps its default
+    (e.g. ``RunOptions.val_fraction``), an argument with no field is not an option (the
+    subcommand)."""
+    given = vars(args)
+    return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -260,10 +240,7 @@ def predict_command(args: argparse.Namespace) -> int:
     from committee.job import interrupt_on_sigterm
     from committee.predict import PredictOptions, predict, summary
 
-    options = PredictOptions(run_dir=args.run_dir, inputs=args.inputs, output=args.output,
-                             rule=args.rule, invert=args.invert, batch_size=args.batch_size,
-                             address=args.address, cpus_per_member=args.cpus_per_member,
-                             gpus_per_member=args.gpus_per_member)
+    options = options_from(PredictOptions, args)
     interrupt_on_sigterm()
     try:
         path, table = predict(options)

@@ -7,6 +7,7 @@ seconds with one line and leaves nothing behind.
 
 from __future__ import annotations
 
+import math
 import platform
 import signal
 import subprocess
@@ -24,8 +25,9 @@ from committee import address as address_mod
 from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
-from committee import progress, report, runfolder
+from committee import progress, report, runfolder, validation
 from committee.errors import usage_errors
+from committee.validation import Interval, Options
 
 PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
 
@@ -74,38 +76,60 @@ class RunOptions:
         return Path(self.output).expanduser() / self.run_name
 
 
-def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
-    """Check every option that needs no cluster; return the member specs."""
-    specs = options.specs()
-    if options.split not in data_mod.SPLITS:
-        raise ValueError(f"split {options.split!r} is unknown; expected one of "
-                         f"{', '.join(data_mod.SPLITS)}")
-    if options.limit_train is not None and not 10 <= options.limit_train <= 60_000:
-        raise ValueError(f"--limit-train {options.limit_train} must lie in 10..60000")
+# RunOptions' simple constraints, checked in this order (committee.validation); the preset,
+# --members and the members' overrides (--epochs, --batch-size, --learning-rate) are checked
+# by RunOptions.specs() (members.select_members, members.SPEC_CONSTRAINTS), and the command
+# line refuses some values earlier, while parsing (cli).
+RUN_CONSTRAINTS = {
+    "split": Options(data_mod.SPLITS),
+    "limit_train": [None, Interval(int, 10, 60_000, closed="both")],
+    "cpus_per_member": [None, Interval(float, 0, None, closed="neither", noun="a number")],
+    "gpus_per_member": [None, Interval(float, 0, None, closed="left", noun="a number")],
+    "max_failures": Interval(int, 0, None, closed="left"),
+    "steps_per_execution": Interval(int, 1, None, closed="left"),
+    "member_minutes": [None, Interval(float, 0, math.inf, closed="neither",
+                                      noun="a finite number")],
+}
+
+
+def _one_worker_per_member(options: RunOptions) -> None:
     if options.workers_per_member != 1:
         raise ValueError(
             f"--workers-per-member {options.workers_per_member} is not supported; expected 1. "
             "Keras 3 fails under MultiWorkerMirroredStrategy with 2 or more workers "
             "(ray-project/ray#47464, keras-team/keras#20585); each member trains on one worker")
-    for flag, value in (("--cpus-per-member", options.cpus_per_member),
-                        ("--gpus-per-member", options.gpus_per_member)):
-        if value is not None and not (value >= 0 and value == value):
-            raise ValueError(f"{flag} {value!r} must be a number >= 0")
-    if options.cpus_per_member == 0:
-        raise ValueError("--cpus-per-member 0 must be > 0")
-    if options.max_failures < 0:
-        raise ValueError(f"--max-failures {options.max_failures} must be >= 0")
-    if options.steps_per_execution < 1:
-        raise ValueError(f"--steps-per-execution {options.steps_per_execution} must be >= 1")
-    minutes = options.member_minutes
-    if minutes is not None and not 0 < minutes < float("inf"):
-        raise ValueError(f"--member-minutes {minutes!r} must be a finite number > 0")
+
+
+def _seed_in_range(options: RunOptions) -> None:
     identity_mod.check_seed(options.seed)
+
+
+def _plain_run_name(options: RunOptions) -> None:
     if options.run_name is not None:
         check_run_name(options.run_name)
+
+
+def _address_form(options: RunOptions) -> None:
     address_mod.resolve(options.address)  # its form; connect() checks that a Ray head answers
+
+
+def _writable_output(options: RunOptions) -> None:
     runfolder.check_writable(options.output)
+
+
+def _usable_storage(options: RunOptions) -> None:
     runfolder.check_storage(options.storage)
+
+
+# RunOptions' other checks, after the table, in this order.
+RUN_CHECKS = (_one_worker_per_member, _seed_in_range, _plain_run_name, _address_form,
+              _writable_output, _usable_storage)
+
+
+def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
+    """Check every option that needs no cluster; return the member specs."""
+    specs = options.specs()
+    validation.check(options, RUN_CONSTRAINTS, RUN_CHECKS)
     return specs
 
 
@@ -341,26 +365,42 @@ class TuneOptions(RunOptions):
     scheduler: str = "asha"
 
 
-def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
-    from committee.tuning import SCHEDULERS, member_space
-    specs = validate(options)
+def _schedulers() -> tuple[str, ...]:
+    from committee.tuning import SCHEDULERS  # imports Ray: only when a search is checked
+    return SCHEDULERS
+
+
+# TuneOptions' own fields (RunOptions' are checked first, by validate).
+TUNE_CONSTRAINTS = {
+    "num_samples": Interval(int, 1, None, closed="left"),
+    "max_concurrent": [None, Interval(int, 1, None, closed="left")],
+    "time_budget_s": [None, Interval(float, 0, None, closed="neither")],
+    "scheduler": Options(_schedulers),
+}
+
+
+def _no_member_minutes(options: TuneOptions) -> None:
     if options.member_minutes is not None:
         raise ValueError(f"--member-minutes {options.member_minutes:g} applies to committee "
                          "run; bound a search with --time-budget-s")
-    if options.num_samples < 1:
-        raise ValueError(f"--num-samples {options.num_samples} must be >= 1")
-    if options.max_concurrent is not None and options.max_concurrent < 1:
-        raise ValueError(f"--max-concurrent {options.max_concurrent} must be >= 1")
-    if options.time_budget_s is not None and not options.time_budget_s > 0:
-        raise ValueError(f"--time-budget-s {options.time_budget_s} must be > 0")
-    if options.scheduler not in SCHEDULERS:
-        raise ValueError(f"--scheduler {options.scheduler!r} is unknown; expected one of "
-                         f"{', '.join(SCHEDULERS)}")
-    for spec in specs:
+
+
+def _searchable_members(options: TuneOptions) -> None:
+    """Every member has a search space, valid for its spec and ``--epochs``."""
+    from committee.tuning import member_space
+    for spec in options.specs():
         if spec.name not in members_mod.SEARCH_SPACES:
             raise ValueError(f"member {spec.name!r} has no search space; expected one of "
                              f"{', '.join(members_mod.SEARCH_SPACES)}")
         member_space(spec, options.epochs)
+
+
+TUNE_CHECKS = (_no_member_minutes, _searchable_members)
+
+
+def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
+    specs = validate(options)
+    validation.check(options, TUNE_CONSTRAINTS, TUNE_CHECKS)
     return specs
 
 

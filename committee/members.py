@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from committee.architectures import ARCHITECTURES
+from committee.validation import Boolean, Interval, Options, check
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
 TTA_MODES = {"none": 1, "mirror": 2, "mirror+shifts": 10}  # mode -> views averaged (prediction.py)
@@ -115,37 +116,30 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# What each field of a MemberSpec may hold (committee.validation), checked in this order for
+# every spec, its overrides (--epochs, --batch-size, --learning-rate) and each configuration
+# of a search included.
+SPEC_CONSTRAINTS = {
+    "architecture": Options(ARCHITECTURES),
+    "optimizer": Options(OPTIMIZERS),
+    "learning_rate": Interval(float, 0, math.inf, closed="neither", noun="a number"),
+    "batch_size": Interval(int, 0, None, closed="neither", noun="an integer"),
+    "epochs": Interval(int, 0, None, closed="neither", noun="an integer"),
+    "schedule": Options(SCHEDULES),
+    "patience": Interval(int, 0, None, closed="left", noun="an integer"),
+    "precision": Options(PRECISIONS),
+    "shift": Interval(float, 0, 0.5, closed="left", noun="a number"),
+    "erasing": Interval(float, 0, 1, closed="both", noun="a number"),
+    "flip": Boolean(),
+    "tta": Options(TTA_MODES),
+}
+
+
 def validate_spec(spec: MemberSpec) -> None:
-    """Raise ValueError naming the member, the bad value and what was expected."""
-    where = f"member {spec.name!r}"
-    if spec.architecture not in ARCHITECTURES:
-        raise ValueError(f"{where}: architecture {spec.architecture!r} is unknown; expected one "
-                         f"of {', '.join(ARCHITECTURES)}")
-    if spec.optimizer not in OPTIMIZERS:
-        raise ValueError(f"{where}: optimizer {spec.optimizer!r} is unknown; expected one of "
-                         f"{', '.join(OPTIMIZERS)}")
-    if not _is_number(spec.learning_rate) or spec.learning_rate <= 0:
-        raise ValueError(f"{where}: learning rate {spec.learning_rate!r} must be a number > 0")
-    for label, value in (("batch size", spec.batch_size), ("epochs", spec.epochs)):
-        if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-            raise ValueError(f"{where}: {label} {value!r} must be an integer > 0")
-    if spec.schedule not in SCHEDULES:
-        raise ValueError(f"{where}: schedule {spec.schedule!r} is unknown; expected one of "
-                         f"{', '.join(SCHEDULES)}")
-    if not isinstance(spec.patience, int) or spec.patience < 0:
-        raise ValueError(f"{where}: patience {spec.patience!r} must be an integer >= 0")
-    if spec.precision not in PRECISIONS:
-        raise ValueError(f"{where}: precision {spec.precision!r} is unknown; expected one of "
-                         f"{', '.join(PRECISIONS)}")
-    if not _is_number(spec.shift) or not 0 <= spec.shift < 0.5:
-        raise ValueError(f"{where}: shift {spec.shift!r} must be a number in [0, 0.5)")
-    if not _is_number(spec.erasing) or not 0 <= spec.erasing <= 1:
-        raise ValueError(f"{where}: erasing {spec.erasing!r} must be a number in [0, 1]")
-    if not isinstance(spec.flip, bool):
-        raise ValueError(f"{where}: flip {spec.flip!r} must be true or false")
-    if spec.tta not in TTA_MODES:
-        raise ValueError(f"{where}: tta {spec.tta!r} is unknown; expected one of "
-                         f"{', '.join(TTA_MODES)}")
+    """Raise ValueError naming the member, the field, the bad value and what was expected
+    (``member 'model1': batch size 0 must be an integer > 0``)."""
+    check(spec, SPEC_CONSTRAINTS,
+          name=lambda field: f"member {spec.name!r}: {field.replace('_', ' ')}")
 
 
 SEED_PRESET: tuple[MemberSpec, ...] = (

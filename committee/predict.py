@@ -18,6 +18,7 @@ columns ``<column>_0`` … ``<column>_9``):
 from __future__ import annotations
 
 import io
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -27,11 +28,12 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 
-from committee import fusion, inputs, report, runfolder, schema
+from committee import fusion, inputs, report, runfolder, schema, validation
 from committee.data import CLASS_NAMES
 from committee.members import TTA_MODES
 from committee.runfolder import RunFolderError
 from committee.training import check_keras_archive
+from committee.validation import Interval, Options
 
 FORMATS = (".parquet", ".csv")
 MAX_MODEL_BYTES = 1 << 30  # a member's .keras file; the presets' are under 30 MB
@@ -147,23 +149,30 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
     return path
 
 
+# PredictOptions' simple constraints, checked in this order (committee.validation); the run
+# folder, --output and the inputs are checked by validate, in the order a user fixes them.
+PREDICT_CONSTRAINTS = {
+    "rule": Options(fusion.RULES),
+    "batch_size": Interval(int, 1, None, closed="left"),
+    "cpus_per_member": [None, Interval(float, 0, math.inf, closed="neither",
+                                       noun="a finite number")],
+    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left",
+                                       noun="a finite number")],
+}
+
+
+def _address_form(options: PredictOptions) -> None:
+    from committee.address import resolve
+    resolve(options.address)  # its form; connect() checks that a Ray head answers
+
+
+PREDICT_CHECKS = (_address_form,)
+
+
 def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
     """Every check that needs no cluster, in the order a user fixes them: options, the run
     folder, the output path, the inputs. Raises ValueError (one line) on the first problem."""
-    from committee.address import resolve
-
-    if options.rule not in fusion.RULES:
-        raise ValueError(f"--rule {options.rule!r} is unknown; expected one of "
-                         f"{', '.join(fusion.RULES)}")
-    if options.batch_size < 1:
-        raise ValueError(f"--batch-size {options.batch_size} must be >= 1")
-    for flag, value in (("--cpus-per-member", options.cpus_per_member),
-                        ("--gpus-per-member", options.gpus_per_member)):
-        if value is not None and not 0 <= value < float("inf"):
-            raise ValueError(f"{flag} {value!r} must be a finite number >= 0")
-    if options.cpus_per_member == 0:
-        raise ValueError("--cpus-per-member 0 must be > 0")
-    resolve(options.address)  # its form; connect() checks that a Ray head answers
+    validation.check(options, PREDICT_CONSTRAINTS, PREDICT_CHECKS)
     committee = load_committee(options.run_dir)
     if options.rule not in committee.rules:
         raise ValueError(f"--rule {options.rule}: run {committee.name} has no such rule; "
