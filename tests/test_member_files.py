@@ -9,7 +9,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from committee import orchestration, runfolder
+from committee import member_files, runfolder
 from committee.training import TrainState
 
 IDENTITY = {"seed": 0, "spec": {"name": "m"}}
@@ -31,7 +31,7 @@ def _member(tmp_path, info=INFO, model_parts=("config.json", "model.weights.h5")
 
 def test_a_whole_member_of_the_same_identity_is_reused(tmp_path):
     _member(tmp_path)
-    done = orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)
+    done = member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)
     assert done is not None and done.reused and done.epochs_run == 2
 
 
@@ -43,20 +43,20 @@ def test_a_whole_member_of_the_same_identity_is_reused(tmp_path):
 ])
 def test_a_member_json_of_wrong_types_is_predicted_again(tmp_path, capsys, change, words):
     _member(tmp_path, {**INFO, **change})
-    assert orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
     err = capsys.readouterr().err
     assert words in err and "predicting it again from its checkpoint" in err, err
 
 
 def test_damage_is_named_in_one_warning_line(tmp_path, capsys):
     _member(tmp_path, model_parts=("notes.txt",))  # a zip, but no Keras model
-    assert orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its saved files are damaged" in err[0] and "no config.json" in err[0]
     other = tmp_path / "other"
     other.mkdir()
     _member(other, info={**INFO, "identity": {**IDENTITY, "seed": 1}})
-    assert orchestration.load_finished_member(other, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(other, "m", IDENTITY, 4, 5) is None
     assert "trained with other settings" in capsys.readouterr().err
 
 
