@@ -2,7 +2,7 @@
 
 Pure (standard library only, nothing is contacted), so ``job.validate`` can check it before
 Ray starts and before any folder is created. Reaching the address is
-``orchestration.connect``'s job.
+``cluster.connect``'s job.
 """
 
 from __future__ import annotations

@@ -121,3 +121,18 @@ def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return save(fig, path)
+
+
+def trial_curves(curves: dict[str, list[tuple[list, list]]], path) -> Path:
+    """Validation accuracy of every trial over its running time, one panel per member.
+    ``curves``: member -> one ``(seconds, accuracies)`` pair per trial."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (name, trials) in zip(axes[0], curves.items()):
+        for seconds, accuracy in trials:
+            ax.plot(seconds, accuracy, marker="o", ms=3, alpha=0.8)
+        ax.set_title(f"{name}: trials")
+        ax.set_xlabel("trial time (s)")
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save(fig, path)

@@ -276,6 +276,7 @@ def run(options: RunOptions) -> Path:
 
 
 def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
+    from committee import cluster
     from committee import orchestration as orch
 
     x_test = data_mod.preprocess(dataset.x_test)
@@ -285,10 +286,10 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
 
     started = time.time()
     with usage_errors():  # the address, and members the cluster cannot host
-        orch.connect(options.address, verbose=options.verbose)
+        cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()
-        placement = orch.plan_placement(len(specs), orch.cluster_nodes(),
-                                        options.cpus_per_member, options.gpus_per_member)
+        placement = cluster.plan_placement(len(specs), cluster.cluster_nodes(),
+                                           options.cpus_per_member, options.gpus_per_member)
     minutes = options.budget_minutes()
     config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
@@ -302,7 +303,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
 
         display = None if options.verbose else progress.Display(
             [s.name for s in specs], log_dir=run_dir / "logs")
-        with orch.displaying(display):
+        with progress.displaying(display):
             outcomes, scores, committee_probas = orch.run_members(
                 specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
                 max_failures=options.max_failures,
@@ -328,13 +329,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                      "n_train": int(len(split.y_train)), "n_val": int(len(split.y_val)),
                      "n_test": int(len(y_test)),
                      "class_counts": _class_counts_of(split, y_test)},
-            "training": {o.name: {"epochs_run": o.epochs_run, "stopped_early": o.stopped_early,
-                                  "started_at": o.started_at, "finished_at": o.finished_at,
-                                  "train_s": o.finished_at - o.started_at, "reused": o.reused,
-                                  "resumed_at": o.resumed_at,
-                                  "epochs_planned": o.epochs_planned, "seed": o.seed,
-                                  "precision": o.precision, "device": o.device,
-                                  "history": o.history} for o in outcomes},
+            "training": {o.name: o.training_entry() for o in outcomes},
             **scores,
         }
         report.write_predictions(run_dir / report.PREDICTIONS, report.predictions_table(
@@ -420,21 +415,16 @@ def tune(options: TuneOptions) -> Path:
 
 
 def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
+    from committee import cluster
     from committee import orchestration as orch
     from committee import tuning
 
     with usage_errors():  # the address, and trials the cluster cannot host
-        orch.connect(options.address, verbose=options.verbose)
+        cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()
-        nodes = orch.cluster_nodes()
-        total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
-        concurrency = options.max_concurrent or max(1, min(options.num_samples, int(total_cpu)))
-        cpus = options.cpus_per_member or tuning.trial_cpus(nodes, concurrency)
-        if concurrency * (cpus + tuning.TRIAL_CPU) > total_cpu + 1e-9:
-            raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
-                             f"{tuning.TRIAL_CPU} each for the trial) need more than the "
-                             f"cluster's {total_cpu:g} CPUs; lower one of them")
-        placement = orch.plan_placement(1, nodes, cpus, options.gpus_per_member)
+        placement, concurrency = tuning.plan_trials(
+            cluster.cluster_nodes(), options.num_samples, options.max_concurrent,
+            options.cpus_per_member, options.gpus_per_member)
     with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}) as config:
         orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
                  f"up to {concurrency} at once")
@@ -464,7 +454,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
                 "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
                 "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions(),
                 "code": code_version(), "machine": machine_info()}
-        tuning.write_outputs(run_dir, summaries, grids, scores, meta)
+        report.write_search(run_dir, summaries, tuning.trials_table(grids),
+                            tuning.trial_histories(grids), scores, meta)
     for which in ("default", "tuned"):
         block = scores[which]
         print(f"{which:<8} committee (mean) test accuracy "

@@ -1,7 +1,8 @@
-"""The Ray layer: connect, place, train the members concurrently, predict, score.
+"""Training, predicting and scoring the members on Ray (the cluster itself: ``cluster``).
 
-Everything Ray-specific lives here; the pieces it runs (``training``, ``prediction``,
-``scoring``) work without Ray.
+Orchestration layer: the pieces it runs (``training``, ``prediction``, ``scoring``) work
+without Ray; ``cluster`` connects and places, ``batch_inference`` predicts a saved committee,
+``tuning`` searches hyper-parameters.
 
 Flow of :func:`run_members`::
 
@@ -16,293 +17,26 @@ from __future__ import annotations
 
 import contextlib
 import json
-import math
-import os
-import sys
 import tempfile
-import time
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from committee import runfolder
+from committee.cluster import Placement, quiet_stderr
 from committee.errors import CommitteeError
+from committee.member_files import MemberOutcome, load_finished_member, save_member
 from committee.members import TTA_MODES, MemberSpec
-from committee.training import (MODEL_FILE, STATE_FILE, TrainState, check_keras_archive,
-                                configure_tensorflow,
+from committee.progress import log
+from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
                                 load_checkpoint, recent_pace, save_checkpoint, say, set_sink,
                                 train_member)
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
-
-
-_DISPLAY = None  # the live display (progress.Display) while a run shows one
-
-
-def log(message: str) -> None:
-    """One line from the driver, above the live display's bars when there are some."""
-    if _DISPLAY is not None:
-        _DISPLAY.message(f"[committee] {message}")
-    else:
-        print(f"[committee] {message}", file=sys.stderr, flush=True)
-
-
-@contextlib.contextmanager
-def displaying(display):
-    """Send :func:`log`'s lines to ``display`` (a progress.Display, or None) for the block."""
-    global _DISPLAY
-    _DISPLAY = display
-    try:
-        yield display
-    finally:
-        _DISPLAY = None
-        if display is not None:
-            display.close()
-
-
-@contextlib.contextmanager
-def quiet_stderr(quiet: bool = True):
-    """Send this process's file descriptor 2 to /dev/null for the block: TensorFlow's C++
-    start-up lines (CUDA probing, oneDNN) are written there before its logging can be set."""
-    if not quiet:
-        yield
-        return
-    sys.stderr.flush()
-    saved = os.dup(2)
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, 2)
-    try:
-        yield
-    finally:
-        os.dup2(saved, 2)
-        os.close(saved)
-        os.close(devnull)
-
-
-# --------------------------------------------------------------------------- cluster
-
-# Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER) for a single-machine Ray: with it off,
-# the node's IP is 127.0.0.1 instead of the routable address, and every server of the local Ray
-# (GCS, raylet, object manager, workers, agents, metrics) binds to loopback only.
-_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
-PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
-
-
-def connect(address: str | None = None, num_cpus: int | None = None,
-            verbose: bool = False) -> None:
-    """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
-
-    A joined address must answer as a Ray head within seconds (:func:`check_ray_head`), else
-    ConnectionError. A local Ray binds every listener to 127.0.0.1 and turns token auth on by
-    default (README, Security). Unless ``verbose``, the workers' output stays in Ray's own
-    log files (members report to the driver through :func:`run_members`' queue) and Ray's
-    driver-side notices below errors are not shown.
-    """
-    import logging
-
-    import ray
-
-    from committee.address import resolve
-
-    if ray.is_initialized():
-        return
-    address, source = resolve(address)  # ValueError naming --address or RAY_ADDRESS
-    if address:
-        check_ray_head(address, source)
-        try:
-            ray.init(address=address, log_to_driver=verbose,
-                     logging_level=logging.INFO if verbose else logging.ERROR)
-        except (ConnectionError, TimeoutError, RuntimeError) as exc:
-            raise ConnectionError(f"could not connect to the Ray cluster at {address} (from "
-                                  f"{source}): "
-                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
-        return
-    from ray._private import ray_constants
-
-    # The dashboard (loopback only) also serves the State API that Ray Train's
-    # placement-group cleaner polls to learn that a trainer is gone (e.g. a trial stopped
-    # by ASHA) and free its workers' CPUs. The cleaner runs in a worker process that would
-    # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
-    # cluster `ray start` last made on this machine (often a dead one): then nothing is
-    # ever freed and later trials wait forever. So the port is chosen here and handed to
-    # every process of this Ray: its raylet inherits the driver's environment at start
-    # and passes it on to the workers it spawns; the driver's own is restored after.
-    # The same way, every process of this Ray gets the loopback switch (_LOOPBACK_ENV); the
-    # driver reads it once at import (ray_constants), so its copy is set for ray.init too.
-    port = free_port()
-    saved = {name: os.environ.get(name) for name in ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV)}
-    saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    os.environ[_LOOPBACK_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    try:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
-                 dashboard_host="127.0.0.1", dashboard_port=port,
-                 _node_ip_address="127.0.0.1", log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR,
-                 # Each member brings a controller, a worker and short tasks: on 2 CPUs the
-                 # raylet's default (one startup per CPU) warns of "too many workers".
-                 _system_config={"worker_maximum_startup_concurrency": 4})
-    finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
-def free_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    import socket
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT_S,
-                   probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
-    """Fail in bounded time, with one line naming ``source``, unless a Ray head answers at
-    ``address`` (host:port of a GCS, ray://host:port of a Ray Client server, or auto).
-
-    A TCP connect first, then one gRPC call with a deadline through Ray's own channel (TLS
-    and token auth as Ray sets them up): the GCS's GetClusterId, or Ray Client's PING (what
-    Ray Client itself sends on connecting). An HTTP server or any other non-Ray port fails
-    here, where ``ray.init`` would retry for minutes.
-    """
-    import socket
-
-    from committee.address import split_host_port
-
-    where = f"{address} (from {source})"
-    if address == "auto":
-        from ray._private import services
-        try:
-            address = services.canonicalize_bootstrap_address("auto")
-        except (ConnectionError, ValueError) as exc:
-            address, detail = None, str(exc).splitlines()[0]
-        else:
-            detail = "no address recorded"
-        if address is None:
-            raise ConnectionError(f"{where} found no Ray head on this machine ({detail}); "
-                                  "expected a running Ray head (ray start --head)")
-        where = f"{address} (auto, from {source})"
-    client = address.startswith("ray://")
-    target = address.removeprefix("ray://")
-    host, port = split_host_port(target)
-    try:
-        with socket.create_connection((host, port), timeout=tcp_timeout_s):
-            pass
-    except OSError as exc:
-        raise ConnectionError(f"could not connect to the Ray cluster at {where}: {exc}; "
-                              f"expected a running Ray head (ray start --head)") from None
-    code, detail = _probe(target, client, probe_timeout_s)
-    if code is None:
-        return
-    if code.name == "UNAUTHENTICATED":
-        raise ConnectionError(
-            f"the Ray head at {where} refused this client's token ({detail}); expected "
-            "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH naming the head's "
-            "token")
-    if code.name == "DEADLINE_EXCEEDED":
-        detail = f"no answer within {probe_timeout_s:g} s"
-    raise ConnectionError(
-        f"no Ray head answered at {where}: gRPC {code.name}: {detail}; expected a running "
-        "Ray head (ray start --head)"
-        + ("; for Ray Client, its port (default 10001)" if client else
-           "; give its GCS port (default 6379), not the dashboard's"))
-
-
-def _probe(target: str, client: bool, timeout_s: float):
-    """``(None, "")`` if a Ray GCS (or Ray Client server) answered, else ``(grpc code,
-    first line of the details)``."""
-    import grpc
-    from ray._private.gcs_utils import create_gcs_channel
-
-    channel = create_gcs_channel(target)
-    try:
-        if client:
-            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
-            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
-                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
-                timeout=timeout_s)
-        else:
-            from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
-            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
-    except grpc.RpcError as exc:
-        code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
-        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
-        return code, (details or "").splitlines()[0] if details else code.name.lower()
-    finally:
-        channel.close()
-    return None, ""
-
-
-@dataclass(frozen=True)
-class Placement:
-    """Resources each member's single training worker asks for."""
-
-    cpus: float
-    gpus: float
-
-    @property
-    def use_gpu(self) -> bool:
-        return self.gpus > 0
-
-    @property
-    def threads(self) -> int:
-        """TensorFlow CPU threads: as many as CPUs given, at least one."""
-        return max(1, int(self.cpus + 0.5))
-
-    def describe(self) -> str:
-        return f"{self.cpus:g} CPU" + (f", {self.gpus:g} GPU" if self.gpus else "")
-
-
-def _floor4(x: float) -> float:
-    return math.floor(x * 10_000) / 10_000  # Ray's resource granularity is 1e-4
-
-
-def plan_placement(n_members: int, nodes: list[dict[str, float]],
-                   cpus: float | None = None, gpus: float | None = None) -> Placement:
-    """Choose per-member resources so that all members can run at the same time.
-
-    ``nodes``: each alive node's total resources (``{"CPU": .., "GPU": ..}``).
-    Defaults: CPUs shared evenly (at most one node's worth); with >= n_members GPUs one GPU
-    per member, with fewer GPUs an even fraction of them, with none CPU only. Raises
-    ValueError — before anything is launched — if no node could ever host one member.
-    """
-    if n_members < 1:
-        raise ValueError(f"{n_members} members; expected at least one")
-    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
-    total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
-    max_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
-    if gpus is None:
-        gpus = 0.0 if total_gpu == 0 else (1.0 if total_gpu >= n_members
-                                           else _floor4(total_gpu / n_members))
-    if cpus is None:
-        cpus = _floor4(min(max_cpu, max(total_cpu / n_members, 0.1)))
-    if cpus <= 0 or gpus < 0:
-        raise ValueError(f"{cpus} CPU / {gpus} GPU per member; expected CPU > 0 and GPU >= 0")
-    fits = [n for n in nodes if n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus]
-    if not fits:
-        largest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
-        raise ValueError(
-            f"each member asks for {cpus:g} CPU and {gpus:g} GPU on one node, but no node of "
-            f"this cluster offers that (largest: {largest.get('CPU', 0.0):g} CPU, "
-            f"{largest.get('GPU', 0.0):g} GPU; cluster total {total_cpu:g} CPU, "
-            f"{total_gpu:g} GPU); lower --cpus-per-member / --gpus-per-member")
-    return Placement(cpus=cpus, gpus=gpus)
-
-
-def cluster_nodes() -> list[dict[str, float]]:
-    import ray
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
 
 # --------------------------------------------------------------------------- worker side
@@ -400,8 +134,10 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
     return None
 
 
-def _predict(checkpoint, data: dict, test: dict, threads: int,
-             tta: str = "none") -> dict[str, np.ndarray]:
+# --------------------------------------------------------------------------- Ray tasks
+
+def predict_member(checkpoint, data: dict, test: dict, threads: int,
+                   tta: str = "none") -> dict[str, np.ndarray]:
     """Ray task body: load a member's final checkpoint; return its val and test probabilities
     (``tta``: the views averaged, see prediction.tta_views)."""
     from committee.prediction import predict_proba
@@ -413,7 +149,7 @@ def _predict(checkpoint, data: dict, test: dict, threads: int,
             "test": predict_proba(model, test["x_test"], tta=tta)}
 
 
-def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
+def score_members(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
     """Ray task body: the committee. Pure function of its inputs, so retrying it is safe."""
     from committee.scoring import score_committee
     test = {n: p["test"] for n, p in zip(names, predictions)}
@@ -421,7 +157,29 @@ def _score(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
     return score_committee(test, y_test, val, y_val)
 
 
+def predict_task(placement: Placement, **options):
+    """:func:`predict_member` as a Ray task with a member's resources (``options``: more
+    ``.options()``, e.g. ``max_retries``)."""
+    import ray
+    return ray.remote(predict_member).options(**placement.task_resources(), **options)
+
+
+def score_task(placement: Placement):
+    """:func:`score_members` as a Ray task: at most one CPU, retried if its worker dies."""
+    import ray
+    return ray.remote(score_members).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
+
+
 # --------------------------------------------------------------------------- driver side
+
+def put_split(split):
+    """The training and validation arrays of ``split`` (data.Split) put in Ray's object store
+    once: the ObjectRef of ``{"x_train", "y_train", "x_val", "y_val"}`` that
+    :func:`train_loop_per_worker` reads as ``config["data"]`` (zero-copy)."""
+    import ray
+    return ray.put({"x_train": split.x_train, "y_train": split.y_train,
+                    "x_val": split.x_val, "y_val": split.y_val})
+
 
 STOPPING = threading.Event()  # set when the driver is interrupted
 
@@ -461,103 +219,12 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
     return results
 
 
-@dataclass
-class MemberOutcome:
-    name: str
-    history: dict[str, list[float]]
-    epochs_run: int
-    stopped_early: bool
-    started_at: float
-    finished_at: float
-    val_proba: np.ndarray
-    test_proba: np.ndarray
-    resumed_at: list[int]  # epoch counts at which training resumed from a checkpoint
-    reused: bool = False  # finished in an earlier, interrupted run and not retrained
-    epochs_planned: int | None = None  # the time budget's plan, when one applied
-    seed: int | None = None
-    precision: str | None = None  # the dtype policy it trained with (training.effective_precision)
-    device: dict | None = None  # {"cpu": model, "gpus": [names]} of the worker it trained on
-
-
 class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
 
 
 class DiskFull(OSError):
     """No space was left where the run writes; what finished is kept for a rerun."""
-
-
-def _member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
-    return (run_dir / "models" / f"{name}.keras", run_dir / "members" / f"{name}.json",
-            run_dir / "members" / f"{name}.npz")
-
-
-def load_finished_member(run_dir: Path, name: str, identity: dict,
-                         n_val: int, n_test: int) -> MemberOutcome | None:
-    """A member saved by an earlier run of this folder with the same ``identity`` (see
-    identity.member_identity), or None: none saved, saved with another identity, or its files
-    damaged (one warning line; the member is then predicted again from its checkpoint).
-    ``n_val`` / ``n_test``: the rows its probabilities must have."""
-    model_path, info_path, probs_path = _member_paths(run_dir, name)
-    if not (model_path.is_file() and info_path.is_file() and probs_path.is_file()):
-        return None
-    try:
-        info = runfolder.read_json(info_path)
-        if info.get("identity") != identity:
-            log(f"{name}: the member saved in {info_path} was trained with other settings; "
-                f"training it again")
-            return None
-        with np.load(probs_path, allow_pickle=False) as probs:
-            val, test = probs["val"], probs["test"]
-        for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
-            if array.shape != (rows, 10) or not np.all(np.isfinite(array)):
-                raise ValueError(f"'{part}' has shape {array.shape}, expected ({rows}, 10) "
-                                 f"finite probabilities")
-        check_keras_archive(model_path)
-        state = TrainState.from_dict({  # the same fields, checked the same way
-            "epoch": info["epochs_run"], "history": info["history"],
-            "stopped_early": info["stopped_early"], "resumed_at": info["resumed_at"],
-            "started_at": info["started_at"], "finished_at": info["finished_at"],
-            "epochs_planned": info.get("epochs_planned"), "precision": info.get("precision"),
-            "device": info.get("device")})
-        if state.started_at is None or state.finished_at is None:
-            raise ValueError("started_at / finished_at missing")
-        return MemberOutcome(name=name, history=info["history"], epochs_run=info["epochs_run"],
-                             stopped_early=info["stopped_early"], started_at=info["started_at"],
-                             finished_at=info["finished_at"], resumed_at=info["resumed_at"],
-                             epochs_planned=info.get("epochs_planned"), val_proba=val,
-                             test_proba=test, reused=True, seed=identity["seed"],
-                             precision=info.get("precision"), device=info.get("device"))
-    except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
-        why = (str(exc).strip().splitlines() or [""])[0][:200]
-        log(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: {why}); "
-            f"predicting it again from its checkpoint")
-        return None
-
-
-def _save_member(run_dir: Path, spec: MemberSpec, checkpoint, state: TrainState,
-                 probs: dict[str, np.ndarray], identity: dict) -> MemberOutcome:
-    model_path, info_path, probs_path = _member_paths(run_dir, spec.name)
-    with checkpoint.as_directory() as folder:
-        runfolder.copy_file(Path(folder) / MODEL_FILE, model_path)
-    runfolder.write_npz(probs_path, val=probs["val"], test=probs["test"])
-    outcome = MemberOutcome(name=spec.name, history=state.history, epochs_run=state.epoch,
-                            stopped_early=state.stopped_early, started_at=state.started_at,
-                            finished_at=state.finished_at or time.time(),
-                            resumed_at=state.resumed_at, epochs_planned=state.epochs_planned,
-                            val_proba=probs["val"], test_proba=probs["test"],
-                            seed=identity["seed"], precision=state.precision,
-                            device=state.device)
-    runfolder.write_json(info_path, {"identity": identity, "spec": spec.to_dict(),
-                                     "history": state.history,
-                                     "epochs_run": state.epoch,
-                                     "stopped_early": state.stopped_early,
-                                     "started_at": outcome.started_at,
-                                     "finished_at": outcome.finished_at,
-                                     "resumed_at": outcome.resumed_at,
-                                     "epochs_planned": outcome.epochs_planned,
-                                     "precision": outcome.precision, "device": outcome.device})
-    return outcome
 
 
 def _read_state(checkpoint) -> TrainState:
@@ -603,6 +270,20 @@ def disk_full(error, where: str) -> DiskFull:
                         f"and checkpoints are kept)")
 
 
+@contextlib.contextmanager
+def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
+    """Re-raise a ``catching`` error of the block that says the disk is full as
+    :func:`disk_full`'s one line (``where``: the folder written); any other as it is."""
+    try:
+        yield
+    except catching as exc:
+        if _no_space(exc) is not None:
+            raise disk_full(exc, where) from None
+        raise
+
+
+# --------------------------------------------------------------------------- run_members
+
 def run_members(
     specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
     identity: dict, placement: Placement, storage: str, max_failures: int = 1,
@@ -624,12 +305,9 @@ def run_members(
     member's loss stops being finite and :class:`DiskFull` when the storage fills up.
     """
     import ray
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.util.queue import Queue
-    with quiet_stderr(display is not None):  # it imports TensorFlow
-        from ray.train.tensorflow import TensorflowTrainer
-
-    from committee import checkpoints
+    with quiet_stderr(display is not None):  # it imports TensorFlow, for _trainer
+        from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     STOPPING.clear()  # a process may run several jobs (a notebook, a service)
     progress = None if display is None else Queue(actor_options={"num_cpus": 0})
@@ -639,194 +317,122 @@ def run_members(
             size = progress.qsize()
             for event in progress.get_nowait_batch(size) if size else []:
                 display.event(event)
-    data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
-                        "x_val": split.x_val, "y_val": split.y_val})
-    test_ref = ray.put({"x_test": x_test})
 
-    predict = ray.remote(_predict).options(num_cpus=placement.cpus, num_gpus=placement.gpus,
-                                           max_retries=2)
-
-    def run_one(spec: MemberSpec) -> MemberOutcome:
-        member = identity["members"][spec.name]
-        done = load_finished_member(run_dir, spec.name, member, len(split.y_val), len(y_test))
-        if done is not None:
-            log(f"{spec.name}: finished in an earlier run of this folder, reusing it")
-            return done
-        member_storage = f"{storage.rstrip('/')}/{spec.name}"
-        try:
-            checkpoints.repair(member_storage, log=lambda line: log(f"{spec.name}: {line}"))
-        except OSError as exc:
-            if _no_space(exc) is not None:
-                raise disk_full(exc, member_storage) from None
-            raise
-        trainer = TensorflowTrainer(
-            train_loop_per_worker=train_loop_per_worker,
-            train_loop_config={"spec": spec.to_dict(), "data": data_ref,
-                               "seed": member["seed"], "threads": placement.threads,
-                               "steps_per_execution": steps_per_execution,
-                               "time_budget_s": time_budget_s,
-                               "member_storage": member_storage, "progress": progress,
-                               "tensorboard": None if tensorboard is None else
-                               str((tensorboard / spec.name).resolve()),
-                               "predict_images": TTA_MODES[spec.tta] * (
-                                   len(split.y_val) + len(y_test))},
-            scaling_config=ScalingConfig(
-                num_workers=1, use_gpu=placement.use_gpu,
-                resources_per_worker={"CPU": placement.cpus,
-                                      **({"GPU": placement.gpus} if placement.use_gpu else {})}),
-            run_config=RunConfig(
-                name=spec.name, storage_path=storage,
-                failure_config=FailureConfig(max_failures=max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=2)),
-        )
-        log(f"{spec.name}: training on Ray Train ({placement.describe()}, up to "
-            f"{spec.epochs} epochs"
-            f"{'' if time_budget_s is None else f' within {time_budget_s / 60:g} min'}, batch "
-            f"{spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g}, "
-            f"seed {member['seed']})")
-        try:
-            result = trainer.fit()
-        except Exception as exc:  # noqa: BLE001 - a full disk is named; the rest re-raised
-            if _no_space(exc) is not None:
-                raise disk_full(exc, member_storage) from None
-            raise
-        diverged = (result.metrics or {}).get("diverged")
-        if diverged:
-            raise MemberDiverged(
-                f"member {spec.name} diverged in epoch {diverged['epoch']} at learning rate "
-                f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
-                f"not saved: lower --learning-rate and rerun with --overwrite")
-        if result.error is not None or result.checkpoint is None:
-            if _no_space(result.error) is not None:
-                raise disk_full(result.error, member_storage)
-            raise RuntimeError(f"member {spec.name} failed: {result.error}")
-        state = _read_state(result.checkpoint)
-        probs = ray.get(predict.remote(result.checkpoint, data_ref, test_ref, placement.threads,
-                                        spec.tta))
-        if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
-            raise KeyboardInterrupt
-        try:
-            outcome = _save_member(run_dir, spec, result.checkpoint, state, probs, member)
-        except OSError as exc:
-            if _no_space(exc) is not None:
-                raise disk_full(exc, str(run_dir)) from None
-            raise
-        planned = ("" if outcome.epochs_planned is None else
-                   f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
-        log(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
-            f"{' (early stop)' if outcome.stopped_early else ''}")
-        return outcome
-
+    run = _RunContext(
+        run_dir=run_dir, identity=identity, placement=placement, storage=storage,
+        max_failures=max_failures, steps_per_execution=steps_per_execution,
+        time_budget_s=time_budget_s, progress=progress, tensorboard=tensorboard,
+        data=put_split(split), test=ray.put({"x_test": x_test}), n_val=len(split.y_val), n_test=len(y_test),
+        predict=predict_task(placement, max_retries=2))
     try:
-        outcomes = run_concurrently([lambda s=s: run_one(s) for s in specs], on_tick=drain)
+        outcomes = run_concurrently([lambda s=s: _train_and_predict(s, run) for s in specs],
+                                    on_tick=drain)
     finally:
         with contextlib.suppress(Exception):  # the last lines, even after a failure
             drain()
 
-    score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
-    results, committee_probas = ray.get(score.remote(
+    results, committee_probas = ray.get(score_task(placement).remote(
         [o.name for o in outcomes], y_test, split.y_val,
         *[ray.put({"val": o.val_proba, "test": o.test_proba}) for o in outcomes]))
     return outcomes, results, committee_probas
 
 
-# --------------------------------------------------------------------------- batch inference
+@dataclass(frozen=True)
+class _RunContext:
+    """What every member of one :func:`run_members` call shares (its arguments, and the
+    object-store references of the data)."""
 
-class MemberLoadError(CommitteeError):
-    """A member's .keras file did not load (in its batch-inference actor)."""
-
-
-def _member_load_error(exc: BaseException) -> MemberLoadError | None:
-    """The :class:`MemberLoadError` inside a Ray (Data) error, or None. Ray wraps an actor's
-    error in its own types (``cause``, ``__cause__``) and sometimes only in their text."""
-    import re
-    stack, seen = [exc], set()
-    while stack:
-        error = stack.pop()
-        if error is None or id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, MemberLoadError):
-            return MemberLoadError(str(error))
-        stack += [error.__cause__, error.__context__, getattr(error, "cause", None)]
-    found = re.search(r"MemberLoadError: (models/.*)", str(exc))
-    return MemberLoadError(found.group(1)) if found else None
+    run_dir: Path
+    identity: dict
+    placement: Placement
+    storage: str
+    max_failures: int
+    steps_per_execution: int
+    time_budget_s: float | None
+    progress: Any  # the display's Ray queue, or None
+    tensorboard: Path | None
+    data: Any  # ObjectRef of {"x_train", "y_train", "x_val", "y_val"}
+    test: Any  # ObjectRef of {"x_test"}
+    n_val: int
+    n_test: int
+    predict: Any  # predict_task(placement, ...)
 
 
-class MemberPredictor:
-    """Ray Data callable class: one member's model, loaded once per actor of its pool.
+def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
+    """One member: reused if an earlier run of the folder finished it, else trained on Ray
+    Train (resuming from its checkpoints), its val/test probabilities predicted in a Ray
+    task, and its files saved (member_files).
 
-    ``model_bytes``: the member's ``.keras`` file (sent by value, so a node that cannot see
-    the run folder can still load it), written to a private temporary file and loaded in
-    Keras' safe mode. ``tta``: the member's test-time augmentation (prediction.tta_views).
-    """
-
-    def __init__(self, name: str, model_bytes: bytes, tta: str, threads: int):
-        from committee.prediction import load_model
-
-        configure_tensorflow(threads=threads)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.keras"
-            path.write_bytes(model_bytes)
-            try:
-                self.model = load_model(path)
-            except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
-                why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
-                raise MemberLoadError(f"models/{name}.keras could not be loaded in Keras' safe "
-                                      f"mode ({type(exc).__name__}: {why}); expected the member's "
-                                      f"trained model as committee run saved it") from None
-        self.column, self.tta = f"{name}_proba", tta
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """``batch["data"]``: float32 ``(b, 28, 28)``; adds this member's float32 ``(b, 10)``
-        probabilities as column ``<name>_proba`` and passes every other column on."""
-        from committee.prediction import predict_proba
-
-        x = np.asarray(batch["data"], dtype=np.float32)[..., np.newaxis]  # (b, 28, 28, 1)
-        return {**batch, self.column: predict_proba(self.model, x, tta=self.tta)}
-
-
-def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
-                    placement: Placement, batch_size: int = 1024) -> dict[str, np.ndarray]:
-    """Every member's probabilities of ``images`` (float32 ``(n, 28, 28)`` in [0, 1]) by Ray
-    Data batch inference: one ``map_batches`` stage per member, each an actor pool of one
-    actor with the member's share of the cluster (``placement``), the stages streaming
-    batches into one another so that all members run at once.
-
-    ``members``: name -> (``.keras`` file bytes, TTA mode). Returns name -> float32
-    ``(n, 10)``, rows in the order of ``images``. Raises :class:`MemberLoadError` (a
-    ValueError, one line) when a member's file does not load.
+    Raises :class:`MemberDiverged`, :class:`DiskFull`, RuntimeError (the member failed), or
+    KeyboardInterrupt when the driver was interrupted meanwhile (nothing is saved then).
     """
     import ray
-    import ray.data
 
-    context = ray.data.DataContext.get_current()
-    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
-    context.execution_options.preserve_order = True  # rows come back in the input order
-    context.enable_progress_bars = sys.stderr.isatty()
-    try:
-        dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        for name, (model_bytes, tta) in members.items():
-            dataset = dataset.map_batches(
-                MemberPredictor, batch_format="numpy", batch_size=batch_size,
-                fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
-                                       "tta": tta, "threads": placement.threads},
-                compute=ray.data.ActorPoolStrategy(size=1), num_cpus=placement.cpus,
-                **({"num_gpus": placement.gpus} if placement.use_gpu else {}))
-        columns = [f"{name}_proba" for name in members]
-        batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
-                                                                    batch_size=None))
-    except Exception as exc:
-        load_error = _member_load_error(exc)
-        if load_error is None:
-            raise
-        raise load_error from None
-    finally:
-        context.execution_options.preserve_order, context.enable_progress_bars = saved
-    probas = {name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
-              for name in members}
-    for name, proba in probas.items():
-        if proba.shape != (len(images), 10):
-            raise RuntimeError(f"member {name} returned probabilities of shape {proba.shape}; "
-                               f"expected ({len(images)}, 10)")
-    return probas
+    from committee import checkpoints
+
+    member = run.identity["members"][spec.name]
+    done = load_finished_member(run.run_dir, spec.name, member, run.n_val, run.n_test)
+    if done is not None:
+        log(f"{spec.name}: finished in an earlier run of this folder, reusing it")
+        return done
+    member_storage = f"{run.storage.rstrip('/')}/{spec.name}"
+    with _naming_a_full_disk(member_storage):
+        checkpoints.repair(member_storage, log=lambda line: log(f"{spec.name}: {line}"))
+    trainer = _trainer(spec, member["seed"], member_storage, run)
+    log(f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
+        f"{spec.epochs} epochs"
+        f"{'' if run.time_budget_s is None else f' within {run.time_budget_s / 60:g} min'}, "
+        f"batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g}, "
+        f"seed {member['seed']})")
+    with _naming_a_full_disk(member_storage, catching=Exception):
+        result = trainer.fit()
+    checkpoint = _final_checkpoint(spec.name, result, member_storage)
+    state = _read_state(checkpoint)
+    probs = ray.get(run.predict.remote(checkpoint, run.data, run.test, run.placement.threads,
+                                       spec.tta))
+    if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
+        raise KeyboardInterrupt
+    with _naming_a_full_disk(str(run.run_dir)), checkpoint.as_directory() as folder:
+        outcome = save_member(run.run_dir, spec, Path(folder) / MODEL_FILE, state, probs, member)
+    planned = ("" if outcome.epochs_planned is None else
+               f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
+    log(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+        f"{' (early stop)' if outcome.stopped_early else ''}")
+    return outcome
+
+
+def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext):
+    """The member's TensorflowTrainer: one worker with ``run.placement``'s resources,
+    checkpoints in ``run.storage`` (two kept), restarted up to ``run.max_failures`` times."""
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
+    from ray.train.tensorflow import TensorflowTrainer  # imported quietly by run_members
+
+    config = {"spec": spec.to_dict(), "data": run.data, "seed": seed,
+              "threads": run.placement.threads, "steps_per_execution": run.steps_per_execution,
+              "time_budget_s": run.time_budget_s, "member_storage": member_storage,
+              "progress": run.progress,
+              "tensorboard": None if run.tensorboard is None else
+              str((run.tensorboard / spec.name).resolve()),
+              "predict_images": TTA_MODES[spec.tta] * (run.n_val + run.n_test)}
+    return TensorflowTrainer(
+        train_loop_per_worker=train_loop_per_worker, train_loop_config=config,
+        scaling_config=run.placement.scaling_config(),
+        run_config=RunConfig(name=spec.name, storage_path=run.storage,
+                             failure_config=FailureConfig(max_failures=run.max_failures),
+                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+
+
+def _final_checkpoint(name: str, result, member_storage: str):
+    """The final checkpoint of a member's Ray Train ``result``. Raises :class:`MemberDiverged`
+    (its loss stopped being finite), :class:`DiskFull`, or RuntimeError (it failed)."""
+    diverged = (result.metrics or {}).get("diverged")
+    if diverged:
+        raise MemberDiverged(
+            f"member {name} diverged in epoch {diverged['epoch']} at learning rate "
+            f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
+            f"not saved: lower --learning-rate and rerun with --overwrite")
+    if result.error is not None or result.checkpoint is None:
+        if _no_space(result.error) is not None:
+            raise disk_full(result.error, member_storage)
+        raise RuntimeError(f"member {name} failed: {result.error}")
+    return result.checkpoint

@@ -1,7 +1,7 @@
 """``committee predict RUN_DIR INPUT…``: classify new images with a trained committee.
 
 validate (run folder, inputs, output; nothing starts before all pass) -> Ray Data batch
-inference, one actor pool per member (orchestration.predict_members) -> the run's fusion
+inference, one actor pool per member (batch_inference.predict_members) -> the run's fusion
 rules (fusion.fuse, with the run's fitted weights) -> one table, written atomically.
 
 Output columns, one row per image (Parquet; CSV spells each probability list as 10
@@ -237,23 +237,24 @@ def write_table(path: Path, table: pa.Table) -> None:
 def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     """Classify ``options.inputs`` with the committee of ``options.run_dir``; return the file
     written and its table. Raises ValueError (one line) before Ray starts on bad input."""
-    from committee import orchestration as orch
+    from committee import batch_inference, cluster
+    from committee.progress import log
 
     committee, images, out = validate(options)
     for note in images.notes:
-        orch.log(note)
-    orch.log(f"{len(images.images):,} images from {len(set(images.sources))} file(s); committee "
-             f"{committee.name}: {', '.join(f'{n} (tta {t})' for n, (_, t) in committee.members.items())}"
-             f"; rules {', '.join(committee.rules)}; class by {options.rule}")
-    orch.connect(options.address)
-    placement = orch.plan_placement(len(committee.members), orch.cluster_nodes(),
-                                    options.cpus_per_member, options.gpus_per_member)
-    orch.log(f"Ray Data batch inference: one actor per member, {placement.describe()} each, "
-             f"batches of {options.batch_size}")
+        log(note)
+    log(f"{len(images.images):,} images from {len(set(images.sources))} file(s); committee "
+        f"{committee.name}: {', '.join(f'{n} (tta {t})' for n, (_, t) in committee.members.items())}"
+        f"; rules {', '.join(committee.rules)}; class by {options.rule}")
+    cluster.connect(options.address)
+    placement = cluster.plan_placement(len(committee.members), cluster.cluster_nodes(),
+                                       options.cpus_per_member, options.gpus_per_member)
+    log(f"Ray Data batch inference: one actor per member, {placement.describe()} each, "
+        f"batches of {options.batch_size}")
     try:
-        member_probas = orch.predict_members(images.images, committee.members, placement,
-                                             options.batch_size)
-    except orch.MemberLoadError as exc:  # its message starts with models/<name>.keras
+        member_probas = batch_inference.predict_members(images.images, committee.members,
+                                                        placement, options.batch_size)
+    except batch_inference.MemberLoadError as exc:  # its message starts with models/<name>.keras
         raise RunFolderError(f"{Path(options.run_dir) / str(exc)}") from None
     table = prediction_table(images, member_probas, fuse_all(committee, member_probas),
                              options.rule)

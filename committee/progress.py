@@ -9,6 +9,8 @@ Workers send events (plain dicts) through a Ray queue; :class:`Display` shows th
 
 Every line about a member is also appended to ``logs/<member>.log`` in the run folder.
 
+:func:`log` is the driver's own line (above the bars while :func:`displaying` one).
+
 Events: ``{"member": name, "kind": "epoch", "epoch": k, "planned": n, "seconds": s,
 "metrics": {...}}`` after each epoch (``seconds``: the recent pace per epoch), and
 ``{"member": name, "kind": "line", "text": "..."}`` for anything else the member says.
@@ -16,6 +18,7 @@ Events: ``{"member": name, "kind": "epoch", "epoch": k, "planned": n, "seconds":
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
@@ -103,3 +106,27 @@ class Display:
         for bar in self.bars.values():
             bar.close()
         self.bars = {}
+
+
+_DISPLAY = None  # the live display while a run shows one (see displaying)
+
+
+def log(message: str) -> None:
+    """One line from the driver, above the live display's bars when there are some."""
+    if _DISPLAY is not None:
+        _DISPLAY.message(f"[committee] {message}")
+    else:
+        print(f"[committee] {message}", file=sys.stderr, flush=True)
+
+
+@contextlib.contextmanager
+def displaying(display: Display | None):
+    """Send :func:`log`'s lines to ``display`` (or None) for the block; close it after."""
+    global _DISPLAY
+    _DISPLAY = display
+    try:
+        yield display
+    finally:
+        _DISPLAY = None
+        if display is not None:
+            display.close()

@@ -191,6 +191,56 @@ def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path
     return plan
 
 
+# --------------------------------------------------------------------------- a search
+
+def write_search(run_dir: Path, summaries: dict[str, dict], trials: pa.Table,
+                 curves: dict[str, list], scores: dict, meta: dict) -> None:
+    """A search's outputs: best_configs.json, trials.parquet (``trials``: tuning.trials_table),
+    figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md."""
+    runfolder.write_json(run_dir / "best_configs.json",
+                         {n: s["best_config"] for n, s in summaries.items()})
+    write_predictions(run_dir / "trials.parquet", trials)
+    figures.trial_curves(curves, run_dir / "figures" / "trials.png")
+    runfolder.write_json(run_dir / runfolder.RESULTS,
+                         {"search": meta, "members": summaries, **scores})
+    runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
+
+
+def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str:
+    """The report of a hyper-parameter search (``committee tune``): default and tuned
+    members and committees, validation and test accuracy, each member's best configuration.
+    ``summaries``: tuning.summarize's per member; ``scores``: tuning.finalize's."""
+    lines = [f"# Hyper-parameter search `{meta['name']}`", "",
+             f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
+             f"default configuration among them; objective validation accuracy on "
+             f"{meta['n_val']:,} validation images. The test set was used only after selection.",
+             "", "| model | default val acc | tuned val acc | default test acc | tuned test acc "
+             "| best configuration |", "|---|---|---|---|---|---|"]
+
+    def acc(which, name, key="accuracy"):
+        block = scores.get(which, {}).get("members", {}).get(name)
+        return "–" if block is None or key not in block else f"{block[key]:.4f}"
+
+    for name, s in summaries.items():
+        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in s["best_config"].items())
+        lines.append(f"| {name} | {acc('default', name, 'val_accuracy')} | "
+                     f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
+                     f"{acc('tuned', name)} | {config} |")
+    for rule in ("mean", "weighted", "geometric"):
+        cells = []
+        for which in ("default", "tuned"):
+            block = scores.get(which, {}).get("committee", {}).get(rule)
+            cells.append(("–", "–") if block is None else
+                         (f"{block.get('val_accuracy', float('nan')):.4f}",
+                          f"{block['accuracy']:.4f}"))
+        lines.append(f"| **committee ({rule})** | {cells[0][0]} | {cells[1][0]} | "
+                     f"{cells[0][1]} | {cells[1][1]} | |")
+    lines += ["", "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
+              "`best_configs.json`.", ""]
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- samples.npz
 
 SAMPLE_ARRAYS = ("images", "labels")

@@ -8,11 +8,13 @@ ASHA (or FIFO) decides on validation accuracy, reported every epoch.
 The search sees only the training and validation arrays: :func:`search` takes a
 :class:`~committee.data.Split` and nothing else of the data. The test set enters in
 :func:`finalize`, after every selection is made, to score default and tuned committees.
+
+This module returns data (ResultGrids, summaries, scores, :func:`trials_table`,
+:func:`trial_histories`); ``report.write_search`` writes them.
 """
 
 from __future__ import annotations
 
-import math
 import os
 from pathlib import Path
 from typing import Any
@@ -20,11 +22,13 @@ from typing import Any
 import numpy as np
 
 from committee import members as members_mod
-from committee import runfolder
 from committee.architectures import ARCHITECTURES
+from committee.cluster import Placement, floor_resource, plan_placement, quiet_stderr
 from committee.errors import CommitteeError
 from committee.members import MemberSpec
-from committee.orchestration import Placement, _predict, _score, log, train_loop_per_worker
+from committee.orchestration import (predict_task, put_split, score_task, storage_for,
+                                     train_loop_per_worker)
+from committee.progress import log
 
 SCHEDULERS = ("asha", "fifo")
 METRIC = "val_accuracy"
@@ -90,7 +94,6 @@ def experiment_location(run_dir: Path, member: str, storage: str | None = None,
     :func:`~committee.orchestration.storage_for` lays it out), so that on a multi-node
     cluster every trial writes to storage all nodes share. Raises ValueError when a storage
     is given without the run's ``instance`` id."""
-    from committee.orchestration import storage_for
     if storage is None:
         return str((Path(run_dir) / "tune" / member).resolve())
     if not instance:
@@ -118,17 +121,14 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
     ``trials`` subfolder. Unless ``verbose``, Tune's tables give way to one line per trial
     result (:func:`_trial_lines`).
     """
-    import ray
     from ray import tune
-    from ray.train import CheckpointConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, RunConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    from committee.orchestration import quiet_stderr
     with quiet_stderr(not verbose):  # it imports TensorFlow
         from ray.train.tensorflow import TensorflowTrainer
 
-    data_ref = ray.put({"x_train": split.x_train, "y_train": split.y_train,
-                        "x_val": split.x_val, "y_val": split.y_val})
+    data_ref = put_split(split)
     path, parent, name = _split_location(experiment_dir)
     trials_storage = f"{path}/trials"
 
@@ -139,10 +139,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
             train_loop_config={"spec": trial_spec.to_dict(), "data": data_ref, "seed": seed,
                                "threads": placement.threads,
                                "steps_per_execution": steps_per_execution},
-            scaling_config=ScalingConfig(
-                num_workers=1, use_gpu=placement.use_gpu,
-                resources_per_worker={"CPU": placement.cpus,
-                                      **({"GPU": placement.gpus} if placement.use_gpu else {})}),
+            scaling_config=placement.scaling_config(),
             run_config=RunConfig(name=tune.get_context().get_trial_id(),
                                  storage_path=trials_storage,
                                  checkpoint_config=CheckpointConfig(num_to_keep=1),
@@ -263,23 +260,15 @@ def trials_table(grids: dict[str, Any]):
     return pa.Table.from_pandas(frame, preserve_index=False)
 
 
-def trial_curves(grids: dict[str, Any], path: Path) -> Path:
-    """Validation accuracy of every trial over its running time, one panel per member."""
-    from committee import figures
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(grids), figsize=(5.5 * len(grids), 4), squeeze=False)
-    for ax, (name, grid) in zip(axes[0], grids.items()):
-        for result in grid:
-            history = result.metrics_dataframe
-            if history is None or METRIC not in history:
-                continue
-            ax.plot(history["time_total_s"], history[METRIC], marker="o", ms=3, alpha=0.8)
-        ax.set_title(f"{name}: trials")
-        ax.set_xlabel("trial time (s)")
-        ax.set_ylabel("validation accuracy")
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return figures.save(fig, path)
+def trial_histories(grids: dict[str, Any]) -> dict[str, list[tuple[list, list]]]:
+    """Each member's trials as ``(running seconds, validation accuracy)`` lists, one entry
+    per reported epoch; trials that reported no validation accuracy are left out."""
+    curves = {}
+    for name, grid in grids.items():
+        frames = [result.metrics_dataframe for result in grid]
+        curves[name] = [(frame["time_total_s"].tolist(), frame[METRIC].tolist())
+                        for frame in frames if frame is not None and METRIC in frame]
+    return curves
 
 
 def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.ndarray,
@@ -290,8 +279,7 @@ def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.n
 
     data_ref = ray.put({"x_val": split.x_val})
     test_ref = ray.put({"x_test": x_test})
-    predict = ray.remote(_predict).options(num_cpus=placement.cpus, num_gpus=placement.gpus)
-    score = ray.remote(_score).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
+    predict, score = predict_task(placement), score_task(placement)
     out = {}
     for which in ("default", "best"):
         names = [n for n, s in summaries.items() if s[f"{which}_checkpoint"]]
@@ -301,49 +289,6 @@ def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.n
         scores, _ = ray.get(score.remote(names, y_test, split.y_val, *preds))
         out["tuned" if which == "best" else "default"] = scores
     return out
-
-
-def comparison_markdown(summaries: dict[str, dict], scores: dict[str, Any], meta: dict) -> str:
-    lines = [f"# Hyper-parameter search `{meta['name']}`", "",
-             f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
-             f"default configuration among them; objective validation accuracy on "
-             f"{meta['n_val']:,} validation images. The test set was used only after selection.",
-             "", "| model | default val acc | tuned val acc | default test acc | tuned test acc "
-             "| best configuration |", "|---|---|---|---|---|---|"]
-
-    def acc(which, name, key="accuracy"):
-        block = scores.get(which, {}).get("members", {}).get(name)
-        return "–" if block is None or key not in block else f"{block[key]:.4f}"
-
-    for name, s in summaries.items():
-        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in s["best_config"].items())
-        lines.append(f"| {name} | {acc('default', name, 'val_accuracy')} | "
-                     f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
-                     f"{acc('tuned', name)} | {config} |")
-    for rule in ("mean", "weighted", "geometric"):
-        cells = []
-        for which in ("default", "tuned"):
-            block = scores.get(which, {}).get("committee", {}).get(rule)
-            cells.append(("–", "–") if block is None else
-                         (f"{block.get('val_accuracy', float('nan')):.4f}",
-                          f"{block['accuracy']:.4f}"))
-        lines.append(f"| **committee ({rule})** | {cells[0][0]} | {cells[1][0]} | "
-                     f"{cells[0][1]} | {cells[1][1]} | |")
-    lines += ["", "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
-              "`best_configs.json`.", ""]
-    return "\n".join(lines)
-
-
-def write_outputs(run_dir: Path, summaries, grids, scores, meta) -> None:
-    from committee.report import write_predictions  # parquet writer, atomic
-    runfolder.write_json(run_dir / "best_configs.json",
-                         {n: s["best_config"] for n, s in summaries.items()})
-    write_predictions(run_dir / "trials.parquet", trials_table(grids))
-    trial_curves(grids, run_dir / "figures" / "trials.png")
-    runfolder.write_json(run_dir / "results.json",
-                         {"search": meta, "members": summaries, **scores})
-    runfolder.write_text(run_dir / "report.md", comparison_markdown(summaries, scores, meta))
 
 
 TRIAL_CPU = 0.01  # what each trial's own (driver) process reserves besides its Train worker
@@ -356,4 +301,24 @@ def trial_cpus(nodes: list[dict[str, float]], concurrent: int) -> float:
     2 CPUs would leave one trial's worker waiting forever.
     """
     total = sum(n.get("CPU", 0.0) for n in nodes)
-    return math.floor((total / concurrent - TRIAL_CPU) * 10_000) / 10_000
+    return floor_resource(total / concurrent - TRIAL_CPU)
+
+
+def plan_trials(nodes: list[dict[str, float]], num_samples: int, max_concurrent: int | None,
+                cpus: float | None, gpus: float | None) -> tuple[Placement, int]:
+    """``(placement, concurrency)``: each trial's Train worker's resources and how many trials
+    run at once.
+
+    ``nodes``: each alive node's total resources (cluster.cluster_nodes). ``max_concurrent``:
+    default one trial per CPU, at most ``num_samples``; ``cpus``: default
+    :func:`trial_cpus`; ``gpus``: as cluster.plan_placement. Raises ValueError (one line naming
+    the options to change) when that many trials cannot run at once, or no node hosts one.
+    """
+    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+    concurrency = max_concurrent or max(1, min(num_samples, int(total_cpu)))
+    cpus = cpus or trial_cpus(nodes, concurrency)
+    if concurrency * (cpus + TRIAL_CPU) > total_cpu + 1e-9:
+        raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+                         f"{TRIAL_CPU} each for the trial) need more than the "
+                         f"cluster's {total_cpu:g} CPUs; lower one of them")
+    return plan_placement(1, nodes, cpus, gpus), concurrency

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from committee.orchestration import free_port
+from committee.cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data" / "fashion-mnist").resolve()

@@ -134,7 +134,7 @@ def test_silent_port_fails_within_the_deadline(silent_server, tmp_path):
 
 def _probe_in_fresh_process(address: str, env: dict) -> subprocess.CompletedProcess:
     """check_ray_head in a new interpreter: Ray caches the auth token per process."""
-    code = ("import sys; from committee.orchestration import check_ray_head\n"
+    code = ("import sys; from committee.cluster import check_ray_head\n"
             "try:\n    check_ray_head(sys.argv[1], '--address')\n"
             "except ConnectionError as exc:\n    sys.exit(f'error: {exc}')\nprint('answered')")
     return subprocess.run([sys.executable, "-c", code, address], capture_output=True,

@@ -127,9 +127,9 @@ def _error_lines(err: str) -> list[str]:
 
 def _fake_cluster(monkeypatch, cpus=2.0):
     """No Ray: connect does nothing, the cluster is one node of ``cpus`` CPUs."""
-    from committee import orchestration
-    monkeypatch.setattr(orchestration, "connect", lambda *args, **kwargs: None)
-    monkeypatch.setattr(orchestration, "cluster_nodes", lambda: [{"CPU": cpus}])
+    from committee import cluster
+    monkeypatch.setattr(cluster, "connect", lambda *args, **kwargs: None)
+    monkeypatch.setattr(cluster, "cluster_nodes", lambda: [{"CPU": cpus}])
 
 
 def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(

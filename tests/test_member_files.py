@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import zipfile
 
 import numpy as np
 import pytest
 
-from committee import orchestration, runfolder
+from committee import member_files, runfolder
 from committee.training import TrainState
 
 IDENTITY = {"seed": 0, "spec": {"name": "m"}}
@@ -31,7 +32,7 @@ def _member(tmp_path, info=INFO, model_parts=("config.json", "model.weights.h5")
 
 def test_a_whole_member_of_the_same_identity_is_reused(tmp_path):
     _member(tmp_path)
-    done = orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)
+    done = member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)
     assert done is not None and done.reused and done.epochs_run == 2
 
 
@@ -43,20 +44,20 @@ def test_a_whole_member_of_the_same_identity_is_reused(tmp_path):
 ])
 def test_a_member_json_of_wrong_types_is_predicted_again(tmp_path, capsys, change, words):
     _member(tmp_path, {**INFO, **change})
-    assert orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
     err = capsys.readouterr().err
     assert words in err and "predicting it again from its checkpoint" in err, err
 
 
 def test_damage_is_named_in_one_warning_line(tmp_path, capsys):
     _member(tmp_path, model_parts=("notes.txt",))  # a zip, but no Keras model
-    assert orchestration.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "its saved files are damaged" in err[0] and "no config.json" in err[0]
     other = tmp_path / "other"
     other.mkdir()
     _member(other, info={**INFO, "identity": {**IDENTITY, "seed": 1}})
-    assert orchestration.load_finished_member(other, "m", IDENTITY, 4, 5) is None
+    assert member_files.load_finished_member(other, "m", IDENTITY, 4, 5) is None
     assert "trained with other settings" in capsys.readouterr().err
 
 
@@ -66,3 +67,25 @@ def test_a_checkpoint_state_of_wrong_types_is_refused():
     with pytest.raises(ValueError, match="state field 'surprise' is unknown"):
         TrainState.from_dict({"surprise": 1})
     assert TrainState.from_dict(json.loads(json.dumps(TrainState(epoch=3).__dict__))).epoch == 3
+
+
+def test_a_saved_member_loads_back_with_the_same_record(tmp_path):
+    """save_member and load_finished_member agree on every saved field (no Ray)."""
+    from committee import members
+    model = tmp_path / "final.keras"
+    with zipfile.ZipFile(model, "w") as archive:
+        for part in ("config.json", "model.weights.h5"):
+            archive.writestr(part, "{}")
+    rng = np.random.default_rng(0)
+    probs = {"val": rng.dirichlet(np.ones(10), 4), "test": rng.dirichlet(np.ones(10), 5)}
+    state = TrainState(epoch=3, history={"loss": [1.0, 0.7, 0.5]}, resumed_at=[2],
+                       started_at=10.0, finished_at=20.0, epochs_planned=3, precision="float32",
+                       device={"cpu": "x", "gpus": []})
+    spec = dataclasses.replace(members.SEED_PRESET[0], name="m", epochs=3)
+    saved = member_files.save_member(tmp_path, spec, model, state, probs, IDENTITY)
+    loaded = member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)
+    assert loaded is not None and loaded.reused and not saved.reused
+    assert loaded.to_record() == saved.to_record()
+    assert loaded.training_entry()["train_s"] == 10.0
+    info = json.loads((tmp_path / "members" / "m.json").read_text())
+    assert set(info) == {"identity", "spec", *member_files.SAVED_FIELDS}

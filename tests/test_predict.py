@@ -57,7 +57,7 @@ def local_ray():
     """One in-process local Ray for every prediction of this module."""
     import ray
 
-    from committee.orchestration import connect
+    from committee.cluster import connect
     connect()
     yield
     ray.shutdown()

@@ -54,7 +54,7 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     import ray
 
     from committee import data, members, tuning
-    from committee.orchestration import Placement, connect
+    from committee.cluster import Placement, connect
 
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
     # Any attempt to read the test files from here on fails loudly.
@@ -113,7 +113,7 @@ def test_search_space_of_the_wrong_type_is_refused():
 
 STALE_CLUSTER_PROBE = """
 import ray
-from committee.orchestration import connect
+from committee.cluster import connect
 connect(num_cpus=1)
 
 @ray.remote(num_cpus=0)
