@@ -157,8 +157,8 @@ for module in (committee, jsonschema, keras, namex, optree, pydantic, ray):
     assert site in Path(module.__file__).resolve().parents, module.__file__
 assert keras.config.backend() == "jax", keras.config.backend()
 assert "tensorflow" not in sys.modules
-from committee import orchestration
-orchestration.connect(num_cpus=1)
+from committee import cluster
+cluster.connect(num_cpus=1)
 
 @ray.remote
 def where():
