@@ -17,6 +17,7 @@ import os
 import sys
 from pathlib import Path
 
+from committee.backend import BACKENDS
 from committee.members import PRESET_MEMBER_MINUTES, PRESETS
 from committee.validation import Interval, argument_type
 
@@ -128,6 +129,10 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
                    help="data-parallel workers per member; only 1 works with Keras 3")
     g.add_argument("--max-failures", type=int, default=1,
                    help="retries of a member's training after a worker dies (default 1)")
+    g.add_argument("--backend", choices=BACKENDS,
+                   help="Keras backend of every worker: tensorflow or jax (default: "
+                   "$KERAS_BACKEND, else tensorflow; jax needs the project's [jax] extra, or "
+                   "jax[cuda12] on GPUs)")
     g.add_argument("--verbose", action="store_true",
                    help="show every worker's output (TensorFlow, Keras, Ray) instead of the "
                    "live per-member display; the display's lines are always in "

@@ -55,18 +55,20 @@ def member_identity(spec: MemberSpec, seed: int, data: Mapping[str, Any],
 
 def run_identity(*, kind: str, preset: str, specs: list[MemberSpec], seed: int, split: str,
                  val_fraction: float, limit_train: int | None, data_sha256: Mapping[str, str],
-                 time_budget_s: float | None, search: Mapping[str, Any] | None = None
-                 ) -> dict[str, Any]:
+                 time_budget_s: float | None, search: Mapping[str, Any] | None = None,
+                 backend: str = "tensorflow") -> dict[str, Any]:
     """Everything that determines a run's figures, as plain JSON data.
 
     ``kind``: "run" or "tune"; ``data_sha256``: the SHA-256 of each IDX file used;
     ``time_budget_s``: each member's budget in seconds (None: the ceilings are trained);
-    ``search``: a search's own settings (samples, scheduler, budget), for ``tune``.
+    ``search``: a search's own settings (samples, scheduler, budget), for ``tune``;
+    ``backend``: Keras' backend the members train on (its numerics and random streams differ).
     """
     data = {"split": split, "val_fraction": val_fraction, "limit_train": limit_train,
             "sha256": dict(sorted(data_sha256.items()))}
     identity = {
-        "format": FORMAT, "kind": kind, "preset": preset, "seed": seed, "data": data,
+        "format": FORMAT, "kind": kind, "preset": preset, "seed": seed, "backend": backend,
+        "data": data,
         "members": {s.name: member_identity(s, member_seed(seed, preset, s.name), data,
                                             time_budget_s) for s in specs},
     }

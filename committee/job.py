@@ -22,6 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from committee import address as address_mod
+from committee import backend as backend_mod
 from committee import data as data_mod
 from committee import identity as identity_mod
 from committee import members as members_mod
@@ -29,7 +30,8 @@ from committee import progress, report, runfolder, validation
 from committee.errors import usage_errors
 from committee.validation import Interval, Options
 
-PACKAGES = ("ray", "tensorflow", "keras", "numpy", "scikit-learn", "pyarrow", "matplotlib")
+PACKAGES = ("ray", "tensorflow", "keras", "jax", "jaxlib", "numpy", "scikit-learn", "pyarrow",
+            "matplotlib")
 
 
 @dataclass
@@ -56,6 +58,7 @@ class RunOptions:
     steps_per_execution: int = 32
     member_minutes: float | None = None  # each member's budget: training + prediction
     verbose: bool = False  # every worker's output instead of the live display
+    backend: str | None = None  # Keras' backend; None: KERAS_BACKEND, else tensorflow
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
@@ -121,9 +124,14 @@ def _usable_storage(options: RunOptions) -> None:
     runfolder.check_storage(options.storage)
 
 
+def _known_backend(options: RunOptions) -> None:
+    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run."""
+    options.backend = backend_mod.resolve(options.backend)
+
+
 # RunOptions' other checks, after the table, in this order.
 RUN_CHECKS = (_one_worker_per_member, _seed_in_range, _plain_run_name, _address_form,
-              _writable_output, _usable_storage)
+              _writable_output, _usable_storage, _known_backend)
 
 
 def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
@@ -227,7 +235,7 @@ def _identity(options: RunOptions, specs, dataset, kind: str, search=None) -> di
         kind=kind, preset=options.preset, specs=specs, seed=options.seed, split=options.split,
         val_fraction=options.val_fraction, limit_train=options.limit_train,
         data_sha256=dataset.sha256, time_budget_s=None if minutes is None else 60 * minutes,
-        search=search)
+        search=search, backend=options.backend)
 
 
 @contextmanager
@@ -310,13 +318,14 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                 storage=orch.storage_for(run_dir, options.storage, config["instance"]),
                 steps_per_execution=options.steps_per_execution,
                 time_budget_s=None if minutes is None else 60 * minutes, display=display,
-                tensorboard=run_dir / "tensorboard")
+                tensorboard=run_dir / "tensorboard", backend=options.backend)
 
         finished = time.time()
         results = {
             "run": {"name": run_dir.name, "preset": options.preset,
                     "members": [s.name for s in specs], "seed": options.seed,
-                    "placement": placement.describe(), "mode": mode,
+                    "backend": options.backend, "placement": placement.describe(),
+                    "mode": mode,
                     "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
                     "wall_s": finished - started},
             "config": config,
@@ -439,7 +448,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
                 num_samples=options.num_samples, max_concurrent=concurrency,
                 scheduler=options.scheduler, time_budget_s=options.time_budget_s,
                 seed=identity["members"][spec.name]["seed"], placement=placement,
-                steps_per_execution=options.steps_per_execution, verbose=options.verbose)
+                steps_per_execution=options.steps_per_execution, verbose=options.verbose,
+                backend=options.backend)
             summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name],
                                                     options.time_budget_s)
             default_acc = summaries[spec.name]["default_val_accuracy"]
@@ -448,11 +458,12 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
                      f"{'not reported' if default_acc is None else f'{default_acc:.4f}'})")
 
         x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
-        scores = tuning.finalize(summaries, split, x_test, y_test, placement)
+        scores = tuning.finalize(summaries, split, x_test, y_test, placement, options.backend)
         meta = {"name": run_dir.name, "num_samples": options.num_samples,
                 "scheduler": options.scheduler, "max_concurrent": concurrency,
                 "time_budget_s": options.time_budget_s, "n_train": int(len(split.y_train)),
-                "n_val": int(len(split.y_val)), "seed": options.seed, "versions": _versions(),
+                "n_val": int(len(split.y_val)), "seed": options.seed,
+                "backend": options.backend, "versions": _versions(),
                 "code": code_version(), "machine": machine_info()}
         report.write_search(run_dir, summaries, tuning.trials_table(grids),
                             tuning.trial_histories(grids), scores, meta)

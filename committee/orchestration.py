@@ -7,7 +7,8 @@ without Ray; ``cluster`` connects and places, ``batch_inference`` predicts a sav
 Flow of :func:`run_members`::
 
     driver: data arrays --ray.put once--> object store
-            one TensorflowTrainer per member, fit() from a thread each -> run concurrently
+            one trainer per member (member_trainer: TensorflowTrainer, or on JAX Ray Train's
+              plain DataParallelTrainer), fit() from a thread each -> run concurrently
               worker: train_loop_per_worker(config) -> per-epoch ray.train.report(metrics, ckpt)
             one predict task per member (loads the final checkpoint) -> val/test probabilities
             one committee task gathers all probabilities -> scores (retried if its worker dies)
@@ -26,14 +27,14 @@ from typing import Any
 
 import numpy as np
 
+from committee import backend as backends
 from committee.cluster import Placement, quiet_stderr
 from committee.errors import CommitteeError
 from committee.member_files import MemberOutcome, load_finished_member, save_member
 from committee.members import TTA_MODES, MemberSpec
 from committee.progress import log
-from committee.training import (MODEL_FILE, STATE_FILE, TrainState, configure_tensorflow,
-                                load_checkpoint, recent_pace, save_checkpoint, say, set_sink,
-                                train_member)
+from committee.training import (MODEL_FILE, STATE_FILE, TrainState, load_checkpoint,
+                                recent_pace, save_checkpoint, say, set_sink, train_member)
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
@@ -46,7 +47,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     import ray
     import ray.train
 
-    configure_tensorflow(threads=config["threads"])
+    backends.configure(config.get("backend", backends.DEFAULT), threads=config["threads"])
     spec = MemberSpec(**config["spec"])
     data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
     progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
@@ -95,13 +96,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
 
 def _tensorboard(config: dict[str, Any]) -> list:
-    """Keras' TensorBoard callback writing to ``config["tensorboard"]``, if given: losses,
+    """A TensorBoard callback writing to ``config["tensorboard"]``, if given: losses,
     metrics, the learning rate and the time budget's planned epochs, per epoch."""
     if not config.get("tensorboard"):
         return []
-    import keras
-    return [keras.callbacks.TensorBoard(log_dir=config["tensorboard"], write_graph=False,
-                                        profile_batch=0)]
+    from committee.tensorboard import tensorboard_callback
+    return [tensorboard_callback(config["tensorboard"])]
 
 
 def _load_resume_point(name: str, checkpoint, member_storage: str | None):
@@ -136,13 +136,13 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
 
 # --------------------------------------------------------------------------- Ray tasks
 
-def predict_member(checkpoint, data: dict, test: dict, threads: int,
-                   tta: str = "none") -> dict[str, np.ndarray]:
+def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = "none",
+                   backend: str = backends.DEFAULT) -> dict[str, np.ndarray]:
     """Ray task body: load a member's final checkpoint; return its val and test probabilities
-    (``tta``: the views averaged, see prediction.tta_views)."""
+    (``tta``: the views averaged, see prediction.tta_views), on Keras' ``backend``."""
     from committee.prediction import predict_proba
 
-    configure_tensorflow(threads=threads)
+    backends.configure(backend, threads=threads)
     with checkpoint.as_directory() as folder:
         model, _ = load_checkpoint(folder)
     return {"val": predict_proba(model, data["x_val"], tta=tta),
@@ -157,11 +157,37 @@ def score_members(names: list[str], y_test, y_val, *predictions) -> tuple[dict, 
     return score_committee(test, y_test, val, y_val)
 
 
-def predict_task(placement: Placement, **options):
-    """:func:`predict_member` as a Ray task with a member's resources (``options``: more
-    ``.options()``, e.g. ``max_retries``)."""
+def predict_task(placement: Placement, backend: str = backends.DEFAULT, **options):
+    """:func:`predict_member` as a Ray task with a member's resources, in a process started
+    for Keras' ``backend`` (``options``: more ``.options()``, e.g. ``max_retries``)."""
     import ray
-    return ray.remote(predict_member).options(**placement.task_resources(), **options)
+    return ray.remote(predict_member).options(
+        **placement.task_resources(), runtime_env={"env_vars": backends.process_env(
+            backend, placement.threads, placement.gpus)}, **options)
+
+
+def member_trainer(backend: str, placement: Placement, train_loop_config: dict, **run_config):
+    """The Ray Train trainer of one member: one worker with ``placement``'s resources, in a
+    process started for Keras' ``backend`` (backend.process_env), running
+    :func:`train_loop_per_worker` with ``train_loop_config`` (its ``backend`` set here);
+    ``run_config``: RunConfig's arguments.
+
+    TensorFlow: TensorflowTrainer. JAX: Ray Train's DataParallelTrainer with no framework
+    set-up. Ray's JaxTrainer would call ``jax.distributed.initialize``, needless for one
+    worker, and on GPUs it counts whole GPUs (``range(num_gpus)``), which fractional GPUs
+    (three members sharing one) break [ray/train/v2/jax/config.py].
+    """
+    from ray.train import RunConfig
+
+    run_config = RunConfig(worker_runtime_env={"env_vars": backends.process_env(
+        backend, placement.threads, placement.gpus)}, **run_config)
+    if backend == "tensorflow":
+        from ray.train.tensorflow import TensorflowTrainer as Trainer
+    else:
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as Trainer
+    return Trainer(train_loop_per_worker=train_loop_per_worker,
+                   train_loop_config={**train_loop_config, "backend": backend},
+                   scaling_config=placement.scaling_config(), run_config=run_config)
 
 
 def score_task(placement: Placement):
@@ -288,7 +314,7 @@ def run_members(
     specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
     identity: dict, placement: Placement, storage: str, max_failures: int = 1,
     steps_per_execution: int = 1, time_budget_s: float | None = None, display=None,
-    tensorboard: Path | None = None,
+    tensorboard: Path | None = None, backend: str = backends.DEFAULT,
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
 
@@ -300,14 +326,16 @@ def run_members(
     (through a Ray queue); None leaves their output to Ray's log forwarding.
     ``tensorboard``: a folder where each member writes TensorBoard event files
     (``<tensorboard>/<member>``; on a multi-node cluster, a path every node shares).
+    ``backend``: Keras' backend in every worker (backend.BACKENDS).
 
     Returns ``(outcomes, results, committee_probas)``. Raises :class:`MemberDiverged` when a
     member's loss stops being finite and :class:`DiskFull` when the storage fills up.
     """
     import ray
     from ray.util.queue import Queue
-    with quiet_stderr(display is not None):  # it imports TensorFlow, for _trainer
-        from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
+    if backend == "tensorflow":
+        with quiet_stderr(display is not None):  # it imports TensorFlow, for member_trainer
+            from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     STOPPING.clear()  # a process may run several jobs (a notebook, a service)
     progress = None if display is None else Queue(actor_options={"num_cpus": 0})
@@ -321,9 +349,10 @@ def run_members(
     run = _RunContext(
         run_dir=run_dir, identity=identity, placement=placement, storage=storage,
         max_failures=max_failures, steps_per_execution=steps_per_execution,
-        time_budget_s=time_budget_s, progress=progress, tensorboard=tensorboard,
-        data=put_split(split), test=ray.put({"x_test": x_test}), n_val=len(split.y_val), n_test=len(y_test),
-        predict=predict_task(placement, max_retries=2))
+        time_budget_s=time_budget_s, progress=progress, tensorboard=tensorboard, backend=backend,
+        data=put_split(split), test=ray.put({"x_test": x_test}), n_val=len(split.y_val),
+        n_test=len(y_test),
+        predict=predict_task(placement, backend, max_retries=2))
     try:
         outcomes = run_concurrently([lambda s=s: _train_and_predict(s, run) for s in specs],
                                     on_tick=drain)
@@ -351,6 +380,7 @@ class _RunContext:
     time_budget_s: float | None
     progress: Any  # the display's Ray queue, or None
     tensorboard: Path | None
+    backend: str
     data: Any  # ObjectRef of {"x_train", "y_train", "x_val", "y_val"}
     test: Any  # ObjectRef of {"x_test"}
     n_val: int
@@ -389,7 +419,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
     state = _read_state(checkpoint)
     probs = ray.get(run.predict.remote(checkpoint, run.data, run.test, run.placement.threads,
-                                       spec.tta))
+                                       spec.tta, run.backend))
     if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
         raise KeyboardInterrupt
     with _naming_a_full_disk(str(run.run_dir)), checkpoint.as_directory() as folder:
@@ -402,10 +432,9 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
 
 
 def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext):
-    """The member's TensorflowTrainer: one worker with ``run.placement``'s resources,
-    checkpoints in ``run.storage`` (two kept), restarted up to ``run.max_failures`` times."""
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig
-    from ray.train.tensorflow import TensorflowTrainer  # imported quietly by run_members
+    """The member's trainer (:func:`member_trainer`): checkpoints in ``run.storage`` (two
+    kept), restarted up to ``run.max_failures`` times."""
+    from ray.train import CheckpointConfig, FailureConfig
 
     config = {"spec": spec.to_dict(), "data": run.data, "seed": seed,
               "threads": run.placement.threads, "steps_per_execution": run.steps_per_execution,
@@ -414,12 +443,10 @@ def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext)
               "tensorboard": None if run.tensorboard is None else
               str((run.tensorboard / spec.name).resolve()),
               "predict_images": TTA_MODES[spec.tta] * (run.n_val + run.n_test)}
-    return TensorflowTrainer(
-        train_loop_per_worker=train_loop_per_worker, train_loop_config=config,
-        scaling_config=run.placement.scaling_config(),
-        run_config=RunConfig(name=spec.name, storage_path=run.storage,
-                             failure_config=FailureConfig(max_failures=run.max_failures),
-                             checkpoint_config=CheckpointConfig(num_to_keep=2)))
+    return member_trainer(run.backend, run.placement, config, name=spec.name,
+                          storage_path=run.storage,
+                          failure_config=FailureConfig(max_failures=run.max_failures),
+                          checkpoint_config=CheckpointConfig(num_to_keep=2))
 
 
 def _final_checkpoint(name: str, result, member_storage: str):

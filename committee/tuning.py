@@ -26,8 +26,8 @@ from committee.architectures import ARCHITECTURES
 from committee.cluster import Placement, floor_resource, plan_placement, quiet_stderr
 from committee.errors import CommitteeError
 from committee.members import MemberSpec
-from committee.orchestration import (predict_task, put_split, score_task, storage_for,
-                                     train_loop_per_worker)
+from committee.orchestration import (member_trainer, predict_task, put_split, score_task,
+                                     storage_for)
 from committee.progress import log
 
 SCHEDULERS = ("asha", "fifo")
@@ -113,20 +113,22 @@ def _split_location(experiment: str | Path) -> tuple[str, str, str]:
 
 def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str | Path, *,
            num_samples: int, max_concurrent: int, scheduler: str, time_budget_s: float | None,
-           seed: int, placement: Placement, steps_per_execution: int, verbose: bool = False):
+           seed: int, placement: Placement, steps_per_execution: int, verbose: bool = False,
+           backend: str = "tensorflow"):
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
     ``split`` holds the training and validation arrays only. ``experiment_dir``: a local
     folder or a URI (:func:`experiment_location`); the trials' Ray Train runs are kept in its
     ``trials`` subfolder. Unless ``verbose``, Tune's tables give way to one line per trial
-    result (:func:`_trial_lines`).
+    result (:func:`_trial_lines`). ``backend``: Keras' backend in every trial's worker.
     """
     from ray import tune
-    from ray.train import CheckpointConfig, RunConfig
+    from ray.train import CheckpointConfig
     from ray.tune.integration.ray_train import TuneReportCallback
 
-    with quiet_stderr(not verbose):  # it imports TensorFlow
-        from ray.train.tensorflow import TensorflowTrainer
+    if backend == "tensorflow":
+        with quiet_stderr(not verbose):  # it imports TensorFlow, for member_trainer
+            from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     data_ref = put_split(split)
     path, parent, name = _split_location(experiment_dir)
@@ -134,17 +136,12 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
 
     def trainable(config: dict[str, Any]) -> None:
         trial_spec = members_mod.apply_config(spec, config)
-        trainer = TensorflowTrainer(
-            train_loop_per_worker=train_loop_per_worker,
-            train_loop_config={"spec": trial_spec.to_dict(), "data": data_ref, "seed": seed,
-                               "threads": placement.threads,
-                               "steps_per_execution": steps_per_execution},
-            scaling_config=placement.scaling_config(),
-            run_config=RunConfig(name=tune.get_context().get_trial_id(),
-                                 storage_path=trials_storage,
-                                 checkpoint_config=CheckpointConfig(num_to_keep=1),
-                                 callbacks=[TuneReportCallback()]),
-        )
+        trainer = member_trainer(
+            backend, placement,
+            {"spec": trial_spec.to_dict(), "data": data_ref, "seed": seed,
+             "threads": placement.threads, "steps_per_execution": steps_per_execution},
+            name=tune.get_context().get_trial_id(), storage_path=trials_storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=[TuneReportCallback()])
         trainer.fit()
 
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
@@ -272,19 +269,20 @@ def trial_histories(grids: dict[str, Any]) -> dict[str, list[tuple[list, list]]]
 
 
 def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.ndarray,
-             placement: Placement) -> dict[str, Any]:
-    """Score the default and the tuned committees on the test set (after all selection)."""
+             placement: Placement, backend: str = "tensorflow") -> dict[str, Any]:
+    """Score the default and the tuned committees on the test set (after all selection),
+    predicting on Keras' ``backend``."""
     import ray
     from ray.train import Checkpoint
 
     data_ref = ray.put({"x_val": split.x_val})
     test_ref = ray.put({"x_test": x_test})
-    predict, score = predict_task(placement), score_task(placement)
+    predict, score = predict_task(placement, backend), score_task(placement)
     out = {}
     for which in ("default", "best"):
         names = [n for n, s in summaries.items() if s[f"{which}_checkpoint"]]
         preds = [predict.remote(Checkpoint(summaries[n][f"{which}_checkpoint"]), data_ref,
-                                test_ref, placement.threads, summaries[n]["tta"])
+                                test_ref, placement.threads, summaries[n]["tta"], backend)
                  for n in names]
         scores, _ = ray.get(score.remote(names, y_test, split.y_val, *preds))
         out["tuned" if which == "best" else "default"] = scores

@@ -53,3 +53,11 @@ def test_differences_name_each_changed_setting_old_to_new():
     assert identity.differences(old, _identity(["model1", "model2"], epochs=1,
                                                limit_train=2000)) == [
         "data.limit_train: 1000 -> 2000"]
+
+
+def test_the_backend_is_part_of_a_runs_identity():
+    """A rerun on another Keras backend (other numerics and random streams) is a difference
+    named before Ray starts, not a silent mix of members trained on both."""
+    old, new = _identity(), _identity(backend="jax")
+    assert old["backend"] == "tensorflow"
+    assert identity.differences(old, new) == ["backend: tensorflow -> jax"]
