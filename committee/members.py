@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from committee.architectures import ARCHITECTURES
+from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
 from committee.validation import Boolean, Interval, Options, check
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
-TTA_MODES = {"none": 1, "mirror": 2, "mirror+shifts": 10}  # mode -> views averaged (prediction.py)
 
 
 # --------------------------------------------------------------------------- learning rate

@@ -30,7 +30,7 @@ import pyarrow as pa
 
 from committee import fusion, inputs, report, runfolder, schema, validation
 from committee.data import CLASS_NAMES
-from committee.members import TTA_MODES
+from committee.prediction import TTA_MODES
 from committee.runfolder import RunFolderError
 from committee.training import check_keras_archive
 from committee.validation import Interval, Options

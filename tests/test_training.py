@@ -218,6 +218,15 @@ def test_tta_averages_exactly_its_views(small):
                                np.mean(ten, axis=0), atol=1e-6)
 
 
+def test_each_tta_mode_counts_exactly_its_views():
+    """The views a member's prediction is timed for (TTA_MODES) are the views averaged."""
+    from committee import prediction
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    counted = {mode: len(list(tta_views(x, mode))) for mode in prediction.TTA_MODES}
+    assert counted == prediction.TTA_MODES == {"none": 1, "mirror": 2, "mirror+shifts": 10}
+    assert members.TTA_MODES is prediction.TTA_MODES
+
+
 def test_tta_views_are_the_image_its_mirror_and_one_pixel_shifts():
     x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 1) + 1
     assert [v.shape for v in tta_views(x, "none")] == [x.shape]
