@@ -22,6 +22,7 @@ import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss
 
 N_BINS = 15
+PROBA_FLOOR = 1e-7  # clip_probas: the least probability the log-based scores see
 
 
 def pairwise_diversity(correct: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
@@ -42,41 +43,59 @@ def pairwise_diversity(correct: Mapping[str, np.ndarray]) -> dict[str, dict[str,
     return out
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray,
-                               n_bins: int = N_BINS) -> float:
-    """Top-label ECE with ``n_bins`` equal-width confidence bins over (0, 1]."""
+def clip_probas(proba: np.ndarray) -> np.ndarray:
+    """Probabilities kept away from 0 and renormalised, for the log-based scores.
+
+    ``proba`` ``(n, k)``; returns float64 ``(n, k)`` with entries in [PROBA_FLOOR, 1] and rows
+    summing to 1 (+/- 1e-12), a new array (``proba`` is not modified).
+    """
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), PROBA_FLOOR, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
+def _confidence_bins(y_true: np.ndarray, proba: np.ndarray,
+                     n_bins: int) -> list[tuple[int, float | None, float | None]]:
+    """``(count, mean confidence, accuracy)`` of each of ``n_bins`` equal-width top-label
+    confidence bins over (0, 1], lowest first; an empty bin's means are None.
+    ``y_true`` int ``(n,)``; ``proba`` ``(n, k)``."""
     proba = np.asarray(proba, dtype=np.float64)
     confidence = proba.max(axis=1)
     correct = proba.argmax(axis=1) == np.asarray(y_true)
     bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    ece = 0.0
+    out = []
     for b in range(n_bins):
         mask = bins == b
         if mask.any():
-            ece += mask.mean() * abs(correct[mask].mean() - confidence[mask].mean())
-    return float(ece)
+            out.append((int(mask.sum()), float(confidence[mask].mean()),
+                        float(correct[mask].mean())))
+        else:
+            out.append((0, None, None))
+    return out
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray,
+                               n_bins: int = N_BINS) -> float:
+    """Top-label ECE with ``n_bins`` equal-width confidence bins over (0, 1]."""
+    n = len(proba)
+    return float(sum(count / n * abs(accuracy - confidence)
+                     for count, confidence, accuracy in _confidence_bins(y_true, proba, n_bins)
+                     if count))
 
 
 def reliability_bins(y_true: np.ndarray, proba: np.ndarray,
                      n_bins: int = N_BINS) -> dict[str, list[float]]:
     """Per bin: mean confidence, accuracy and count (for the reliability diagram)."""
-    proba = np.asarray(proba, dtype=np.float64)
-    confidence = proba.max(axis=1)
-    correct = proba.argmax(axis=1) == np.asarray(y_true)
-    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
-    out = {"confidence": [], "accuracy": [], "count": []}
-    for b in range(n_bins):
-        mask = bins == b
-        out["count"].append(int(mask.sum()))
-        out["confidence"].append(float(confidence[mask].mean()) if mask.any() else None)
-        out["accuracy"].append(float(correct[mask].mean()) if mask.any() else None)
-    return out
+    bins = _confidence_bins(y_true, proba, n_bins)
+    return {"confidence": [confidence for _, confidence, _ in bins],
+            "accuracy": [accuracy for _, _, accuracy in bins],
+            "count": [count for count, _, _ in bins]}
 
 
 def calibration(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """NLL, multiclass Brier score (of the clipped probabilities) and ECE of ``proba``
+    ``(n, k)`` against ``y_true`` int ``(n,)``."""
     labels = list(range(proba.shape[1]))
-    clipped = np.clip(np.asarray(proba, dtype=np.float64), 1e-7, 1.0)
-    clipped /= clipped.sum(axis=1, keepdims=True)
+    clipped = clip_probas(proba)
     return {"nll": float(log_loss(y_true, clipped, labels=labels)),
             "brier": float(brier_score_loss(y_true, clipped, labels=labels)),
             "ece": expected_calibration_error(y_true, proba)}

@@ -305,7 +305,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
                  f"{placement.describe()} each")
         rng = np.random.default_rng(options.seed)
-        pick = rng.choice(len(dataset.x_train), size=75, replace=False)
+        pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
         runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
                             labels=dataset.y_train[pick])
 

@@ -24,10 +24,10 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from committee.architectures import ARCHITECTURES
+from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
 from committee.validation import Boolean, Interval, Options, check
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
-TTA_MODES = {"none": 1, "mirror": 2, "mirror+shifts": 10}  # mode -> views averaged (prediction.py)
 
 
 # --------------------------------------------------------------------------- learning rate
@@ -177,6 +177,13 @@ PRESET_MEMBER_MINUTES: dict[str, float] = {"strong": 42.0}
 # "arch.NAME" sets the builder's keyword NAME; other keys set MemberSpec fields.
 
 SEARCH_KINDS = ("loguniform", "uniform", "choice", "randint")
+ARCH_PREFIX = "arch."
+
+
+def split_arch_key(key: str) -> str | None:
+    """The builder keyword a search-space or config key sets (``"arch.filters"`` ->
+    ``"filters"``), or None when ``key`` names a MemberSpec field (``"learning_rate"``)."""
+    return key[len(ARCH_PREFIX):] if key.startswith(ARCH_PREFIX) else None
 
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
     "model1": {"learning_rate": ("loguniform", 1e-4, 1e-2),
@@ -208,9 +215,10 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
     fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience"}
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
-        if key.startswith("arch."):
-            if key[5:] not in arch_params:
-                raise ValueError(f"{where}: {spec.architecture} has no parameter {key[5:]!r}; "
+        param = split_arch_key(key)
+        if param is not None:
+            if param not in arch_params:
+                raise ValueError(f"{where}: {spec.architecture} has no parameter {param!r}; "
                                  f"expected one of {', '.join(arch_params)}")
         elif key not in fields:
             raise ValueError(f"{where}: unknown field; expected one of {', '.join(sorted(fields))}"
@@ -237,9 +245,19 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
 
 
 def apply_config(spec: MemberSpec, config: dict[str, Any]) -> MemberSpec:
-    """The spec with a (sampled) configuration applied; validated like any spec."""
-    arch = {k[5:]: v for k, v in config.items() if k.startswith("arch.")}
-    fields = {k: v for k, v in config.items() if not k.startswith("arch.")}
+    """The spec with a (sampled) configuration applied; validated like any spec.
+
+    ``config``: key -> value, a key ``arch.NAME`` setting the builder's keyword NAME
+    (:func:`split_arch_key`), any other a MemberSpec field. Raises ValueError or TypeError
+    when the result is not a valid spec.
+    """
+    arch, fields = {}, {}
+    for key, value in config.items():
+        param = split_arch_key(key)
+        if param is None:
+            fields[key] = value
+        else:
+            arch[param] = value
     if arch:
         fields["arch_params"] = {**spec.arch_params, **arch}
     return spec.with_overrides(**fields)

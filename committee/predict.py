@@ -29,8 +29,8 @@ import numpy as np
 import pyarrow as pa
 
 from committee import fusion, inputs, report, runfolder, schema, validation
-from committee.data import CLASS_NAMES
-from committee.members import TTA_MODES
+from committee.data import CLASS_NAMES, NUM_CLASSES
+from committee.prediction import TTA_MODES
 from committee.runfolder import RunFolderError
 from committee.training import check_keras_archive
 from committee.validation import Interval, Options
@@ -96,7 +96,7 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
                                  f"weighted rule's fitted weights")
         weights = [results["weights"][name] for name in names]
         try:  # fusion's own check of the weights, before anything starts
-            fusion.weighted_rule([np.full((1, len(CLASS_NAMES)), 0.1)] * len(names), weights)
+            fusion.weighted_rule([np.full((1, NUM_CLASSES), 0.1)] * len(names), weights)
         except ValueError as exc:
             raise RunFolderError(f"{results_path}: field 'weights': {exc}") from None
     return Committee(name=results["run"]["name"], members=members, rules=rules, weights=weights)

@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from committee import figures, runfolder, schema
-from committee.data import CLASS_NAMES, IMAGE_SHAPE, NpyFormatError, npy_header
+from committee.data import CLASS_NAMES, IMAGE_SHAPE, NUM_CLASSES, NpyFormatError, npy_header
 from committee.errors import one_line
 
 PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
@@ -40,7 +40,7 @@ def probability_columns(member_probas: dict[str, np.ndarray],
     """``<member>_proba`` / ``<member>_pred`` for each member, then ``committee_<rule>_proba``
     / ``committee_<rule>_pred`` for each rule: probabilities (``(n, 10)`` arrays) as
     ``fixed_size_list<float32>[10]``, predicted classes (their argmax) as int8."""
-    k = len(CLASS_NAMES)
+    k = NUM_CLASSES
 
     def probs(array: np.ndarray) -> pa.FixedSizeListArray:
         flat = pa.array(np.asarray(array, dtype=np.float32).reshape(-1))
@@ -275,10 +275,10 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
                                        f"({one_line(exc, limit=None)}); expected arrays "
                                        f"'images' and 'labels' as committee run writes them"
                                        ) from None
-    if labels.size and not 0 <= labels.min() <= labels.max() < len(CLASS_NAMES):
+    if labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
         raise runfolder.RunFolderError(f"{path}: array 'labels' holds {int(labels.min())}.."
                                        f"{int(labels.max())}; expected class indices in "
-                                       f"0..{len(CLASS_NAMES) - 1}")
+                                       f"0..{NUM_CLASSES - 1}")
     return images, labels
 
 
@@ -297,7 +297,7 @@ def _npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, 
 
 
 def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
-    """Raise unless images are uint8 (n, 28, 28) and labels integer (n,), 1 <= n <= 75."""
+    """Raise unless images are uint8 (n, 28, 28) and labels integer (n,), 1 <= n <= MAX_SAMPLES."""
     (image_shape, image_dtype), (label_shape, label_dtype) = images, labels
     n = image_shape[0] if image_shape else 0
     if image_dtype != np.uint8 or len(image_shape) != 3 or image_shape[1:] != IMAGE_SHAPE \

@@ -13,17 +13,11 @@ import numpy as np
 from sklearn import metrics as skm
 
 from committee import fusion
-from committee.data import CLASS_NAMES
-from committee.diagnostics import diagnose
+from committee.data import CLASS_NAMES, NUM_CLASSES
+from committee.diagnostics import clip_probas, diagnose
 
-LABELS = list(range(len(CLASS_NAMES)))
+LABELS = list(range(NUM_CLASSES))
 WEIGHT_FOLDS = 5  # cross-fitting folds for the weighted rule's validation accuracy
-
-
-def _clip(proba: np.ndarray) -> np.ndarray:
-    """Probabilities kept away from 0 and renormalised (float32 rows sum to 1 +/- 1e-6)."""
-    clipped = np.clip(proba, 1e-7, 1.0)
-    return clipped / clipped.sum(axis=1, keepdims=True)
 
 
 def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -44,7 +38,7 @@ def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
         "precision_macro": float(precision),
         "recall_macro": float(recall),
         "f1_macro": float(f1),
-        "log_loss": float(skm.log_loss(y_true, _clip(proba), labels=LABELS)),
+        "log_loss": float(skm.log_loss(y_true, clip_probas(proba), labels=LABELS)),
     }
 
 
@@ -90,54 +84,87 @@ def score_committee(
     ``committee_probas`` maps each rule to its ``(n_test, 10)`` test probabilities. Raises
     ValueError when the members' arrays disagree in names or shapes.
     """
+    names = _check_members(test_probas, val_probas)
+    tests = {name: test_probas[name] for name in names}
+    validated = val_probas is not None and y_val is not None
+    vals = [val_probas[name] for name in names] if validated else None
+
+    rules = _fixed_rules(list(tests.values()))
+    if vals is not None:
+        weights = fusion.fit_weights(vals, y_val)
+        rules["weighted"] = fusion.weighted_rule(list(tests.values()), weights)
+
+    results = _test_scores(y_test, tests, rules)
+    if vals is not None:
+        _add_validation_scores(results, dict(zip(names, vals)), y_val, weights)
+    results.update(_against_best_member(results, tests, rules, y_test))
+    results.update(diagnose(np.asarray(y_test), tests, rules))
+    return results, rules
+
+
+def _check_members(test_probas: Mapping[str, np.ndarray],
+                   val_probas: Mapping[str, np.ndarray] | None) -> list[str]:
+    """The members' names; raises ValueError unless both mappings name the same members and
+    every array is ``(n, 10)`` probabilities of one shape per mapping."""
     names = list(test_probas)
     if val_probas is not None and list(val_probas) != names:
         raise ValueError(f"validation members {list(val_probas)} differ from test members {names}")
-    tests = [test_probas[n] for n in names]
-    fusion.check_probas(tests, n_classes=len(LABELS), names=names)
+    fusion.check_probas([test_probas[n] for n in names], n_classes=len(LABELS), names=names)
     if val_probas is not None:
         fusion.check_probas([val_probas[n] for n in names], n_classes=len(LABELS), names=names)
+    return names
 
-    rules: dict[str, np.ndarray] = {"mean": fusion.mean_rule(tests),
-                                    "geometric": fusion.geometric_rule(tests)}
-    weights = None
-    if val_probas is not None and y_val is not None:
-        vals = [val_probas[n] for n in names]
-        weights = fusion.fit_weights(vals, y_val)
-        rules["weighted"] = fusion.weighted_rule(tests, weights)
 
+def _fixed_rules(probas: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """The rules that need no fitting: ``mean`` and ``geometric`` of ``m`` ``(n, k)`` arrays."""
+    return {"mean": fusion.mean_rule(probas), "geometric": fusion.geometric_rule(probas)}
+
+
+def _accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
+    return float(skm.accuracy_score(y_true, np.asarray(proba).argmax(axis=1)))
+
+
+def _test_scores(y_test: np.ndarray, members: Mapping[str, np.ndarray],
+                 rules: Mapping[str, np.ndarray]) -> dict:
+    """``members`` (name -> proba) and ``committee`` (rule -> proba) figures of
+    :func:`score_probas`, and the classification report and confusion matrix of each, keyed
+    by member name or ``committee_<rule>``; members first."""
     results: dict = {"members": {}, "committee": {}, "classification_report": {},
                      "confusion_matrix": {}}
-    for name, proba in list(zip(names, tests)) + [(f"committee_{r}", p) for r, p in rules.items()]:
-        figures = score_probas(y_test, proba)
-        if name.startswith("committee_"):
-            results["committee"][name.removeprefix("committee_")] = figures
-        else:
-            results["members"][name] = figures
+    scored = [("members", name, name, proba) for name, proba in members.items()]
+    scored += [("committee", rule, f"committee_{rule}", proba) for rule, proba in rules.items()]
+    for section, key, name, proba in scored:
+        results[section][key] = score_probas(y_test, proba)
         y_pred = np.asarray(proba).argmax(axis=1)
         results["classification_report"][name] = skm.classification_report(
             y_test, y_pred, labels=LABELS, target_names=list(CLASS_NAMES),
             output_dict=True, zero_division=0)
         results["confusion_matrix"][name] = skm.confusion_matrix(
             y_test, y_pred, labels=LABELS).tolist()
+    return results
 
-    if val_probas is not None and y_val is not None:
-        for name in names:
-            results["members"][name]["val_accuracy"] = float(
-                skm.accuracy_score(y_val, np.asarray(val_probas[name]).argmax(axis=1)))
-        val_rules = {"mean": fusion.mean_rule(vals), "geometric": fusion.geometric_rule(vals),
-                     "weighted": out_of_fold_weighted(vals, y_val)}
-        for rule, proba in val_rules.items():
-            results["committee"][rule]["val_accuracy"] = float(
-                skm.accuracy_score(y_val, proba.argmax(axis=1)))
-        results["weights"] = dict(zip(names, map(float, weights)))
 
-    best = max(names, key=lambda n: results["members"][n]["accuracy"])
-    correct = np.stack([np.asarray(p).argmax(axis=1) == y_test for p in tests])
-    results["best_member"] = best
-    results["gain_over_best_member"] = {
-        rule: results["committee"][rule]["accuracy"] - results["members"][best]["accuracy"]
-        for rule in rules}
-    results["oracle_accuracy"] = float(correct.any(axis=0).mean())
-    results.update(diagnose(np.asarray(y_test), dict(zip(names, tests)), rules))
-    return results, rules
+def _add_validation_scores(results: dict, vals: Mapping[str, np.ndarray], y_val: np.ndarray,
+                           weights: np.ndarray) -> None:
+    """Add each member's and rule's ``val_accuracy`` (the weighted rule's out of fold) and
+    the fitted ``weights`` (member -> weight) to ``results``."""
+    for name, proba in vals.items():
+        results["members"][name]["val_accuracy"] = _accuracy(y_val, proba)
+    probas = list(vals.values())
+    val_rules = {**_fixed_rules(probas), "weighted": out_of_fold_weighted(probas, y_val)}
+    for rule, proba in val_rules.items():
+        results["committee"][rule]["val_accuracy"] = _accuracy(y_val, proba)
+    results["weights"] = dict(zip(vals, map(float, weights)))
+
+
+def _against_best_member(results: dict, tests: Mapping[str, np.ndarray],
+                         rules: Mapping[str, np.ndarray], y_test: np.ndarray) -> dict:
+    """``best_member`` (by test accuracy), each rule's ``gain_over_best_member`` in accuracy,
+    and ``oracle_accuracy``: the share of test images at least one member gets right."""
+    members = results["members"]
+    best = max(tests, key=lambda n: members[n]["accuracy"])
+    correct = np.stack([np.asarray(p).argmax(axis=1) == y_test for p in tests.values()])
+    return {"best_member": best,
+            "gain_over_best_member": {rule: results["committee"][rule]["accuracy"]
+                                      - members[best]["accuracy"] for rule in rules},
+            "oracle_accuracy": float(correct.any(axis=0).mean())}

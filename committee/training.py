@@ -380,89 +380,22 @@ def augmented_batches(spec: MemberSpec, x: np.ndarray, y_onehot: np.ndarray, *, 
 
 def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
                time_budget_s: float | None = None, predict_images: int = 0, n_val: int = 0):
+    """The callbacks of one fit, in order: TerminateOnNaN (ends a diverged epoch at its first
+    non-finite batch), the learning-rate schedule over ``state.total_epochs``, TimeBudget when
+    ``time_budget_s`` is given, early stopping resumed from ``state``, and the Recorder, last,
+    which records the epoch (or the divergence) and calls ``on_epoch_end``."""
     import keras
 
-    class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
-        """EarlyStopping whose counters survive a restart (restored after on_train_begin)."""
+    from committee.callbacks import Recorder, ResumableEarlyStopping, TimeBudget
 
-        def on_train_begin(self, logs=None):
-            super().on_train_begin(logs)
-            self.wait, self.best = state.es_wait, state.es_best
-
-    class Recorder(keras.callbacks.Callback):
-        """Runs last each epoch: folds the epoch into the state, then calls on_epoch_end. An
-        epoch whose loss is not finite is recorded as the divergence and nothing else: the
-        member stops, and no checkpoint of its weights is made."""
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = dict(logs or {})
-            bad = {k: float(v) for k, v in logs.items()
-                   if k in ("loss", "val_loss") and not np.isfinite(float(v))}
-            if bad:
-                state.diverged = {"epoch": epoch + 1, "learning_rate": float(
-                    spec.learning_rate_at(epoch, state.total_epochs(spec))),
-                    "loss": bad.get("loss", bad.get("val_loss"))}
-                self.model.stop_training = True
-                return
-            for key, value in logs.items():
-                state.history.setdefault(key, []).append(float(value))
-            state.epoch = epoch + 1
-            state.finished_at = time.time()  # of the last epoch so far: saved with it
-            state.es_wait = int(early_stopping.wait)
-            state.es_best = None if early_stopping.best is None else float(early_stopping.best)
-            state.stopped_early = (bool(self.model.stop_training)
-                                   and state.epoch < state.total_epochs(spec))
-            if on_epoch_end is not None:
-                on_epoch_end(epoch, logs, self.model, state)
-
-    class TimeBudget(keras.callbacks.Callback):
-        """After every epoch, plans how many epochs in all fit ``time_budget_s`` (counted as
-        time spent training: the sum of ``state.epoch_seconds``, so hours between a stop and
-        its resumption are not spent budget) once the prediction of ``predict_images`` images
-        is reserved (timed by the validation passes), at the pace of the last few epochs; the
-        schedule decays over the latest plan. Re-planning each epoch spends what a first-epoch
-        plan would leave unused: the first epoch is slowed by graph tracing, and a member speeds up
-        when another finishes and frees its share of the machine. Ends training when the
-        planned epochs are done."""
-
-        val_s, val_images, _began, _epoch_began = 0.0, 0, 0.0, 0.0
-
-        def on_epoch_begin(self, epoch, logs=None):
-            self._epoch_began = time.time()
-
-        def on_test_begin(self, logs=None):  # fit's validation pass
-            self._began = time.time()
-
-        def on_test_end(self, logs=None):
-            self.val_s += time.time() - self._began
-            self.val_images += n_val
-
-        def on_epoch_end(self, epoch, logs=None):
-            now = time.time()
-            state.epoch_seconds.append(now - self._epoch_began)
-            # Training time, not wall time since started_at: a run stopped and resumed later
-            # has not spent its budget while it was down.
-            took, pace = sum(state.epoch_seconds), recent_pace(state.epoch_seconds)
-            reserve = predict_images * self.val_s / max(1, self.val_images)
-            before = state.epochs_planned
-            state.epochs_planned = plan_epochs(took, epoch + 1, time_budget_s, spec.epochs,
-                                               reserve, pace)
-            logs["epochs_planned"] = state.epochs_planned  # for TensorBoard and the history
-            if state.epochs_planned != before:
-                say(f"[{spec.name}] time budget {time_budget_s / 60:.1f} min: {epoch + 1} "
-                    f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction needs "
-                    f"~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} epochs"
-                    + ("" if before is None else f" (was {before})"))
-            if epoch + 1 >= state.epochs_planned:
-                self.model.stop_training = True
-
-    early_stopping = ResumableEarlyStopping(monitor="val_loss", patience=spec.patience,
+    early_stopping = ResumableEarlyStopping(state, monitor="val_loss", patience=spec.patience,
                                             min_delta=0, restore_best_weights=False)
     schedule = keras.callbacks.LearningRateScheduler(
         lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec)))
-    budget = [TimeBudget()] if time_budget_s is not None else []
-    # TerminateOnNaN ends a diverged epoch at its first non-finite batch; Recorder records it.
-    return [keras.callbacks.TerminateOnNaN(), schedule, *budget, early_stopping, Recorder()]
+    budget = ([TimeBudget(spec, state, time_budget_s, predict_images, n_val)]
+              if time_budget_s is not None else [])
+    return [keras.callbacks.TerminateOnNaN(), schedule, *budget, early_stopping,
+            Recorder(spec, state, early_stopping, on_epoch_end)]
 
 
 def train_member(

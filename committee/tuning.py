@@ -45,10 +45,11 @@ def default_config(spec: MemberSpec, space: dict[str, tuple]) -> dict[str, Any]:
     """The member's own values for every searched key (evaluated as the first trial)."""
     config = {}
     for key in space:
-        if key.startswith("arch."):
+        name = members_mod.split_arch_key(key)
+        if name is not None:
             import inspect
             param = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
-            config[key] = spec.arch_params.get(key[5:], param[key[5:]].default)
+            config[key] = spec.arch_params.get(name, param[name].default)
         else:
             config[key] = getattr(spec, key)
     return config

@@ -130,3 +130,14 @@ def test_build_applies_the_precision_to_its_own_layers_only():
     plain = spec.build("float32")
     assert all(layer.dtype_policy.name == "float32" for layer in plain.layers)
     assert plain.count_params() == model.count_params()
+
+
+def test_arch_keys_name_the_builders_keywords():
+    """``arch.NAME`` sets the builder's keyword NAME (merged into arch_params); other keys
+    set spec fields."""
+    assert members.split_arch_key("arch.dense_units") == "dense_units"
+    assert members.split_arch_key("learning_rate") is None
+    spec = members.SEED_PRESET[0].with_overrides(arch_params={"filters": 64})
+    changed = members.apply_config(spec, {"arch.dense_units": 128, "learning_rate": 0.01})
+    assert changed.arch_params == {"filters": 64, "dense_units": 128}
+    assert changed.learning_rate == 0.01 and spec.arch_params == {"filters": 64}

@@ -218,6 +218,28 @@ def test_tta_averages_exactly_its_views(small):
                                np.mean(ten, axis=0), atol=1e-6)
 
 
+def test_each_tta_mode_counts_exactly_its_views():
+    """The views a member's prediction is timed for (TTA_MODES) are the views averaged."""
+    from committee import prediction
+    x = np.zeros((2, 28, 28, 1), np.float32)
+    counted = {mode: len(list(tta_views(x, mode))) for mode in prediction.TTA_MODES}
+    assert counted == prediction.TTA_MODES == {"none": 1, "mirror": 2, "mirror+shifts": 10}
+    assert members.TTA_MODES is prediction.TTA_MODES
+
+
+def test_a_diverged_epoch_stops_the_member_unrecorded(small):
+    """A non-finite loss stops training at once: ``state.diverged`` names the epoch, its
+    learning rate and the loss, and that epoch is neither in the history nor reported."""
+    spec = members.SEED_PRESET[0].with_overrides(epochs=3, learning_rate=1e30)
+    seen = []
+    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                            on_epoch_end=lambda e, *_: seen.append(e), verbose=0)
+    assert state.diverged is not None and state.diverged["epoch"] == 1
+    assert state.diverged["learning_rate"] == pytest.approx(1e30)
+    assert not np.isfinite(state.diverged["loss"])
+    assert seen == [] and state.epoch == 0 and state.history == {} and not state.stopped_early
+
+
 def test_tta_views_are_the_image_its_mirror_and_one_pixel_shifts():
     x = np.arange(2 * 4 * 5, dtype=np.float32).reshape(2, 4, 5, 1) + 1
     assert [v.shape for v in tta_views(x, "none")] == [x.shape]

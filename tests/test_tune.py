@@ -151,3 +151,12 @@ def test_train_cleaner_finds_this_ray_despite_a_stale_cluster_file():
         shutil.rmtree(root, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "alive: True" in proc.stdout
+
+
+def test_default_config_is_the_members_own_values():
+    """The first trial: the spec's fields, its arch_params, else the builder's defaults."""
+    from committee import members, tuning
+    spec = members.SEED_PRESET[0].with_overrides(arch_params={"filters": 64})
+    assert tuning.default_config(spec, members.SEARCH_SPACES["model1"]) == {
+        "learning_rate": 0.001, "batch_size": 32, "optimizer": "adam", "arch.filters": 64,
+        "arch.dense_units": 256, "epochs": 20}
