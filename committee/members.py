@@ -204,6 +204,23 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
                "arch.dropout": ("uniform", 0.1, 0.5),
                "arch.dense_units": ("choice", [64, 128, 256]),
                "epochs": ("choice", [10, 20])},
+    # The strong members: their rate, size, regularisation and augmentation, around the
+    # preset's values (docs/strong-preset-log.md); the epoch ceilings stay the preset's
+    # unless --epochs fixes them, since a search's budget bounds its trials.
+    "vgg": {"learning_rate": ("loguniform", 5e-4, 5e-3),
+            "arch.width": ("choice", [12, 16, 24]),
+            "arch.dropout": ("uniform", 0.1, 0.4),
+            "erasing": ("uniform", 0.0, 0.3),
+            "shift": ("uniform", 0.0, 0.1)},
+    "resnet": {"learning_rate": ("loguniform", 5e-4, 5e-3),
+               "arch.width": ("choice", [16, 24, 32]),
+               "erasing": ("uniform", 0.0, 0.3),
+               "shift": ("uniform", 0.0, 0.1)},
+    "wide": {"learning_rate": ("loguniform", 3e-4, 3e-3),
+             "arch.filters": ("choice", [24, 32]),
+             "arch.dropout": ("uniform", 0.0, 0.3),
+             "erasing": ("uniform", 0.0, 0.3),
+             "shift": ("uniform", 0.0, 0.1)},
 }
 
 
@@ -212,7 +229,8 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
     import inspect
 
     arch_params = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
-    fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience"}
+    fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience", "shift",
+              "erasing"}
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
         param = split_arch_key(key)

@@ -47,6 +47,22 @@ def test_fifo_search_through_the_cli(tmp_path):
         assert noise not in out, (noise, out)
 
 
+def test_strong_preset_search_through_the_cli(tmp_path):
+    """The strong members have search spaces (their rate, size, augmentation); a trial's
+    augmentation settings reach its training, and the winners are scored with their TTA."""
+    proc = run_cli("tune", "--preset", "strong", "--members", "resnet", "--num-samples", "2",
+                   "--epochs", "1", "--limit-train", "600", "--scheduler", "fifo",
+                   "--output", str(tmp_path), "--run-name", "strong", timeout=900)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir = tmp_path / "strong"
+    best = json.loads((run_dir / "best_configs.json").read_text())
+    assert set(best["resnet"]) >= {"learning_rate", "arch.width", "erasing", "shift"}
+    trials = pq.read_table(run_dir / "trials.parquet").to_pandas()
+    assert len(trials) == 2 and trials["val_accuracy"].between(0, 1).all()
+    results = json.loads((run_dir / "results.json").read_text())
+    assert 0 < results["tuned"]["members"]["resnet"]["accuracy"] <= 1
+
+
 def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
     and the CPUs of stopped trials are freed for the next ones (the time budget turns a
