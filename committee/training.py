@@ -339,43 +339,11 @@ def load_checkpoint(folder: str | os.PathLike):
 
 def augmented_batches(spec: MemberSpec, x: np.ndarray, y_onehot: np.ndarray, *, seed: int,
                       epoch: int):
-    """A ``keras.utils.PyDataset`` of the member's training batches, shuffled and augmented
-    (:mod:`committee.augmentation`) afresh each epoch on the CPU, whatever the backend.
-
-    ``x`` float32 ``(n, 28, 28, 1)``; ``y_onehot`` float32 ``(n, 10)``. Batch ``i`` of epoch
-    ``e`` is a pure function of ``(seed, e, i)``: a member resumed at epoch ``epoch`` sees
-    the batches an uninterrupted run would have seen. One background thread prepares batches
-    ahead on JAX and PyTorch; TensorFlow prefetches through tf.data itself.
-    """
-    import keras
-
-    from committee.augmentation import augment
-
-    augmentation = spec.augmentation
-    workers = 1 if keras.config.backend() == "tensorflow" else 2
-
-    class AugmentedBatches(keras.utils.PyDataset):
-        def __init__(self):
-            super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
-            self.epoch = epoch
-            self.order = self._order()
-
-        def _order(self) -> np.ndarray:
-            return np.random.default_rng([seed, self.epoch]).permutation(len(x))
-
-        def __len__(self) -> int:
-            return math.ceil(len(x) / spec.batch_size)
-
-        def __getitem__(self, index: int):
-            rows = self.order[index * spec.batch_size:(index + 1) * spec.batch_size]
-            rng = np.random.default_rng([seed, self.epoch, index])
-            return augment(x[rows], augmentation, rng), y_onehot[rows]
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self.order = self._order()
-
-    return AugmentedBatches()
+    """The member's training batches from ``epoch`` on, augmented as its spec says
+    (batches.AugmentedBatches; shapes there)."""
+    from committee.batches import AugmentedBatches
+    return AugmentedBatches(x, y_onehot, spec.batch_size, spec.augmentation, seed=seed,
+                            epoch=epoch)
 
 
 def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
