@@ -13,8 +13,9 @@ from typing import Any, Callable
 import keras
 import numpy as np
 
+from committee.log import MEMBER, logger
 from committee.members import MemberSpec
-from committee.training import TrainState, plan_epochs, recent_pace, say
+from committee.training import TrainState, plan_epochs, recent_pace
 
 
 class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
@@ -109,9 +110,10 @@ class TimeBudget(keras.callbacks.Callback):
                                            reserve, pace)
         logs["epochs_planned"] = state.epochs_planned  # for TensorBoard and the history
         if state.epochs_planned != before:
-            say(f"[{spec.name}] time budget {budget_s / 60:.1f} min: {epoch + 1} "
-                f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction needs "
-                f"~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} epochs"
-                + ("" if before is None else f" (was {before})"))
+            logger.info(f"[{spec.name}] time budget {budget_s / 60:.1f} min: {epoch + 1} "
+                        f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction "
+                        f"needs ~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} "
+                        f"epochs" + ("" if before is None else f" (was {before})"),
+                        extra=MEMBER)
         if epoch + 1 >= state.epochs_planned:
             self.model.stop_training = True

@@ -28,6 +28,7 @@ from committee import identity as identity_mod
 from committee import members as members_mod
 from committee import progress, report, runfolder, validation
 from committee.errors import usage_errors
+from committee.log import logger
 from committee.validation import Interval, Options
 
 PACKAGES = ("ray", "tensorflow", "keras", "jax", "jaxlib", "numpy", "scikit-learn", "pyarrow",
@@ -242,9 +243,8 @@ def _identity(options: RunOptions, specs, dataset, kind: str, search=None) -> di
 def _owned_folder(run_dir: Path, identity: dict, overwrite: bool):
     """Lock ``run_dir`` for this process and decide new / resume / overwrite (nothing in the
     folder changes; raises RunFolderError before Ray starts). Yields the mode."""
-    from committee.orchestration import log
     with runfolder.RunLock(run_dir):
-        runfolder.restore_interrupted_overwrite(run_dir, log=log)
+        runfolder.restore_interrupted_overwrite(run_dir)
         yield runfolder.check(run_dir, identity, overwrite=overwrite)
 
 
@@ -252,13 +252,12 @@ def _owned_folder(run_dir: Path, identity: dict, overwrite: bool):
 def _writing(run_dir: Path, mode: str, config: dict):
     """Prepare the folder as ``mode``; on any failure of an ``--overwrite``, put the run it
     replaced back. Yields the config written (with its ``instance`` id)."""
-    from committee.orchestration import log
     written = runfolder.prepare(run_dir, mode, config)
     try:
         yield written
     except BaseException:
         if runfolder.abandon(run_dir, mode):
-            log(f"--overwrite did not finish: {run_dir} holds the earlier run again")
+            logger.info(f"--overwrite did not finish: {run_dir} holds the earlier run again")
         raise
     runfolder.finish(run_dir)
 
@@ -289,8 +288,8 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
 
     x_test = data_mod.preprocess(dataset.x_test)
     y_test = dataset.y_test.astype(np.int64)
-    orch.log(f"data from {dataset.source}: {len(split.y_train):,} train / "
-             f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
+    logger.info(f"data from {dataset.source}: {len(split.y_train):,} train / "
+                f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
 
     started = time.time()
     with usage_errors():  # the address, and members the cluster cannot host
@@ -302,8 +301,8 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
     with _writing(run_dir, mode, config) as config:
-        orch.log(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
-                 f"{placement.describe()} each")
+        logger.info(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
+                    f"{placement.describe()} each")
         rng = np.random.default_rng(options.seed)
         pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
         runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
@@ -424,9 +423,7 @@ def tune(options: TuneOptions) -> Path:
 
 
 def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
-    from committee import cluster
-    from committee import orchestration as orch
-    from committee import tuning
+    from committee import cluster, tuning
 
     with usage_errors():  # the address, and trials the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
@@ -435,8 +432,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
             cluster.cluster_nodes(), options.num_samples, options.max_concurrent,
             options.cpus_per_member, options.gpus_per_member)
     with _writing(run_dir, mode, {"identity": identity, "options": asdict(options)}) as config:
-        orch.log(f"search folder {run_dir} ({mode}); trials use {placement.describe()} each, "
-                 f"up to {concurrency} at once")
+        logger.info(f"search folder {run_dir} ({mode}); trials use {placement.describe()} "
+                    f"each, up to {concurrency} at once")
         grids, summaries = {}, {}
         for spec in specs:  # the search never receives the test arrays
             space = tuning.member_space(spec, options.epochs)
@@ -453,9 +450,9 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
             summaries[spec.name] = tuning.summarize(spec, space, grids[spec.name],
                                                     options.time_budget_s)
             default_acc = summaries[spec.name]["default_val_accuracy"]
-            orch.log(f"{spec.name}: best validation accuracy "
-                     f"{summaries[spec.name]['best_val_accuracy']:.4f} (default "
-                     f"{'not reported' if default_acc is None else f'{default_acc:.4f}'})")
+            logger.info(f"{spec.name}: best validation accuracy "
+                        f"{summaries[spec.name]['best_val_accuracy']:.4f} (default "
+                        f"{'not reported' if default_acc is None else f'{default_acc:.4f}'})")
 
         x_test, y_test = data_mod.preprocess(dataset.x_test), dataset.y_test.astype(np.int64)
         scores = tuning.finalize(summaries, split, x_test, y_test, placement, options.backend)

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 
 from committee import runfolder
+from committee.log import logger
 from committee.members import MemberSpec
-from committee.progress import log
 from committee.training import TrainState, check_keras_archive
 
 # What members/<name>.json records of a member's training, named as MemberOutcome names them
@@ -89,8 +89,8 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
     try:
         info = runfolder.read_json(info_path)
         if info.get("identity") != identity:
-            log(f"{name}: the member saved in {info_path} was trained with other settings; "
-                f"training it again")
+            logger.info(f"{name}: the member saved in {info_path} was trained with other "
+                        f"settings; training it again")
             return None
         with np.load(probs_path, allow_pickle=False) as probs:
             val, test = probs["val"], probs["test"]
@@ -106,8 +106,8 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
                                         identity["seed"], reused=True)
     except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
         why = (str(exc).strip().splitlines() or [""])[0][:200]
-        log(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: {why}); "
-            f"predicting it again from its checkpoint")
+        logger.warning(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: "
+                       f"{why}); predicting it again from its checkpoint")
         return None
 
 

@@ -32,9 +32,9 @@ from committee.cluster import Placement, quiet_stderr
 from committee.errors import CommitteeError
 from committee.member_files import MemberOutcome, load_finished_member, save_member
 from committee.members import TTA_MODES, MemberSpec
-from committee.progress import log
+from committee.log import MEMBER, forwarding, logger
 from committee.training import (MODEL_FILE, STATE_FILE, TrainState, load_checkpoint,
-                                recent_pace, save_checkpoint, say, set_sink, train_member)
+                                recent_pace, save_checkpoint, train_member)
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
@@ -43,22 +43,26 @@ from committee.training import (MODEL_FILE, STATE_FILE, TrainState, load_checkpo
 # --------------------------------------------------------------------------- worker side
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train loop for ONE member: resume if a checkpoint exists, report every epoch."""
+    """Ray Train loop for ONE member: resume if a checkpoint exists, report every epoch.
+    Its log lines go to the worker's stdout and, unless verbose, to the driver's display."""
+    spec = MemberSpec(**config["spec"])
+    progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
+    send = None if progress is None else (
+        lambda text: progress.put_nowait({"member": spec.name, "kind": "line", "text": text}))
+    with forwarding(send):
+        _train_on_worker(config, spec, progress)
+
+
+def _train_on_worker(config: dict[str, Any], spec: MemberSpec, progress) -> None:
     import ray
     import ray.train
 
     backends.configure(config.get("backend", backends.DEFAULT), threads=config["threads"])
-    spec = MemberSpec(**config["spec"])
     data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
-    progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
-    if progress is not None:
-        set_sink(lambda text: progress.put_nowait({"member": spec.name, "kind": "line",
-                                                   "text": text}))
-
     resume = _load_resume_point(spec.name, ray.train.get_checkpoint(),
                                 config.get("member_storage"))
     if resume is not None:
-        say(f"[{spec.name}] resuming after epoch {resume[1].epoch}")
+        logger.info(f"[{spec.name}] resuming after epoch {resume[1].epoch}", extra=MEMBER)
 
     reported, durations, last = [], [], [time.time()]
 
@@ -127,10 +131,12 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
                 return load_checkpoint(folder)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
             why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
-            say(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could not be "
-                f"loaded ({type(exc).__name__}: {why}); trying an older one")
+            logger.warning(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
+                           f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
+                           extra=MEMBER)
     if candidates:
-        say(f"[{name}] warning: no checkpoint could be loaded; training from the start")
+        logger.warning(f"[{name}] warning: no checkpoint could be loaded; training from the "
+                       f"start", extra=MEMBER)
     return None
 
 
@@ -403,17 +409,16 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
     member = run.identity["members"][spec.name]
     done = load_finished_member(run.run_dir, spec.name, member, run.n_val, run.n_test)
     if done is not None:
-        log(f"{spec.name}: finished in an earlier run of this folder, reusing it")
+        logger.info(f"{spec.name}: finished in an earlier run of this folder, reusing it")
         return done
     member_storage = f"{run.storage.rstrip('/')}/{spec.name}"
     with _naming_a_full_disk(member_storage):
-        checkpoints.repair(member_storage, log=lambda line: log(f"{spec.name}: {line}"))
+        checkpoints.repair(member_storage, log=lambda line: logger.info(f"{spec.name}: {line}"))
     trainer = _trainer(spec, member["seed"], member_storage, run)
-    log(f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
-        f"{spec.epochs} epochs"
-        f"{'' if run.time_budget_s is None else f' within {run.time_budget_s / 60:g} min'}, "
-        f"batch {spec.batch_size}, {spec.optimizer} lr {spec.learning_rate:g}, "
-        f"seed {member['seed']})")
+    budget = "" if run.time_budget_s is None else f" within {run.time_budget_s / 60:g} min"
+    logger.info(f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
+                f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
+                f"{spec.learning_rate:g}, seed {member['seed']})")
     with _naming_a_full_disk(member_storage, catching=Exception):
         result = trainer.fit()
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
@@ -426,8 +431,8 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         outcome = save_member(run.run_dir, spec, Path(folder) / MODEL_FILE, state, probs, member)
     planned = ("" if outcome.epochs_planned is None else
                f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
-    log(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
-        f"{' (early stop)' if outcome.stopped_early else ''}")
+    logger.info(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+                f"{' (early stop)' if outcome.stopped_early else ''}")
     return outcome
 
 

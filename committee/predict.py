@@ -30,6 +30,7 @@ import pyarrow as pa
 
 from committee import fusion, inputs, report, runfolder, schema, validation
 from committee.data import CLASS_NAMES, NUM_CLASSES
+from committee.log import logger
 from committee.prediction import TTA_MODES
 from committee.runfolder import RunFolderError
 from committee.training import check_keras_archive
@@ -238,19 +239,19 @@ def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     """Classify ``options.inputs`` with the committee of ``options.run_dir``; return the file
     written and its table. Raises ValueError (one line) before Ray starts on bad input."""
     from committee import batch_inference, cluster
-    from committee.progress import log
 
     committee, images, out = validate(options)
     for note in images.notes:
-        log(note)
-    log(f"{len(images.images):,} images from {len(set(images.sources))} file(s); committee "
-        f"{committee.name}: {', '.join(f'{n} (tta {t})' for n, (_, t) in committee.members.items())}"
-        f"; rules {', '.join(committee.rules)}; class by {options.rule}")
+        logger.info(note)
+    members = ", ".join(f"{n} (tta {t})" for n, (_, t) in committee.members.items())
+    logger.info(f"{len(images.images):,} images from {len(set(images.sources))} file(s); "
+                f"committee {committee.name}: {members}; rules {', '.join(committee.rules)}; "
+                f"class by {options.rule}")
     cluster.connect(options.address)
     placement = cluster.plan_placement(len(committee.members), cluster.cluster_nodes(),
                                        options.cpus_per_member, options.gpus_per_member)
-    log(f"Ray Data batch inference: one actor per member, {placement.describe()} each, "
-        f"batches of {options.batch_size}")
+    logger.info(f"Ray Data batch inference: one actor per member, {placement.describe()} "
+                f"each, batches of {options.batch_size}")
     try:
         member_probas = batch_inference.predict_members(images.images, committee.members,
                                                         placement, options.batch_size)

@@ -9,7 +9,7 @@ Workers send events (plain dicts) through a Ray queue; :class:`Display` shows th
 
 Every line about a member is also appended to ``logs/<member>.log`` in the run folder.
 
-:func:`log` is the driver's own line (above the bars while :func:`displaying` one).
+:func:`displaying` puts the driver's own lines (``committee.log.logger``) above the bars.
 
 Events: ``{"member": name, "kind": "epoch", "epoch": k, "planned": n, "seconds": s,
 "metrics": {...}}`` after each epoch (``seconds``: the recent pace per epoch), and
@@ -22,6 +22,8 @@ import contextlib
 import sys
 from pathlib import Path
 from typing import TextIO
+
+from committee.log import TERMINAL
 
 
 def duration(seconds: float) -> str:
@@ -108,25 +110,13 @@ class Display:
         self.bars = {}
 
 
-_DISPLAY = None  # the live display while a run shows one (see displaying)
-
-
-def log(message: str) -> None:
-    """One line from the driver, above the live display's bars when there are some."""
-    if _DISPLAY is not None:
-        _DISPLAY.message(f"[committee] {message}")
-    else:
-        print(f"[committee] {message}", file=sys.stderr, flush=True)
-
-
 @contextlib.contextmanager
 def displaying(display: Display | None):
-    """Send :func:`log`'s lines to ``display`` (or None) for the block; close it after."""
-    global _DISPLAY
-    _DISPLAY = display
+    """Show the driver's log lines on ``display`` (or None) for the block; close it after."""
+    TERMINAL.display = display
     try:
         yield display
     finally:
-        _DISPLAY = None
+        TERMINAL.display = None
         if display is not None:
             display.close()

@@ -35,6 +35,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from committee.errors import CommitteeError
+from committee.log import logger
 
 INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
@@ -153,7 +154,7 @@ def _is_real_dir(path: Path) -> bool:
     return path.is_dir() and not path.is_symlink()
 
 
-def restore_interrupted_overwrite(run_dir: str | os.PathLike, log=print) -> bool:
+def restore_interrupted_overwrite(run_dir: str | os.PathLike, log=logger.info) -> bool:
     """Settle what an ``--overwrite`` stopped part way left beside ``run_dir``.
 
     The run it set aside (``.<name>.replaced``) is put back if the new run had not finished,

@@ -16,7 +16,6 @@ import json
 import math
 import os
 import platform
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -26,30 +25,11 @@ import numpy as np
 
 from committee.data import NUM_CLASSES
 from committee.identity import resume_seed
+from committee.log import MEMBER, logger
 from committee.members import MemberSpec
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
 METRICS = ("loss", "accuracy", "precision", "recall")
-
-
-_SINK: Callable[[str], None] | None = None
-
-
-def set_sink(sink: Callable[[str], None] | None) -> None:
-    """Also pass every line :func:`say` writes to ``sink`` (a Ray worker sends them to the
-    driver's display); None stops."""
-    global _SINK
-    _SINK = sink
-
-
-def say(message: str) -> None:
-    """Write one line to stdout (and to the sink, if set). Not ``print``: a Ray Train worker
-    patches ``print`` to log the line as well as print it, so the driver would show every line
-    twice."""
-    sys.stdout.write(message + "\n")
-    sys.stdout.flush()
-    if _SINK is not None:
-        _SINK(message)
 
 
 @dataclass
@@ -267,7 +247,8 @@ def effective_precision(requested: str) -> str:
         return requested
     if requested == "mixed_bfloat16" and _cpu_has_bfloat16():
         return requested
-    say(f"precision {requested} has no hardware support here; training in float32")
+    logger.info(f"precision {requested} has no hardware support here; training in float32",
+                extra=MEMBER)
     return "float32"
 
 

@@ -25,10 +25,10 @@ from committee import members as members_mod
 from committee.architectures import ARCHITECTURES
 from committee.cluster import Placement, floor_resource, plan_placement, quiet_stderr
 from committee.errors import CommitteeError
+from committee.log import logger
 from committee.members import MemberSpec
 from committee.orchestration import (member_trainer, predict_task, put_split, score_task,
                                      storage_for)
-from committee.progress import log
 
 SCHEDULERS = ("asha", "fifo")
 METRIC = "val_accuracy"
@@ -147,7 +147,7 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
 
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
     if tune.Tuner.can_restore(path):
-        log(f"{spec.name}: resuming the search in {path}")
+        logger.info(f"{spec.name}: resuming the search in {path}")
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
@@ -169,8 +169,8 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
                                       callbacks=[] if verbose else
                                       [_trial_lines(spec.name)]),
         )
-    log(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
-        f"{max_concurrent} at once)")
+    logger.info(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
+                f"{max_concurrent} at once)")
     if verbose:
         return tuner.fit()
     saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -196,11 +196,11 @@ def _trial_lines(member: str):
         def on_trial_result(self, iteration, trials, trial, result, **info):
             config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
                                for k, v in trial.config.items())
-            log(f"{member}: trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
-                f"{METRIC} {result.get(METRIC, float('nan')):.4f} ({config})")
+            logger.info(f"{member}: trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
+                        f"{METRIC} {result.get(METRIC, float('nan')):.4f} ({config})")
 
         def on_trial_error(self, iteration, trials, trial, **info):
-            log(f"{member}: trial {trial.trial_id} failed; see {trial.local_path}")
+            logger.info(f"{member}: trial {trial.trial_id} failed; see {trial.local_path}")
 
     return TrialLines()
 

@@ -1,0 +1,82 @@
+"""The project's one logger, ``committee``, and where its lines go in each process.
+
+Driver code logs plainly (``logger.info(...)``); training code marks its lines as a member's
+(``logger.info(..., extra=MEMBER)``). Where they go:
+
+- anywhere (tests, bench, a notebook, the driver): a member's line to stdout as it is, the
+  driver's own to stderr as ``[committee] <message>`` (:data:`TERMINAL`, set up on import) —
+  or onto the live display while the driver shows one (``TERMINAL.display``, set by
+  :func:`committee.progress.displaying`);
+- a Ray Train worker: the same, and each line also passed to the driver's display queue
+  (:func:`forwarding`).
+
+Lines are written to ``sys.stdout`` / ``sys.stderr`` as they are when logged, never with
+``print``: a Ray Train worker patches ``print`` to log the line as well as print it, so the
+driver would show every line twice.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from typing import Callable
+
+logger = logging.getLogger("committee")
+MEMBER = {"member": True}  # ``extra`` of a line from the training code
+
+
+class Terminal(logging.Handler):
+    """A member's line to stdout; the driver's to stderr or ``display`` as ``[committee] ...``."""
+
+    def __init__(self):
+        super().__init__()
+        self.display = None  # a progress.Display while the driver shows one
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+            if getattr(record, "member", False):
+                stream = sys.stdout
+            elif self.display is not None:
+                self.display.message(f"[committee] {line}")
+                return
+            else:
+                stream, line = sys.stderr, f"[committee] {line}"
+            stream.write(line + "\n")
+            stream.flush()
+        except Exception:  # noqa: BLE001 - logging's own way: report, never raise
+            self.handleError(record)
+
+
+class Forward(logging.Handler):
+    """Passes each line to ``send`` (a Ray Train worker: to the driver's display queue)."""
+
+    def __init__(self, send: Callable[[str], None]):
+        super().__init__()
+        self.send = send
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self.send(self.format(record))
+        except Exception:  # noqa: BLE001
+            self.handleError(record)
+
+
+@contextlib.contextmanager
+def forwarding(send: Callable[[str], None] | None):
+    """Also pass every line to ``send`` for the block (None: nothing more)."""
+    handler = None if send is None else Forward(send)
+    if handler is not None:
+        logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        if handler is not None:
+            logger.removeHandler(handler)
+
+
+TERMINAL = Terminal()
+logger.addHandler(TERMINAL)
+logger.setLevel(logging.INFO)
+logger.propagate = False  # the root logger's handlers (a notebook's) would repeat each line
