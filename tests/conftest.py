@@ -93,6 +93,25 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 600,
                           timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
 
 
+SMALL_RUN_MEMBERS = ("model1", "model2")
+
+
+@pytest.fixture(scope="session")
+def small_run(tmp_path_factory) -> Path:
+    """One small finished run shared by the modules that read a run folder without changing
+    it (test_run_jax, test_predict): model1 and model2, one epoch on 800 images, trained on
+    the JAX backend when JAX is installed (the test extras install it), so that predicting it
+    under TensorFlow also checks that members move between backends."""
+    import importlib.util
+    out = tmp_path_factory.mktemp("small-run")
+    backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
+    proc = run_cli("run", "--backend", backend, "--members", ",".join(SMALL_RUN_MEMBERS),
+                   "--epochs", "1", "--limit-train", "1000", "--output", str(out),
+                   "--run-name", "small")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return out / "small"
+
+
 # --------------------------------------------------------------------------- a real Ray head
 
 class RayHead:

@@ -35,7 +35,15 @@ def _submit(head, out: Path, run_name: str, *extra: str, wait: bool = True):
         args.append("--no-wait")
     args += ["--", sys.executable, "jobs/train_committee.py", "--output", str(out),
              "--run-name", run_name, *extra]
-    return _job_cli(head, *args)
+    # A head answers on its dashboard before its job agent has registered; until then a
+    # submission is refused with "No available agent ... try again later" (seen on a busy
+    # 2-core machine), so the submission is retried for a minute, as Ray's message says.
+    for _ in range(12):
+        proc = _job_cli(head, *args)
+        if "No available agent to submit job" not in proc.stderr:
+            return proc
+        time.sleep(5)
+    return proc
 
 
 def _job_id(logs: str) -> str:

@@ -21,12 +21,10 @@ RULES = ("mean", "geometric", "weighted")
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    proc = run_cli("run", "--members", "model1,model2", "--epochs", "1", "--limit-train", "600",
-                   "--output", str(out), "--run-name", "tiny")
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out / "tiny"
+def run_dir(small_run):
+    """The shared small run (conftest.small_run: model1 and model2, trained on JAX where it is
+    installed); predicting here runs TensorFlow."""
+    return small_run
 
 
 @pytest.fixture(scope="module")

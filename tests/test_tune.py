@@ -47,20 +47,36 @@ def test_fifo_search_through_the_cli(tmp_path):
         assert noise not in out, (noise, out)
 
 
-def test_strong_preset_search_through_the_cli(tmp_path):
-    """The strong members have search spaces (their rate, size, augmentation); a trial's
-    augmentation settings reach its training, and the winners are scored with their TTA."""
-    proc = run_cli("tune", "--preset", "strong", "--members", "resnet", "--num-samples", "2",
-                   "--epochs", "1", "--limit-train", "600", "--scheduler", "fifo",
-                   "--output", str(tmp_path), "--run-name", "strong", timeout=900)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    run_dir = tmp_path / "strong"
-    best = json.loads((run_dir / "best_configs.json").read_text())
-    assert set(best["resnet"]) >= {"learning_rate", "arch.width", "erasing", "shift"}
-    trials = pq.read_table(run_dir / "trials.parquet").to_pandas()
-    assert len(trials) == 2 and trials["val_accuracy"].between(0, 1).all()
-    results = json.loads((run_dir / "results.json").read_text())
-    assert 0 < results["tuned"]["members"]["resnet"]["accuracy"] <= 1
+def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
+    """`tune --preset strong` has a space per strong member (rate, size, augmentation): two
+    trials of resnet on a slice, each training with its own sampled erasing and shift."""
+    import ray
+
+    from committee import data, members, tuning
+    from committee.cluster import Placement, connect
+
+    for name in ("vgg", "resnet", "wide"):  # each space is valid for its member (no Ray)
+        spec = next(s for s in members.STRONG_PRESET if s.name == name)
+        space = tuning.member_space(spec, epochs=1)
+        assert {"learning_rate", "erasing", "shift"} <= set(space)
+        assert tuning.default_config(spec, space)["erasing"] == spec.erasing
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
+    space = tuning.member_space(spec, epochs=1)
+    connect(num_cpus=2)
+    try:
+        grid = tuning.search(spec, space, split, tmp_path / "tune" / "resnet", num_samples=2,
+                             max_concurrent=2, scheduler="fifo", time_budget_s=None, seed=0,
+                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
+                                                 gpus=0.0), steps_per_execution=8)
+        summary = tuning.summarize(spec, space, grid)
+    finally:
+        ray.shutdown()
+    assert summary["trials"] == 2 and summary["errored"] == 0
+    configs = [r.config for r in grid]
+    assert {c["erasing"] for c in configs} != {spec.erasing}  # one trial sampled its own
+    assert summary["default_config"] == tuning.default_config(spec, space)
+    assert 0 < summary["best_val_accuracy"] <= 1 and summary["best_checkpoint"]
 
 
 def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
