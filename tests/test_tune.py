@@ -47,13 +47,27 @@ def test_fifo_search_through_the_cli(tmp_path):
         assert noise not in out, (noise, out)
 
 
+def _search_on_two_cpus(spec, space, split, where, **options):
+    """``(grid, summary)`` of a search two trials at a time in a private two-CPU Ray."""
+    import ray
+
+    from committee import tuning
+    from committee.cluster import Placement, connect
+
+    connect(num_cpus=2)
+    try:
+        grid = tuning.search(spec, space, split, where, max_concurrent=2, seed=0,
+                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
+                                                 gpus=0.0), steps_per_execution=8, **options)
+        return grid, tuning.summarize(spec, space, grid)
+    finally:
+        ray.shutdown()
+
+
 def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
     """`tune --preset strong` has a space per strong member (rate, size, augmentation): two
     trials of resnet on a slice, each training with its own sampled erasing and shift."""
-    import ray
-
     from committee import data, members, tuning
-    from committee.cluster import Placement, connect
 
     for name in ("vgg", "resnet", "wide"):  # each space is valid for its member (no Ray)
         spec = next(s for s in members.STRONG_PRESET if s.name == name)
@@ -63,15 +77,8 @@ def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
     spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
     space = tuning.member_space(spec, epochs=1)
-    connect(num_cpus=2)
-    try:
-        grid = tuning.search(spec, space, split, tmp_path / "tune" / "resnet", num_samples=2,
-                             max_concurrent=2, scheduler="fifo", time_budget_s=None, seed=0,
-                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
-                                                 gpus=0.0), steps_per_execution=8)
-        summary = tuning.summarize(spec, space, grid)
-    finally:
-        ray.shutdown()
+    grid, summary = _search_on_two_cpus(spec, space, split, tmp_path / "tune" / "resnet",
+                                        num_samples=2, scheduler="fifo", time_budget_s=None)
     assert summary["trials"] == 2 and summary["errored"] == 0
     configs = [r.config for r in grid]
     assert {c["erasing"] for c in configs} != {spec.erasing}  # one trial sampled its own
@@ -83,10 +90,7 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
     and the CPUs of stopped trials are freed for the next ones (the time budget turns a
     wait-forever regression into a failure)."""
-    import ray
-
     from committee import data, members, tuning
-    from committee.cluster import Placement, connect
 
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
     # Any attempt to read the test files from here on fails loudly.
@@ -94,15 +98,8 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     monkeypatch.setitem(data.FILES, "test_labels", None)
     spec = members.SEED_PRESET[0].with_overrides(epochs=2)
     space = tuning.member_space(spec, epochs=2)
-    connect(num_cpus=2)
-    try:
-        grid = tuning.search(spec, space, split, tmp_path / "tune" / "model1", num_samples=4,
-                             max_concurrent=2, scheduler="asha", time_budget_s=400, seed=0,
-                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
-                                                 gpus=0.0), steps_per_execution=8)
-        summary = tuning.summarize(spec, space, grid)
-    finally:
-        ray.shutdown()
+    grid, summary = _search_on_two_cpus(spec, space, split, tmp_path / "tune" / "model1",
+                                        num_samples=4, scheduler="asha", time_budget_s=400)
     assert summary["trials"] == 4 and summary["errored"] == 0
     assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
     assert summary["default_config"]["learning_rate"] == 0.001
