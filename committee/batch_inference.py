@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from committee.cluster import Placement
+from committee.data import NUM_CLASSES
 from committee.errors import CommitteeError
 from committee.training import configure_tensorflow
 
@@ -109,7 +110,7 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
     probas = {name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
               for name in members}
     for name, proba in probas.items():
-        if proba.shape != (len(images), 10):
+        if proba.shape != (len(images), NUM_CLASSES):
             raise RuntimeError(f"member {name} returned probabilities of shape {proba.shape}; "
-                               f"expected ({len(images)}, 10)")
+                               f"expected ({len(images)}, {NUM_CLASSES})")
     return probas

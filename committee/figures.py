@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 from committee import runfolder  # noqa: E402
-from committee.data import CLASS_NAMES  # noqa: E402
+from committee.data import CLASS_NAMES, NUM_CLASSES  # noqa: E402
 
 CURVES = ("loss", "accuracy", "precision", "recall")
 SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
@@ -63,8 +63,8 @@ def class_distribution(counts: dict[str, list[int]], path) -> Path:
     test; older runs have no validation). ``counts``: split -> 10 ints."""
     fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 3.8), squeeze=False)
     for ax, (split, values) in zip(axes[0], counts.items()):
-        ax.bar(range(len(CLASS_NAMES)), values)
-        ax.set_xticks(range(len(CLASS_NAMES)), CLASS_NAMES, rotation=60, ha="right")
+        ax.bar(range(NUM_CLASSES), values)
+        ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=60, ha="right")
         ax.set_title(f"{split}: {sum(values):,} images")
     fig.tight_layout()
     return save(fig, path)

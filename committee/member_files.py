@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from committee import runfolder
+from committee.data import NUM_CLASSES
 from committee.log import logger
 from committee.members import MemberSpec
 from committee.training import TrainState, check_keras_archive
@@ -95,8 +96,9 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
         with np.load(probs_path, allow_pickle=False) as probs:
             val, test = probs["val"], probs["test"]
         for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
-            if array.shape != (rows, 10) or not np.all(np.isfinite(array)):
-                raise ValueError(f"'{part}' has shape {array.shape}, expected ({rows}, 10) "
+            if array.shape != (rows, NUM_CLASSES) or not np.all(np.isfinite(array)):
+                raise ValueError(f"'{part}' has shape {array.shape}, expected "
+                                 f"({rows}, {NUM_CLASSES}) "
                                  f"finite probabilities")
         check_keras_archive(model_path)
         state = state_of_record(info)
