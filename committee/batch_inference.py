@@ -15,7 +15,7 @@ import numpy as np
 from committee.cluster import Placement
 from committee.data import NUM_CLASSES
 from committee.errors import CommitteeError
-from committee.training import configure_tensorflow
+from committee import backend as backends
 
 class MemberLoadError(CommitteeError):
     """A member's .keras file did not load (in its batch-inference actor)."""
@@ -44,12 +44,14 @@ class MemberPredictor:
     ``model_bytes``: the member's ``.keras`` file (sent by value, so a node that cannot see
     the run folder can still load it), written to a private temporary file and loaded in
     Keras' safe mode. ``tta``: the member's test-time augmentation (prediction.tta_views).
+    ``backend``: Keras' backend of this actor (its process starts with backend.process_env).
     """
 
-    def __init__(self, name: str, model_bytes: bytes, tta: str, threads: int):
+    def __init__(self, name: str, model_bytes: bytes, tta: str, threads: int,
+                 backend: str = backends.DEFAULT):
         from committee.prediction import load_model
 
-        configure_tensorflow(threads=threads)
+        backends.configure(backend, threads=threads)
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / f"{name}.keras"
             path.write_bytes(model_bytes)
@@ -72,18 +74,23 @@ class MemberPredictor:
 
 
 def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
-                    placement: Placement, batch_size: int = 1024) -> dict[str, np.ndarray]:
+                    placement: Placement, batch_size: int = 1024,
+                    backend: str | None = None) -> dict[str, np.ndarray]:
     """Every member's probabilities of ``images`` (float32 ``(n, 28, 28)`` in [0, 1]) by Ray
     Data batch inference: one ``map_batches`` stage per member, each an actor pool of one
     actor with the member's share of the cluster (``placement``), the stages streaming
     batches into one another so that all members run at once.
 
     ``members``: name -> (``.keras`` file bytes, TTA mode). Returns name -> float32
-    ``(n, 10)``, rows in the order of ``images``. Raises :class:`MemberLoadError` (a
+    ``(n, 10)``, rows in the order of ``images``. ``backend``: Keras' backend of the actors
+    (default: ``KERAS_BACKEND``, else TensorFlow). Raises :class:`MemberLoadError` (a
     ValueError, one line) when a member's file does not load.
     """
     import ray
     import ray.data
+
+    backend = backends.resolve(backend)
+    env = backends.process_env(backend, placement.threads, placement.gpus)
 
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
@@ -95,8 +102,10 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
             dataset = dataset.map_batches(
                 MemberPredictor, batch_format="numpy", batch_size=batch_size,
                 fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
-                                       "tta": tta, "threads": placement.threads},
-                compute=ray.data.ActorPoolStrategy(size=1), **placement.task_resources())
+                                       "tta": tta, "threads": placement.threads,
+                                       "backend": backend},
+                compute=ray.data.ActorPoolStrategy(size=1), runtime_env={"env_vars": env},
+                **placement.task_resources())
         columns = [f"{name}_proba" for name in members]
         batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
                                                                     batch_size=None))
