@@ -19,7 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from committee.validation import Boolean, Interval, check
+
 ERASED_AREA = (0.02, 0.2)  # the range each side's squared fraction is drawn from (Keras' scale)
+
+
+# What each setting may be (also checked on a MemberSpec, whose fields these are).
+AUGMENTATION_CONSTRAINTS = {
+    "shift": Interval(float, 0, 0.5, closed="left", noun="a number"),
+    "erasing": Interval(float, 0, 1, closed="both", noun="a number"),
+    "flip": Boolean(),
+}
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,9 @@ class Augmentation:
     flip: bool = False
     erasing: float = 0.0
 
+    def __post_init__(self):
+        check(self, AUGMENTATION_CONSTRAINTS, name=lambda field: f"augmentation {field}")
+
     @property
     def active(self) -> bool:
         return self.shift > 0 or self.flip or self.erasing > 0
@@ -49,13 +62,23 @@ class Augmentation:
 
 def augment(images: np.ndarray, augmentation: Augmentation,
             rng: np.random.Generator) -> np.ndarray:
-    """``images`` float32 ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1], augmented as
-    ``augmentation`` says with draws from ``rng``; a new float32 array of the same shape."""
-    x = np.asarray(images, dtype=np.float32)
+    """``images`` float ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1], augmented as
+    ``augmentation`` says with draws from ``rng`` (a ``numpy.random.Generator``); a new float32
+    array of the same shape. Raises ValueError on another shape, a non-float dtype (uint8
+    images must be scaled first: data.preprocess) or non-finite values."""
+    x = np.asarray(images)
+    if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 1):
+        raise ValueError(f"images of shape {x.shape}; expected (b, h, w) or (b, h, w, 1)")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"images of dtype {x.dtype}; expected floats in [0, 1] "
+                         "(data.preprocess scales uint8 images)")
+    if not np.isfinite(x).all():
+        raise ValueError("images hold NaN or infinite values; expected floats in [0, 1]")
+    if not isinstance(rng, np.random.Generator):
+        raise TypeError(f"rng is {type(rng).__name__}; expected a numpy.random.Generator")
     channel = x.ndim == 4
+    x = x.astype(np.float32, copy=False)
     if channel:
-        if x.shape[-1] != 1:
-            raise ValueError(f"images of shape {x.shape}; expected (b, h, w) or (b, h, w, 1)")
         x = x[..., 0]
     x = translate(x, augmentation.shift, rng) if augmentation.shift > 0 else x.copy()
     if augmentation.flip:

@@ -301,8 +301,8 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
               "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
     with _writing(run_dir, mode, config) as config:
-        logger.info(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently, "
-                    f"{placement.describe()} each")
+        logger.info(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently on "
+                    f"{options.backend}, {placement.describe()} each")
         rng = np.random.default_rng(options.seed)
         pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
         runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],

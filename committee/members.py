@@ -24,8 +24,9 @@ from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from committee.architectures import ARCHITECTURES
+from committee.augmentation import AUGMENTATION_CONSTRAINTS
 from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
-from committee.validation import Boolean, Interval, Options, check
+from committee.validation import Interval, Options, check
 
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
 
@@ -128,9 +129,7 @@ SPEC_CONSTRAINTS = {
     "schedule": Options(SCHEDULES),
     "patience": Interval(int, 0, None, closed="left", noun="an integer"),
     "precision": Options(PRECISIONS),
-    "shift": Interval(float, 0, 0.5, closed="left", noun="a number"),
-    "erasing": Interval(float, 0, 1, closed="both", noun="a number"),
-    "flip": Boolean(),
+    **AUGMENTATION_CONSTRAINTS,  # shift, erasing, flip
     "tta": Options(TTA_MODES),
 }
 

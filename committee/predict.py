@@ -167,7 +167,12 @@ def _address_form(options: PredictOptions) -> None:
     resolve(options.address)  # its form; connect() checks that a Ray head answers
 
 
-PREDICT_CHECKS = (_address_form,)
+def _known_backend(options: PredictOptions) -> None:
+    from committee.backend import resolve
+    resolve(None)  # KERAS_BACKEND, the actors' backend; a bad name fails before Ray starts
+
+
+PREDICT_CHECKS = (_address_form, _known_backend)
 
 
 def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
@@ -238,7 +243,7 @@ def write_table(path: Path, table: pa.Table) -> None:
 def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     """Classify ``options.inputs`` with the committee of ``options.run_dir``; return the file
     written and its table. Raises ValueError (one line) before Ray starts on bad input."""
-    from committee import batch_inference, cluster
+    from committee import backend, batch_inference, cluster
 
     committee, images, out = validate(options)
     for note in images.notes:
@@ -250,8 +255,8 @@ def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     cluster.connect(options.address)
     placement = cluster.plan_placement(len(committee.members), cluster.cluster_nodes(),
                                        options.cpus_per_member, options.gpus_per_member)
-    logger.info(f"Ray Data batch inference: one actor per member, {placement.describe()} "
-                f"each, batches of {options.batch_size}")
+    logger.info(f"Ray Data batch inference on {backend.resolve(None)}: one actor per member, "
+                f"{placement.describe()} each, batches of {options.batch_size}")
     try:
         member_probas = batch_inference.predict_members(images.images, committee.members,
                                                         placement, options.batch_size)

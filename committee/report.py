@@ -73,7 +73,7 @@ def markdown(results: dict) -> str:
         f"Preset `{run['preset']}`, members {', '.join(run['members'])}; seed {run['seed']}; "
         f"{data['n_train']:,} training / {data['n_val']:,} validation ({data['split']} split) / "
         f"{data['n_test']:,} test images. Wall time {run['wall_s']:.0f} s on Ray "
-        f"({run['placement']} per member).",
+        f"({run['placement']} per member){_on_backend(run)}.",
         "",
         "Test-set figures. The committee's are computed from its own fused probabilities "
         "(argmax of the fused probabilities), not averaged from the members' figures.",
@@ -206,6 +206,12 @@ def write_search(run_dir: Path, summaries: dict[str, dict], trials: pa.Table,
     runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
 
 
+def _on_backend(run: dict) -> str:
+    """", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
+    backend = run.get("backend")
+    return f", Keras on {backend}" if isinstance(backend, str) and backend.isidentifier() else ""
+
+
 def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str:
     """The report of a hyper-parameter search (``committee tune``): default and tuned
     members and committees, validation and test accuracy, each member's best configuration.
@@ -214,6 +220,9 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
              f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
              f"default configuration among them; objective validation accuracy on "
              f"{meta['n_val']:,} validation images. The test set was used only after selection.",
+             "", "The accuracies below are of the saved default and best checkpoints, predicted "
+             "with each member's test-time augmentation; the search's own per-epoch figures "
+             "(no TTA) are in `trials.parquet`.",
              "", "| model | default val acc | tuned val acc | default test acc | tuned test acc "
              "| best configuration |", "|---|---|---|---|---|---|"]
 

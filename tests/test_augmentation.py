@@ -136,3 +136,28 @@ def test_strong_members_augment_their_batches_and_their_models_hold_no_random_la
 def test_augmentation_settings_are_checked_in_the_spec(field, value, message):
     with pytest.raises(ValueError, match=message):
         members.STRONG_PRESET[0].with_overrides(**{field: value})
+
+
+@pytest.mark.parametrize("images, message", [
+    (np.zeros((28, 28), np.float32), r"shape \(28, 28\); expected \(b, h, w\) or \(b, h, w, 1\)"),
+    (np.zeros((2, 28, 28, 1, 1), np.float32), r"shape \(2, 28, 28, 1, 1\)"),
+    (np.zeros((2, 28, 28), np.uint8), r"dtype uint8; expected floats in \[0, 1\]"),
+    (np.full((2, 28, 28), np.nan, np.float32), r"NaN or infinite values"),
+])
+def test_augment_refuses_what_it_cannot_augment(images, message):
+    with pytest.raises(ValueError, match=message):
+        augment(images, Augmentation(shift=0.05, flip=True, erasing=0.5),
+                np.random.default_rng(0))
+    with pytest.raises(TypeError, match=r"rng is int; expected a numpy.random.Generator"):
+        augment(np.zeros((2, 28, 28), np.float32), Augmentation(flip=True), 0)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"shift": -0.2}, r"augmentation shift -0.2 must be a number in \[0, 0.5\)"),
+    ({"shift": float("inf")}, r"augmentation shift inf"),
+    ({"erasing": 5.0}, r"augmentation erasing 5.0 must be a number in \[0, 1\]"),
+    ({"flip": "no"}, r"augmentation flip 'no'"),
+])
+def test_an_augmentation_is_checked_when_made(settings, message):
+    with pytest.raises(ValueError, match=message):
+        Augmentation(**settings)

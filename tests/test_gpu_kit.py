@@ -179,3 +179,31 @@ print("ok", ray.__version__, keras.__version__)
     proc = subprocess.run([str(python), "-m", "committee.cli", "run", "--help"],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and "--member-minutes" in proc.stdout, proc.stderr[-2000:]
+
+
+def test_the_output_folder_is_emptied_only_when_it_is_an_earlier_kit(tmp_path):
+    """--out names a folder the build empties: only one holding an earlier kit (its kit.json
+    and what a build writes) is emptied; any other non-empty folder is refused untouched."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("kit_build", ROOT / "bench" / "gpu_kit" /
+                                                  "build.py")
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    for name, files in {"wheels": ["old-download.whl", "thesis.tex"],
+                        "one-wheel": ["some-1.0-py3-none-any.whl"],
+                        "not-a-kit": ["notes.txt"],
+                        "kit-and-more": ["kit.json", "a.whl", "notes.txt"]}.items():
+        folder = tmp_path / name
+        folder.mkdir()
+        for file in files:
+            (folder / file).write_text("keep me")
+        with pytest.raises(build.BuildError, match="is not a kit this script built"):
+            build.prepare_out(folder)
+        assert sorted(p.name for p in folder.iterdir()) == sorted(files), name
+    kit = tmp_path / "kit"
+    kit.mkdir()
+    for file in ("kit.json", "install.sh", "run.sh", "ray-2.60.0-cp311-none-any.whl"):
+        (kit / file).write_text("old")
+    build.prepare_out(kit)
+    assert kit.is_dir() and not any(kit.iterdir())

@@ -185,6 +185,16 @@ def test_the_command_line_exits_2_on_a_bad_array(run_dir, tmp_path):
                            f"(5, 32, 32); expected (n, 28, 28) or (28, 28)\n")
 
 
+def test_an_unknown_keras_backend_is_refused_before_ray_starts(run_dir, tmp_path):
+    np.save(tmp_path / "ok.npy", np.zeros((2, 28, 28), np.uint8))
+    proc = run_cli("predict", str(run_dir), str(tmp_path / "ok.npy"), "--output",
+                   str(tmp_path / "out.csv"), env={"KERAS_BACKEND": "numpy"}, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr == ("committee: error: KERAS_BACKEND 'numpy' is not a backend this job "
+                           "runs on; expected one of tensorflow, jax\n")
+    assert not (tmp_path / "out.csv").exists()
+
+
 def test_image_conversion(tmp_path):
     """Grayscale 'L', Lanczos to 28x28, transparency on black, 16-bit scaled, no silent
     inversion (a light border is only warned about)."""

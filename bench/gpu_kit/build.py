@@ -391,11 +391,16 @@ def sha256(path: Path) -> str:
 
 
 def prepare_out(out: Path) -> None:
+    """Make ``out`` an empty folder: new, empty, or a kit an earlier build wrote (its kit.json
+    beside nothing but what a build writes), emptied. Anything else is refused, never deleted."""
     if out.exists():
-        if any(out.iterdir()) and not (out / "kit.json").exists() \
-                and not any(out.glob("*.whl")):
-            raise BuildError(f"--out {out}: exists, is not empty and is not a kit; "
-                             "choose another folder")
+        entries = list(out.iterdir())
+        ours = {"kit.json", "node_requirements.txt", "site", *KIT_FILES}
+        foreign = [e.name for e in entries if e.name not in ours and not e.name.endswith(".whl")]
+        if entries and (not (out / "kit.json").is_file() or foreign or out.is_symlink()):
+            raise BuildError(f"--out {out}: exists, is not empty and is not a kit this script "
+                             f"built{f' (it holds {foreign[0]})' if foreign else ''}; choose "
+                             "another folder")
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
