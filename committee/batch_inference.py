@@ -90,7 +90,6 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
     import ray.data
 
     backend = backends.resolve(backend)
-    env = backends.process_env(backend, placement.threads, placement.gpus)
 
     context = ray.data.DataContext.get_current()
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
@@ -104,7 +103,7 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
                 fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
                                        "tta": tta, "threads": placement.threads,
                                        "backend": backend},
-                compute=ray.data.ActorPoolStrategy(size=1), runtime_env={"env_vars": env},
+                compute=ray.data.ActorPoolStrategy(size=1), runtime_env=placement.runtime_env(backend),
                 **placement.task_resources())
         columns = [f"{name}_proba" for name in members]
         batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",

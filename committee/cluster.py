@@ -220,6 +220,12 @@ class Placement:
                                                    **({"GPU": self.gpus} if self.use_gpu
                                                       else {})})
 
+    def runtime_env(self, backend: str) -> dict:
+        """Ray's runtime environment for a process of one member on Keras' ``backend``: its
+        variables (backend.process_env) for this placement's threads and GPU share."""
+        from committee.backend import process_env
+        return {"env_vars": process_env(backend, self.threads, self.gpus)}
+
     def task_resources(self) -> dict[str, float]:
         """``num_cpus`` (and ``num_gpus`` when there are GPUs) for a Ray task or actor."""
         return {"num_cpus": self.cpus, **({"num_gpus": self.gpus} if self.use_gpu else {})}

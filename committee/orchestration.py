@@ -168,8 +168,7 @@ def predict_task(placement: Placement, backend: str = backends.DEFAULT, **option
     for Keras' ``backend`` (``options``: more ``.options()``, e.g. ``max_retries``)."""
     import ray
     return ray.remote(predict_member).options(
-        **placement.task_resources(), runtime_env={"env_vars": backends.process_env(
-            backend, placement.threads, placement.gpus)}, **options)
+        **placement.task_resources(), runtime_env=placement.runtime_env(backend), **options)
 
 
 def member_trainer(backend: str, placement: Placement, train_loop_config: dict, **run_config):
@@ -185,8 +184,7 @@ def member_trainer(backend: str, placement: Placement, train_loop_config: dict, 
     """
     from ray.train import RunConfig
 
-    run_config = RunConfig(worker_runtime_env={"env_vars": backends.process_env(
-        backend, placement.threads, placement.gpus)}, **run_config)
+    run_config = RunConfig(worker_runtime_env=placement.runtime_env(backend), **run_config)
     if backend == "tensorflow":
         from ray.train.tensorflow import TensorflowTrainer as Trainer
     else:

@@ -190,17 +190,8 @@ def _cpu_has_bfloat16() -> bool:
 
 
 def _has_gpu() -> bool:
-    """Whether Keras' backend (TensorFlow here; JAX or PyTorch also work) sees a GPU."""
-    import keras
-    backend = keras.config.backend()
-    if backend == "jax":
-        import jax
-        return any(device.platform == "gpu" for device in jax.devices())
-    if backend == "torch":
-        import torch
-        return torch.cuda.is_available()
-    import tensorflow as tf
-    return bool(tf.config.list_physical_devices("GPU"))
+    """Whether Keras' backend (TensorFlow, JAX or PyTorch) sees a GPU."""
+    return bool(gpu_names())
 
 
 def cpu_model() -> str:
