@@ -78,6 +78,11 @@ class MemberSpec:
     shift: float = 0.0
     flip: bool = False
     erasing: float = 0.0
+    # Label smoothing of the cross-entropy's targets (keras.losses.CategoricalCrossentropy).
+    label_smoothing: float = 0.0
+    # Polyak averaging: the optimizer keeps an exponential moving average of the weights with
+    # this momentum (Keras' use_ema / ema_momentum), validation and predictions use it; 0: off.
+    ema_momentum: float = 0.0
 
     def __post_init__(self):
         validate_spec(self)
@@ -130,6 +135,8 @@ SPEC_CONSTRAINTS = {
     "patience": Interval(int, 0, None, closed="left", noun="an integer"),
     "precision": Options(PRECISIONS),
     **AUGMENTATION_CONSTRAINTS,  # shift, erasing, flip
+    "label_smoothing": Interval(float, 0, 1, closed="left", noun="a number"),
+    "ema_momentum": Interval(float, 0, 1, closed="left", noun="a number"),
     "tta": Options(TTA_MODES),
 }
 
@@ -229,7 +236,7 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
 
     arch_params = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
     fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience", "shift",
-              "erasing"}
+              "erasing", "label_smoothing", "ema_momentum"}
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
         param = split_arch_key(key)

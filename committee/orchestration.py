@@ -146,11 +146,11 @@ def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = 
                    backend: str = backends.DEFAULT) -> dict[str, np.ndarray]:
     """Ray task body: load a member's final checkpoint; return its val and test probabilities
     (``tta``: the views averaged, see prediction.tta_views), on Keras' ``backend``."""
-    from committee.prediction import predict_proba
+    from committee.prediction import load_model, predict_proba
 
     backends.configure(backend, threads=threads)
     with checkpoint.as_directory() as folder:
-        model, _ = load_checkpoint(folder)
+        model = load_model(Path(folder) / MODEL_FILE)
     return {"val": predict_proba(model, data["x_val"], tta=tta),
             "test": predict_proba(model, test["x_test"], tta=tta)}
 

@@ -8,9 +8,22 @@ import numpy as np
 
 
 def load_model(path: str | os.PathLike):
-    """Load a ``.keras`` file in Keras' safe mode: no arbitrary code runs from the file."""
+    """Load a ``.keras`` file in Keras' safe mode (no arbitrary code runs from the file), with
+    the weights it predicts with (:func:`averaged_weights`)."""
     import keras
-    return keras.models.load_model(path, safe_mode=True)
+    return averaged_weights(keras.models.load_model(path, safe_mode=True))
+
+
+def averaged_weights(model):
+    """``model`` with its optimizer's moving average of the weights in place of the weights,
+    where it keeps one (a member with ``ema_momentum`` > 0: its checkpoints hold the raw
+    weights to resume from, the average beside them); otherwise ``model`` unchanged. Keras'
+    ``fit`` does the same at its end (``finalize_variable_values``); doing it twice is harmless."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if getattr(optimizer, "use_ema", False) and getattr(optimizer, "built", False):
+        optimizer.finalize_variable_values(model.trainable_variables)
+    return model
 
 
 _SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows, columns), in pixels

@@ -243,12 +243,16 @@ def effective_precision(requested: str) -> str:
     return "float32"
 
 
-def make_optimizer(name: str, learning_rate: float):
+def make_optimizer(name: str, learning_rate: float, ema_momentum: float = 0.0):
+    """Keras' optimizer ``name`` (one of members.OPTIMIZERS) at ``learning_rate``; with
+    ``ema_momentum`` > 0 it also keeps the weights' exponential moving average (its
+    variables are saved with the model, so a resumed member continues the same average)."""
     import keras
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop,
                "adamw": keras.optimizers.AdamW}
-    return classes[name](learning_rate=learning_rate)
+    ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+    return classes[name](learning_rate=learning_rate, **ema)
 
 
 def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto",
@@ -259,8 +263,8 @@ def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="
     import keras
     model = spec.build(precision or effective_precision(spec.precision))
     model.compile(
-        optimizer=make_optimizer(spec.optimizer, spec.learning_rate),
-        loss="categorical_crossentropy",
+        optimizer=make_optimizer(spec.optimizer, spec.learning_rate, spec.ema_momentum),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
         metrics=["accuracy", keras.metrics.Precision(name="precision"),
                  keras.metrics.Recall(name="recall")],
         steps_per_execution=steps_per_execution,
@@ -334,7 +338,10 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
         lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec)))
     budget = ([TimeBudget(spec, state, time_budget_s, predict_images, n_val)]
               if time_budget_s is not None else [])
-    return [keras.callbacks.TerminateOnNaN(), schedule, *budget, early_stopping,
+    # Validation sees the moving average of the weights, as the predictions will; the
+    # checkpoints keep the raw weights (the average is in the optimizer's state).
+    ema = [keras.callbacks.SwapEMAWeights()] if spec.ema_momentum > 0 else []
+    return [keras.callbacks.TerminateOnNaN(), *ema, schedule, *budget, early_stopping,
             Recorder(spec, state, early_stopping, on_epoch_end)]
 
 

@@ -61,6 +61,10 @@ def test_seed_schedule_matches_the_notebook_recursion():
     ({"epochs": 2.5}, "epochs 2.5 must be an integer > 0"),
     ({"precision": "float16"}, "precision 'float16' is unknown; expected one of float32, "),
     ({"tta": True}, "tta True is unknown; expected one of none, mirror, mirror\\+shifts"),
+    ({"label_smoothing": 1.0}, "label smoothing 1.0 must be a number in \\[0, 1\\)"),
+    ({"label_smoothing": -0.1}, "label smoothing -0.1 must be a number in \\[0, 1\\)"),
+    ({"ema_momentum": 1}, "ema momentum 1 must be a number in \\[0, 1\\)"),
+    ({"ema_momentum": "0.99"}, "ema momentum '0.99' must be a number in \\[0, 1\\)"),
 ])
 def test_spec_validation_names_the_value(changes, message):
     with pytest.raises(ValueError, match=message):

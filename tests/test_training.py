@@ -271,3 +271,59 @@ def test_the_state_records_the_precision_used_and_the_device(small):
     assert state.precision == effective_precision("mixed_float16")
     assert state.device["cpu"] == training.cpu_model()
     assert state.device["gpus"] == training.gpu_names()
+
+
+def test_label_smoothing_reaches_the_loss(small):
+    spec = members.SEED_PRESET[0].with_overrides(label_smoothing=0.2)
+    model = compile_member(spec)
+    targets = training.one_hot(small.y_val[:8])
+    sure = np.where(targets > 0, 1.0, 0.0).astype(np.float32)  # certain and right
+    # Smoothed targets are 0.2/10 = 0.02 for the wrong classes: a certain, right answer
+    # still costs their cross-entropy, where plain cross-entropy would give ~0.
+    assert float(model.loss(targets, np.clip(sure, 1e-7, 1))) > 1.0
+
+
+def test_the_moving_average_is_what_validation_and_predictions_see(small, tmp_path):
+    """With ema_momentum, checkpoints keep the raw weights (to resume from) and the average
+    beside them; prediction.load_model, like fit's end, predicts with the average; and a
+    member resumed from a checkpoint continues the same average, ending where an
+    uninterrupted one ends."""
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=2, ema_momentum=0.9, batch_size=64,
+                                                   precision="float32")
+    saved = {}
+
+    def keep(epoch, logs, model, state):
+        saved[epoch] = save_checkpoint(tmp_path / f"epoch{epoch}", model, state)
+
+    model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                                seed=3, on_epoch_end=keep, verbose=0)
+    raw, _ = load_checkpoint(saved[1])
+    averaged = load_model(saved[1] / training.MODEL_FILE)
+    for kept, avg, final in zip(raw.trainable_weights, averaged.trainable_weights,
+                                model.trainable_weights):
+        np.testing.assert_allclose(avg.numpy(), final.numpy(), atol=1e-6)
+    assert not all(np.allclose(k.numpy(), a.numpy()) for k, a in
+                   zip(raw.trainable_weights, averaged.trainable_weights))  # not the average
+    # Validation was scored with the averaged weights: the last val_accuracy is theirs.
+    val = float(np.mean(predict_proba(averaged, small.x_val).argmax(1) == small.y_val))
+    assert state.history["val_accuracy"][-1] == pytest.approx(val, abs=1e-6)
+
+
+
+def test_a_resumed_member_continues_its_moving_average(small, tmp_path):
+    # A momentum this close to 1 keeps the average at the first step's weights, far from
+    # where training goes: restarted at the resumed weights, it would be near those instead.
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=2, ema_momentum=0.999999,
+                                                   precision="float32")
+    folder = tmp_path / "ckpt"  # saved as the Ray layer saves it: at the epoch's end
+    train_member(spec.with_overrides(epochs=1), small.x_train, small.y_train, small.x_val,
+                 small.y_val, verbose=0,
+                 on_epoch_end=lambda e, logs, model, state: save_checkpoint(folder, model, state))
+    gap = lambda a, b: max(float(np.abs(x.numpy() - y.numpy()).max())
+                           for x, y in zip(a.trainable_weights, b.trainable_weights))
+    average, raw = load_model(folder / training.MODEL_FILE), load_checkpoint(folder)[0]
+    moved = gap(average, raw)  # what one epoch moved the weights from the first step's
+    assert moved > 1e-3
+    resumed, _ = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
+                              resume=load_checkpoint(folder), verbose=0)
+    assert gap(resumed, average) < moved / 10 < gap(resumed, raw)
