@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from committee.members import PRESETS, MemberSpec
+from committee.members import LATER_FIELDS, PRESETS, MemberSpec
 
 MAX_SEED = 2**32 - 1
 FORMAT = 1  # bumped when the identity's fields change meaning
@@ -48,8 +48,11 @@ def member_identity(spec: MemberSpec, seed: int, data: Mapping[str, Any],
                     time_budget_s: float | None) -> dict[str, Any]:
     """What determines one member's weights and probabilities: its resolved spec (overrides
     applied; ``expected_params`` left out, it is documentation), its seed, the data and split
-    (``data``: see :func:`run_identity`) and its time budget in seconds (None: no budget)."""
-    fields = {k: v for k, v in spec.to_dict().items() if k != "expected_params"}
+    (``data``: see :func:`run_identity`) and its time budget in seconds (None: no budget).
+    A field added later (members.LATER_FIELDS) is left out at the value that trains as before
+    it existed, so identities recorded before it still match."""
+    fields = {k: v for k, v in spec.to_dict().items() if k != "expected_params"
+              and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
     return {"spec": fields, "seed": seed, "data": dict(data), "time_budget_s": time_budget_s}
 
 
@@ -96,9 +99,17 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
           _plain({k: v for k, v in new.items() if k != "members"}), "", out)
     for name in old_members:
         if name in new_members:
-            _diff(_plain(old_members[name]), _plain(new_members[name]), f"{name}.", out,
-                  skip=("data",))  # the run's data is compared once, above
+            _diff(_spelled_out(old_members[name]), _spelled_out(new_members[name]),
+                  f"{name}.", out, skip=("data",))  # the run's data is compared once, above
     return out
+
+
+def _spelled_out(member: Mapping[str, Any]) -> Any:
+    """A member's identity with the later fields it leaves out at their values put back."""
+    member = _plain(member)
+    if isinstance(member, dict) and isinstance(member.get("spec"), dict):
+        member["spec"] = {**LATER_FIELDS, **member["spec"]}
+    return member
 
 
 def _diff(old: Any, new: Any, path: str, out: list[str], skip: tuple[str, ...] = ()) -> None:

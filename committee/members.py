@@ -118,6 +118,12 @@ class MemberSpec:
         return asdict(self)
 
 
+# Fields added after run folders began recording their members' specs, each with the value
+# that trains as before it existed: at that value a run's identity leaves it out
+# (identity.member_identity), so an unfinished run made before it still resumes.
+LATER_FIELDS: dict[str, Any] = {"label_smoothing": 0.0, "ema_momentum": 0.0}
+
+
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 

@@ -61,3 +61,16 @@ def test_the_backend_is_part_of_a_runs_identity():
     old, new = _identity(), _identity(backend="jax")
     assert old["backend"] == "tensorflow"
     assert identity.differences(old, new) == ["backend: tensorflow -> jax"]
+
+
+def test_a_field_added_later_is_in_the_identity_only_when_it_changes_training():
+    from committee.members import LATER_FIELDS
+    plain = identity.member_identity(select_members("seed", ["model1"])[0], 0, {}, None)
+    assert not set(LATER_FIELDS) & set(plain["spec"])  # as recorded before the fields existed
+    smoothed = select_members("seed", ["model1"])[0].with_overrides(label_smoothing=0.1,
+                                                                    ema_momentum=0.99)
+    changed = identity.member_identity(smoothed, 0, {}, None)
+    assert changed["spec"]["label_smoothing"] == 0.1 and changed["spec"]["ema_momentum"] == 0.99
+    old = {"members": {"model1": plain}}
+    assert identity.differences(old, {"members": {"model1": changed}}) == [
+        "model1.ema_momentum: 0 -> 0.99", "model1.label_smoothing: 0 -> 0.1"]
