@@ -19,6 +19,7 @@ model3     adagrad    0.001       64      99,946 (99,498 trainable)
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
@@ -121,7 +122,8 @@ class MemberSpec:
 # Fields added after run folders began recording their members' specs, each with the value
 # that trains as before it existed: at that value a run's identity leaves it out
 # (identity.member_identity), so an unfinished run made before it still resumes.
-LATER_FIELDS: dict[str, Any] = {"label_smoothing": 0.0, "ema_momentum": 0.0}
+LATER_FIELDS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(MemberSpec)
+                                if f.name in ("label_smoothing", "ema_momentum")}
 
 
 def _is_number(value) -> bool:
