@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import numpy as np
+
 from committee.data import NUM_CLASSES
 
 INPUT_SHAPE = (28, 28, 1)
@@ -84,15 +86,23 @@ def build_vgg(width: int = 16, dropout: float = 0.2):
     return keras.Sequential(stack, name="vgg")
 
 
-def build_resnet(width: int = 24, stem: int = 16):
+def build_resnet(width: int = 24, stem: int = 16, whiten: int = 0):
     """A small pre-activation ResNet: a Conv3(``stem``) stem at 28x28, then three stages
     (``width``, 2x, 4x) of one residual block each, every stage halving the resolution
     (14, 7, 4), global average pooling. Nothing but the stem works at 28x28: on a 2-core CPU a
-    stage at that size sets the time per step (figures: docs/strong-preset-log.md)."""
+    stage at that size sets the time per step (figures: docs/strong-preset-log.md).
+
+    ``whiten`` > 0 replaces the stem by a frozen whitening layer over ``whiten`` x ``whiten``
+    patches (2 * whiten**2 filters, named ``"whitening"``), whose kernel
+    :func:`whitening_kernel` sets from the training images before training starts."""
     import keras
     from keras import layers
     inputs = keras.Input(INPUT_SHAPE)
-    x = layers.Conv2D(stem, 3, padding="same", use_bias=False)(inputs)
+    if whiten:
+        x = layers.Conv2D(2 * whiten ** 2, whiten, padding="same", use_bias=False,
+                          trainable=False, name=WHITENING_LAYER)(inputs)
+    else:
+        x = layers.Conv2D(stem, 3, padding="same", use_bias=False)(inputs)
     for filters in (width, 2 * width, 4 * width):
         y = layers.Activation("relu")(layers.BatchNormalization()(x))
         shortcut = layers.Conv2D(filters, 1, strides=2, use_bias=False)(y)
@@ -104,6 +114,42 @@ def build_resnet(width: int = 24, stem: int = 16):
     x = layers.GlobalAveragePooling2D()(x)
     outputs = _classifier(layers)(x)
     return keras.Model(inputs, outputs, name="resnet")
+
+
+WHITENING_LAYER = "whitening"
+
+
+def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4) -> np.ndarray:
+    """The kernel of a patch-whitening convolution (airbench, arXiv 2404.00498): each
+    eigenvector of the ``size`` x ``size`` patches' second-moment matrix, divided by the
+    square root of its eigenvalue plus ``eps`` times the mean pixel moment, and its negative,
+    so that ReLU keeps both signs.
+
+    ``images`` float ``(n, h, w, 1)``; returns float32 ``(size, size, 1, 2 * size**2)``, the
+    largest eigenvalue's filters first. Raises ValueError when there are no patches."""
+    x = np.asarray(images, dtype=np.float64)[..., 0]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
+    patches = windows.reshape(-1, size * size)
+    if not len(patches):
+        raise ValueError(f"no {size}x{size} patches in images of shape {np.shape(images)}")
+    moment = patches.T @ patches / len(patches)
+    eigenvalues, eigenvectors = np.linalg.eigh(moment)
+    scale = eps * np.trace(moment) / len(moment)
+    filters = (eigenvectors / np.sqrt(eigenvalues + scale))[:, ::-1]  # column k: one filter
+    kernel = np.concatenate([filters, -filters], axis=1)
+    return kernel.reshape(size, size, 1, -1).astype(np.float32)
+
+
+def init_whitening(model, images: np.ndarray, max_images: int = 5000) -> bool:
+    """Set ``model``'s whitening layer, if it has one, from the first ``max_images`` of
+    ``images`` (float ``(n, 28, 28, 1)``); returns whether it had one."""
+    try:
+        layer = model.get_layer(WHITENING_LAYER)
+    except ValueError:
+        return False
+    size = layer.kernel.shape[0]
+    layer.kernel.assign(whitening_kernel(images[:max_images], size))
+    return True
 
 
 def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1):

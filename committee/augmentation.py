@@ -28,7 +28,7 @@ ERASED_AREA = (0.02, 0.2)  # the range each side's squared fraction is drawn fro
 AUGMENTATION_CONSTRAINTS = {
     "shift": Interval(float, 0, 0.5, closed="left", noun="a number"),
     "erasing": Interval(float, 0, 1, closed="both", noun="a number"),
-    "flip": Boolean(),
+    "flip": Boolean(also=("alternate",)),
 }
 
 
@@ -40,7 +40,9 @@ class Augmentation:
     of its width, with bilinear interpolation and zeros coming in at the edges
     (``RandomTranslation(shift, shift, fill_mode="constant")``); 0 turns it off.
     ``flip``: a horizontal flip with probability 1/2 (``RandomFlip("horizontal")``; garments
-    are left-right symmetric, never flipped vertically).
+    are left-right symmetric, never flipped vertically). ``"alternate"``: each image is flipped
+    at random in the first epoch and then every other epoch, so consecutive epochs see both of
+    its sides (airbench's alternating flips, arXiv 2404.00498); the caller passes the flips.
     ``erasing``: random erasing as ``RandomErasing(factor=erasing, scale=(0.02, 0.2),
     value_range=(0, 1))`` does it: an image is erased with a probability drawn from
     ``U(0, erasing)`` (so ``erasing / 2`` on average); the box's width and height are
@@ -49,7 +51,7 @@ class Augmentation:
     """
 
     shift: float = 0.0
-    flip: bool = False
+    flip: bool | str = False
     erasing: float = 0.0
 
     def __post_init__(self):
@@ -61,11 +63,13 @@ class Augmentation:
 
 
 def augment(images: np.ndarray, augmentation: Augmentation,
-            rng: np.random.Generator) -> np.ndarray:
+            rng: np.random.Generator, flipped: np.ndarray | None = None) -> np.ndarray:
     """``images`` float ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1], augmented as
     ``augmentation`` says with draws from ``rng`` (a ``numpy.random.Generator``); a new float32
-    array of the same shape. Raises ValueError on another shape, a non-float dtype (uint8
-    images must be scaled first: data.preprocess) or non-finite values."""
+    array of the same shape. ``flipped``: bool ``(b,)``, which images to flip, required with
+    ``flip="alternate"`` (:func:`alternating_flips`) and ignored otherwise. Raises ValueError
+    on another shape, a non-float dtype (uint8 images must be scaled first: data.preprocess),
+    non-finite values, or alternating flips without ``flipped`` of shape ``(b,)``."""
     x = np.asarray(images)
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 1):
         raise ValueError(f"images of shape {x.shape}; expected (b, h, w) or (b, h, w, 1)")
@@ -81,12 +85,25 @@ def augment(images: np.ndarray, augmentation: Augmentation,
     if channel:
         x = x[..., 0]
     x = translate(x, augmentation.shift, rng) if augmentation.shift > 0 else x.copy()
-    if augmentation.flip:
+    if augmentation.flip == "alternate":
+        if flipped is None or np.shape(flipped) != (len(x),):
+            raise ValueError(f"alternating flips need `flipped` of shape ({len(x)},), got "
+                             f"{None if flipped is None else np.shape(flipped)}")
+        flipped = np.asarray(flipped, dtype=bool)
+        x[flipped] = x[flipped, :, ::-1]
+    elif augmentation.flip:
         flipped = rng.random(len(x)) < 0.5
         x[flipped] = x[flipped, :, ::-1]
     if augmentation.erasing > 0:
         x = erase(x, augmentation.erasing, rng)
     return x[..., np.newaxis] if channel else x
+
+
+def alternating_flips(n: int, seed: int, epoch: int) -> np.ndarray:
+    """Which of ``n`` images are flipped in ``epoch`` (bool ``(n,)``): a seeded coin per image
+    in even epochs, its opposite in odd ones."""
+    first = np.random.default_rng([seed, 0xF11F]).random(n) < 0.5
+    return first ^ bool(epoch % 2)
 
 
 def translate(images: np.ndarray, shift: float, rng: np.random.Generator) -> np.ndarray:

@@ -10,7 +10,7 @@ import math
 import keras
 import numpy as np
 
-from committee.augmentation import Augmentation, augment
+from committee.augmentation import Augmentation, alternating_flips, augment
 
 
 class AugmentedBatches(keras.utils.PyDataset):
@@ -29,7 +29,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.x, self.y, self.batch_size = x, y_onehot, batch_size
         self.augmentation, self.seed, self.epoch = augmentation, seed, epoch
-        self.order = self._order()
+        self.order, self.flipped = self._order(), self._flipped()
 
     def _order(self) -> np.ndarray:
         return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.x))
@@ -40,8 +40,16 @@ class AugmentedBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
-        return augment(self.x[rows], self.augmentation, rng), self.y[rows]
+        flipped = self.flipped[rows] if self.flipped is not None else None
+        return augment(self.x[rows], self.augmentation, rng, flipped), self.y[rows]
 
     def on_epoch_end(self) -> None:
         self.epoch += 1
         self.order = self._order()
+        self.flipped = self._flipped()
+
+    def _flipped(self) -> np.ndarray | None:
+        """Each image's flip this epoch, for alternating flips (indexed like ``x``)."""
+        if self.augmentation.flip != "alternate":
+            return None
+        return alternating_flips(len(self.x), self.seed, self.epoch)

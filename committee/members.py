@@ -29,7 +29,9 @@ from committee.augmentation import AUGMENTATION_CONSTRAINTS
 from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
 from committee.validation import Interval, Options, check
 
-OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw")
+# "nesterov": SGD with Nesterov momentum 0.9 and decoupled weight decay 5e-4, the optimizer of
+# the fast CIFAR-10 recipes (airbench, Page's DAWNBench ResNet); "sgd" is plain SGD.
+OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw", "nesterov")
 
 
 # --------------------------------------------------------------------------- learning rate
@@ -77,7 +79,7 @@ class MemberSpec:
     # Training-time augmentation of each batch (augmentation.Augmentation): the largest
     # translation as a fraction of the side, horizontal flips, random erasing's factor.
     shift: float = 0.0
-    flip: bool = False
+    flip: bool | str = False  # or "alternate" (augmentation.Augmentation)
     erasing: float = 0.0
     # Label smoothing of the cross-entropy's targets (keras.losses.CategoricalCrossentropy).
     label_smoothing: float = 0.0

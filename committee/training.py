@@ -23,6 +23,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from committee import architectures
 from committee.data import NUM_CLASSES
 from committee.identity import resume_seed
 from committee.log import MEMBER, logger
@@ -252,6 +253,9 @@ def make_optimizer(name: str, learning_rate: float, ema_momentum: float = 0.0):
                "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop,
                "adamw": keras.optimizers.AdamW}
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
+    if name == "nesterov":
+        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
+                                    weight_decay=5e-4, **ema)
     return classes[name](learning_rate=learning_rate, **ema)
 
 
@@ -383,6 +387,7 @@ def train_member(
     else:
         precision = effective_precision(spec.precision)
         model = compile_member(spec, steps_per_execution, precision=precision)
+        architectures.init_whitening(model, x_train)  # a frozen layer set from the data, if any
         state = TrainState(precision=precision)
     if state.precision is None:  # a checkpoint saved before the field existed
         state.precision = effective_precision(spec.precision)

@@ -114,13 +114,18 @@ class Options:
 
 
 class Boolean:
-    """True or False (not 0 or 1)."""
+    """True or False (not 0 or 1), or one of the strings ``also``."""
+
+    def __init__(self, also: tuple[str, ...] = ()):
+        self.also = tuple(also)
 
     def accepts(self, value: Any) -> bool:
-        return isinstance(value, bool)
+        return isinstance(value, bool) or (isinstance(value, str) and value in self.also)
 
     def describe(self, value: Any) -> str:
-        return f"{value!r} must be true or false"
+        if not self.also:
+            return f"{value!r} must be true or false"
+        return f"{value!r} must be true, false or {', '.join(map(repr, self.also))}"
 
 
 Constraint = Interval | Options | Boolean

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 
 from committee import members
-from committee.augmentation import Augmentation, augment, erase, translate
+from committee.augmentation import (Augmentation, alternating_flips, augment, erase,
+                                    translate)
 
 N = 4000
 
@@ -118,6 +119,38 @@ def test_training_batches_are_reshuffled_each_epoch_and_a_resumed_epoch_repeats_
                                   y.sum(axis=0))
 
 
+def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs():
+    """airbench's alternating flips: a coin per image in epoch 0, then the other side every
+    other epoch, whatever the order the batches take; a resumed epoch repeats them."""
+    from committee.training import augmented_batches, one_hot
+    spec = members.STRONG_PRESET[0].with_overrides(batch_size=50, flip="alternate", shift=0.0,
+                                                   erasing=0.0)
+    x = _impulses(200, row=3, col=5)
+    y = one_hot(np.arange(200) % 10)
+    batches = augmented_batches(spec, x, y, seed=7, epoch=0)
+
+    def flips_by_image(batches):
+        # which image each row is: the batch's rows in the epoch's order
+        seen = np.zeros(200, bool)
+        for i in range(len(batches)):
+            rows = batches.order[i * 50:(i + 1) * 50]
+            seen[rows] = batches[i][0][:, 3, 22, 0] == 1
+        return seen
+
+    epochs = []
+    for _ in range(3):
+        epochs.append(flips_by_image(batches))
+        batches.on_epoch_end()
+    assert 0.35 < epochs[0].mean() < 0.65
+    np.testing.assert_array_equal(epochs[1], ~epochs[0])
+    np.testing.assert_array_equal(epochs[2], epochs[0])
+    np.testing.assert_array_equal(epochs[0], alternating_flips(200, 7, 0))
+    np.testing.assert_array_equal(flips_by_image(augmented_batches(spec, x, y, seed=7, epoch=1)),
+                                  epochs[1])
+    with pytest.raises(ValueError, match=r"alternating flips need `flipped` of shape \(4,\)"):
+        augment(x[:4], Augmentation(flip="alternate"), np.random.default_rng(0))
+
+
 def test_strong_members_augment_their_batches_and_their_models_hold_no_random_layers():
     for spec in members.STRONG_PRESET:
         assert spec.augmentation == Augmentation(shift=0.05, flip=True, erasing=0.1)
@@ -131,7 +164,8 @@ def test_strong_members_augment_their_batches_and_their_models_hold_no_random_la
     ("shift", 0.5, r"shift 0.5 must be a number in \[0, 0.5\)"),
     ("shift", -0.1, r"shift -0.1 must be a number in \[0, 0.5\)"),
     ("erasing", 1.5, r"erasing 1.5 must be a number in \[0, 1\]"),
-    ("flip", "yes", r"flip 'yes' must be true or false"),
+    ("flip", "yes", r"flip 'yes' must be true, false or 'alternate'"),
+    ("flip", 1, r"flip 1 must be true, false or 'alternate'"),
 ])
 def test_augmentation_settings_are_checked_in_the_spec(field, value, message):
     with pytest.raises(ValueError, match=message):
@@ -157,6 +191,7 @@ def test_augment_refuses_what_it_cannot_augment(images, message):
     ({"shift": float("inf")}, r"augmentation shift inf"),
     ({"erasing": 5.0}, r"augmentation erasing 5.0 must be a number in \[0, 1\]"),
     ({"flip": "no"}, r"augmentation flip 'no'"),
+    ({"flip": 0}, r"augmentation flip 0 must be true, false or 'alternate'"),
 ])
 def test_an_augmentation_is_checked_when_made(settings, message):
     with pytest.raises(ValueError, match=message):

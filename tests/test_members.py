@@ -114,6 +114,47 @@ def test_strong_resnet_works_at_28x28_in_its_stem_only():
     assert [layer.filters for layer in full_size] == [16]
 
 
+@pytest.mark.parametrize("size", [2, 3])
+def test_a_whitening_stem_whitens_the_training_patches_and_stays_frozen(size, dataset,
+                                                                         tmp_path):
+    """resnet with arch.whiten=k: a frozen k x k layer, set when training starts, whose
+    responses to the training images have unit second moment and none in common (airbench's
+    whitening, its ReLU seeing each direction with both signs); it survives a checkpoint."""
+    from committee import data
+    from committee.training import load_checkpoint, save_checkpoint, train_member
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=1, batch_size=128,
+                                                   arch_params={"whiten": size})
+    model, state = train_member(spec, split.x_train, split.y_train, split.x_val, split.y_val,
+                                verbose=0)
+    layer = model.get_layer(architectures.WHITENING_LAYER)
+    assert not layer.trainable and layer.filters == 2 * size ** 2
+    np.testing.assert_allclose(np.asarray(layer.kernel),
+                               architectures.whitening_kernel(split.x_train, size), rtol=1e-5)
+    save_checkpoint(tmp_path, model, state)
+    restored, _ = load_checkpoint(tmp_path)
+    np.testing.assert_array_equal(
+        np.asarray(restored.get_layer(architectures.WHITENING_LAYER).kernel), layer.kernel)
+    kernel = np.asarray(layer.kernel).reshape(size * size, -1)
+    np.testing.assert_allclose(kernel[:, size ** 2:], -kernel[:, :size ** 2])
+    x = split.x_train[..., 0].astype(np.float64)
+    patches = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
+    responses = patches.reshape(-1, size * size) @ kernel[:, :size ** 2]
+    moment = responses.T @ responses / len(responses)
+    np.testing.assert_allclose(moment, np.eye(size * size), atol=0.05)
+    assert not architectures.init_whitening(architectures.build_resnet(), split.x_train)
+    with pytest.raises(ValueError, match=r"no 3x3 patches in images of shape \(0, 28, 28, 1\)"):
+        architectures.whitening_kernel(np.zeros((0, 28, 28, 1), np.float32), 3)
+
+
+def test_nesterov_is_sgd_with_nesterov_momentum_and_weight_decay():
+    from committee.training import make_optimizer
+    optimizer = make_optimizer("nesterov", 0.05, ema_momentum=0.99)
+    assert type(optimizer).__name__ == "SGD" and optimizer.nesterov
+    assert optimizer.momentum == 0.9 and optimizer.weight_decay == 5e-4 and optimizer.use_ema
+    assert not make_optimizer("sgd", 0.05).nesterov
+
+
 def test_cosine_schedule_warms_up_then_decays():
     spec = members.STRONG_PRESET[0]
     rates = [spec.learning_rate_at(e) for e in range(spec.epochs)]
