@@ -29,8 +29,9 @@ from committee.augmentation import AUGMENTATION_CONSTRAINTS
 from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
 from committee.validation import Interval, Options, check
 
-# "nesterov": SGD with Nesterov momentum 0.9 and decoupled weight decay 5e-4, the optimizer of
-# the fast CIFAR-10 recipes (airbench, Page's DAWNBench ResNet); "sgd" is plain SGD.
+# "nesterov": SGD with Nesterov momentum 0.9, the optimizer of the fast CIFAR-10 recipes
+# (airbench, Page's DAWNBench ResNet), with Keras' decoupled weight decay 5e-3, which shrinks
+# the weights as much per step as their coupled 5e-4 does under that momentum; "sgd" is plain.
 OPTIMIZERS = ("adam", "sgd", "adagrad", "rmsprop", "adamw", "nesterov")
 
 

@@ -255,7 +255,7 @@ def make_optimizer(name: str, learning_rate: float, ema_momentum: float = 0.0):
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
     if name == "nesterov":
         return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=5e-4, **ema)
+                                    weight_decay=5e-3, **ema)
     return classes[name](learning_rate=learning_rate, **ema)
 
 

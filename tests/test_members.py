@@ -151,7 +151,7 @@ def test_nesterov_is_sgd_with_nesterov_momentum_and_weight_decay():
     from committee.training import make_optimizer
     optimizer = make_optimizer("nesterov", 0.05, ema_momentum=0.99)
     assert type(optimizer).__name__ == "SGD" and optimizer.nesterov
-    assert optimizer.momentum == 0.9 and optimizer.weight_decay == 5e-4 and optimizer.use_ema
+    assert optimizer.momentum == 0.9 and optimizer.weight_decay == 5e-3 and optimizer.use_ema
     assert not make_optimizer("sgd", 0.05).nesterov
 
 
