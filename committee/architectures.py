@@ -70,16 +70,18 @@ def _classifier(layers):
     return layers.Dense(NUM_CLASSES, activation="softmax", dtype="float32")
 
 
-def build_vgg(width: int = 16, dropout: float = 0.2):
+def build_vgg(width: int = 16, dropout: float = 0.2, whiten: int = 0):
     """VGG-style: two blocks (``width``, then 2x filters) of (Conv3-BN-ReLU) x2 + MaxPool, then
-    Dense(256)."""
+    Dense(256). ``whiten`` > 0: the first convolution is a frozen whitening layer
+    (:func:`whitening_layer`)."""
     import keras
     from keras import layers
     stack = [keras.Input(INPUT_SHAPE)]
     for filters in (width, 2 * width):
         for _ in range(2):
-            stack += [layers.Conv2D(filters, 3, padding="same", use_bias=False),
-                      layers.BatchNormalization(), layers.Activation("relu")]
+            conv = (whitening_layer(whiten) if whiten and len(stack) == 1
+                    else layers.Conv2D(filters, 3, padding="same", use_bias=False))
+            stack += [conv, layers.BatchNormalization(), layers.Activation("relu")]
         stack += [layers.MaxPooling2D(2), layers.Dropout(dropout / 2)]
     stack += [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(dropout),
               _classifier(layers)]
@@ -92,15 +94,12 @@ def build_resnet(width: int = 24, stem: int = 16, whiten: int = 0):
     (14, 7, 4), global average pooling. Nothing but the stem works at 28x28: on a 2-core CPU a
     stage at that size sets the time per step (figures: docs/strong-preset-log.md).
 
-    ``whiten`` > 0 replaces the stem by a frozen whitening layer over ``whiten`` x ``whiten``
-    patches (2 * whiten**2 filters, named ``"whitening"``), whose kernel
-    :func:`whitening_kernel` sets from the training images before training starts."""
+    ``whiten`` > 0 replaces the stem by a frozen whitening layer (:func:`whitening_layer`)."""
     import keras
     from keras import layers
     inputs = keras.Input(INPUT_SHAPE)
     if whiten:
-        x = layers.Conv2D(2 * whiten ** 2, whiten, padding="same", use_bias=False,
-                          trainable=False, name=WHITENING_LAYER)(inputs)
+        x = whitening_layer(whiten)(inputs)
     else:
         x = layers.Conv2D(stem, 3, padding="same", use_bias=False)(inputs)
     for filters in (width, 2 * width, 4 * width):
@@ -117,6 +116,15 @@ def build_resnet(width: int = 24, stem: int = 16, whiten: int = 0):
 
 
 WHITENING_LAYER = "whitening"
+
+
+def whitening_layer(size: int):
+    """A frozen convolution over ``size`` x ``size`` patches with ``2 * size**2`` filters,
+    named ``"whitening"``, to be set from the training images by :func:`init_whitening` (the
+    trainer does it before the first epoch): airbench's first layer (arXiv 2404.00498)."""
+    from keras import layers
+    return layers.Conv2D(2 * size ** 2, size, padding="same", use_bias=False, trainable=False,
+                         name=WHITENING_LAYER)
 
 
 def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4) -> np.ndarray:
@@ -152,16 +160,19 @@ def init_whitening(model, images: np.ndarray, max_images: int = 5000) -> bool:
     return True
 
 
-def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1):
+def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1, whiten: int = 0):
     """Wide and shallow: Conv5(filters) -> pool -> Conv3(filters) -> pool -> Conv3(top) at 7x7,
     each with BN, then Flatten -> Dense(256). Its one 7x7 layer costs little: the 28x28 layer
-    sets the time per step (on a 2-core AVX2 CPU, 32 filters train 2x faster than 48 or 64)."""
+    sets the time per step (on a 2-core AVX2 CPU, 32 filters train 2x faster than 48 or 64).
+    ``whiten`` > 0: the Conv5 is a frozen whitening layer instead (:func:`whitening_layer`;
+    ``whiten=4`` has as many filters, 32)."""
     import keras
     from keras import layers
     stack = [keras.Input(INPUT_SHAPE)]
     for size, width, pool in ((5, filters, True), (3, filters, True), (3, top, False)):
-        stack += [layers.Conv2D(width, size, padding="same", use_bias=False),
-                  layers.BatchNormalization(), layers.Activation("relu")]
+        conv = (whitening_layer(whiten) if whiten and len(stack) == 1
+                else layers.Conv2D(width, size, padding="same", use_bias=False))
+        stack += [conv, layers.BatchNormalization(), layers.Activation("relu")]
         if pool:
             stack.append(layers.MaxPooling2D(2))
     stack += [layers.Dropout(dropout / 2), layers.Flatten(),

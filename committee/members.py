@@ -176,8 +176,10 @@ _STRONG = dict(optimizer="adamw", batch_size=64, epochs=30, patience=30, schedul
                erasing=0.1)
 STRONG_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("vgg", "vgg", learning_rate=0.002, expected_params=420_890, **_STRONG),
-    MemberSpec("resnet", "resnet", learning_rate=0.002, expected_params=172_826, **_STRONG),
-    MemberSpec("wide", "wide", learning_rate=0.001, expected_params=1_656_106, **_STRONG),
+    MemberSpec("resnet", "resnet", learning_rate=0.002, arch_params={"whiten": 3},
+               expected_params=173_332, **_STRONG),
+    MemberSpec("wide", "wide", learning_rate=0.001, arch_params={"whiten": 4},
+               expected_params=1_655_818, **_STRONG),
 )
 
 PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET, "strong": STRONG_PRESET}

@@ -114,17 +114,18 @@ def test_strong_resnet_works_at_28x28_in_its_stem_only():
     assert [layer.filters for layer in full_size] == [16]
 
 
-@pytest.mark.parametrize("size", [2, 3])
-def test_a_whitening_stem_whitens_the_training_patches_and_stays_frozen(size, dataset,
+@pytest.mark.parametrize("member, size", [("resnet", 2), ("vgg", 3), ("wide", 4)])
+def test_a_whitening_stem_whitens_the_training_patches_and_stays_frozen(member, size, dataset,
                                                                          tmp_path):
-    """resnet with arch.whiten=k: a frozen k x k layer, set when training starts, whose
+    """A strong member with arch.whiten=k: its first layer a frozen k x k one, set when
+    training starts, whose
     responses to the training images have unit second moment and none in common (airbench's
     whitening, its ReLU seeing each direction with both signs); it survives a checkpoint."""
     from committee import data
     from committee.training import load_checkpoint, save_checkpoint, train_member
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
-    spec = members.STRONG_PRESET[1].with_overrides(epochs=1, batch_size=128,
-                                                   arch_params={"whiten": size})
+    (spec,) = members.select_members("strong", [member])
+    spec = spec.with_overrides(epochs=1, batch_size=128, arch_params={"whiten": size})
     model, state = train_member(spec, split.x_train, split.y_train, split.x_val, split.y_val,
                                 verbose=0)
     layer = model.get_layer(architectures.WHITENING_LAYER)
