@@ -73,7 +73,7 @@ def _classifier(layers):
 def build_vgg(width: int = 16, dropout: float = 0.2, whiten: int = 0):
     """VGG-style: two blocks (``width``, then 2x filters) of (Conv3-BN-ReLU) x2 + MaxPool, then
     Dense(256). ``whiten`` > 0: the first convolution is a frozen whitening layer
-    (:func:`whitening_layer`)."""
+    (:func:`whitening_layer`) instead of a learned one of ``width`` filters."""
     import keras
     from keras import layers
     stack = [keras.Input(INPUT_SHAPE)]
@@ -94,7 +94,8 @@ def build_resnet(width: int = 24, stem: int = 16, whiten: int = 0):
     (14, 7, 4), global average pooling. Nothing but the stem works at 28x28: on a 2-core CPU a
     stage at that size sets the time per step (figures: docs/strong-preset-log.md).
 
-    ``whiten`` > 0 replaces the stem by a frozen whitening layer (:func:`whitening_layer`)."""
+    ``whiten`` > 0 replaces the stem (and so ``stem``) by a frozen whitening layer
+    (:func:`whitening_layer`)."""
     import keras
     from keras import layers
     inputs = keras.Input(INPUT_SHAPE)
@@ -120,37 +121,57 @@ WHITENING_LAYER = "whitening"
 
 def whitening_layer(size: int):
     """A frozen convolution over ``size`` x ``size`` patches with ``2 * size**2`` filters,
-    named ``"whitening"``, to be set from the training images by :func:`init_whitening` (the
-    trainer does it before the first epoch): airbench's first layer (arXiv 2404.00498)."""
+    named ``"whitening"``: float ``(b, h, w, 1)`` -> ``(b, h, w, 2 * size**2)`` ("same"
+    padding, so the resolution stays; no bias, since batch norm follows). Its kernel is set
+    from the training images by :func:`init_whitening`, which the trainer calls before the
+    first epoch: airbench's first layer (arXiv 2404.00498), there with "valid" padding and a
+    bias. Raises ValueError unless ``size`` is an integer >= 1."""
     from keras import layers
+    if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+        raise ValueError(f"arch.whiten {size!r} must be an integer >= 1 (or 0: no whitening)")
     return layers.Conv2D(2 * size ** 2, size, padding="same", use_bias=False, trainable=False,
                          name=WHITENING_LAYER)
 
 
-def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4) -> np.ndarray:
+def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4,
+                     chunk: int = 500) -> np.ndarray:
     """The kernel of a patch-whitening convolution (airbench, arXiv 2404.00498): each
-    eigenvector of the ``size`` x ``size`` patches' second-moment matrix, divided by the
-    square root of its eigenvalue plus ``eps`` times the mean pixel moment, and its negative,
-    so that ReLU keeps both signs.
+    eigenvector of the ``size`` x ``size`` patches' (uncentred) second-moment matrix,
+    divided by the square root of its eigenvalue plus ``eps`` times the mean pixel moment, and
+    its negative, so that ReLU keeps both signs. The layer's responses to these images then
+    have second moments ``eigenvalue / (eigenvalue + eps * mean moment)``, ~1, and no
+    cross-moments.
 
-    ``images`` float ``(n, h, w, 1)``; returns float32 ``(size, size, 1, 2 * size**2)``, the
-    largest eigenvalue's filters first. Raises ValueError when there are no patches."""
-    x = np.asarray(images, dtype=np.float64)[..., 0]
-    windows = np.lib.stride_tricks.sliding_window_view(x, (size, size), axis=(1, 2))
-    patches = windows.reshape(-1, size * size)
-    if not len(patches):
-        raise ValueError(f"no {size}x{size} patches in images of shape {np.shape(images)}")
-    moment = patches.T @ patches / len(patches)
-    eigenvalues, eigenvectors = np.linalg.eigh(moment)
+    ``images`` float ``(n, h, w, 1)``, summed ``chunk`` images at a time (a 4x4 patch view
+    of 5,000 images would be 400 MB at once); returns float32 ``(size, size, 1, 2 * size**2)``,
+    the largest eigenvalue's filters first. Raises ValueError on another shape, no patches,
+    or images that are all zero."""
+    x = np.asarray(images)
+    if x.ndim != 4 or x.shape[-1] != 1:
+        raise ValueError(f"images of shape {x.shape}; expected (n, h, w, 1)")
+    n_patches = x.shape[0] * max(0, x.shape[1] - size + 1) * max(0, x.shape[2] - size + 1)
+    if not n_patches:
+        raise ValueError(f"no {size}x{size} patches in images of shape {x.shape}")
+    moment = np.zeros((size * size, size * size))
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk, :, :, 0].astype(np.float64)
+        windows = np.lib.stride_tricks.sliding_window_view(part, (size, size), axis=(1, 2))
+        patches = windows.reshape(-1, size * size)
+        moment += patches.T @ patches
+    moment /= n_patches
     scale = eps * np.trace(moment) / len(moment)
+    if not scale > 0:
+        raise ValueError("the images are all zero; whitening needs training images")
+    eigenvalues, eigenvectors = np.linalg.eigh(moment)
     filters = (eigenvectors / np.sqrt(eigenvalues + scale))[:, ::-1]  # column k: one filter
     kernel = np.concatenate([filters, -filters], axis=1)
     return kernel.reshape(size, size, 1, -1).astype(np.float32)
 
 
 def init_whitening(model, images: np.ndarray, max_images: int = 5000) -> bool:
-    """Set ``model``'s whitening layer, if it has one, from the first ``max_images`` of
-    ``images`` (float ``(n, 28, 28, 1)``); returns whether it had one."""
+    """Set the whitening layer of the built ``model`` in place, if it has one, from the first
+    ``max_images`` of ``images`` (float ``(n, 28, 28, 1)``); returns whether it had one.
+    Raises ValueError as :func:`whitening_kernel` does."""
     try:
         layer = model.get_layer(WHITENING_LAYER)
     except ValueError:
@@ -165,7 +186,7 @@ def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1, whiten: 
     each with BN, then Flatten -> Dense(256). Its one 7x7 layer costs little: the 28x28 layer
     sets the time per step (on a 2-core AVX2 CPU, 32 filters train 2x faster than 48 or 64).
     ``whiten`` > 0: the Conv5 is a frozen whitening layer instead (:func:`whitening_layer`;
-    ``whiten=4`` has as many filters, 32)."""
+    ``whiten=4`` has as many filters, 32), and ``filters`` sets the second layer only."""
     import keras
     from keras import layers
     stack = [keras.Input(INPUT_SHAPE)]

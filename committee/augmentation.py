@@ -59,7 +59,7 @@ class Augmentation:
 
     @property
     def active(self) -> bool:
-        return self.shift > 0 or self.flip or self.erasing > 0
+        return bool(self.shift > 0 or self.flip or self.erasing > 0)
 
 
 def augment(images: np.ndarray, augmentation: Augmentation,
