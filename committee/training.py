@@ -12,6 +12,7 @@ A checkpoint is a folder with ``model.keras`` and ``state.json``
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -251,11 +252,10 @@ def make_optimizer(name: str, learning_rate: float, ema_momentum: float = 0.0):
     import keras
     classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
                "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop,
-               "adamw": keras.optimizers.AdamW}
+               "adamw": keras.optimizers.AdamW,
+               "nesterov": functools.partial(keras.optimizers.SGD, momentum=0.9, nesterov=True,
+                                             weight_decay=5e-3)}
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
-    if name == "nesterov":
-        return keras.optimizers.SGD(learning_rate=learning_rate, momentum=0.9, nesterov=True,
-                                    weight_decay=5e-3, **ema)
     return classes[name](learning_rate=learning_rate, **ema)
 
 
