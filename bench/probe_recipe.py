@@ -54,9 +54,12 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
 
     from committee import backend, data
-    (spec,) = members.select_members(args.preset, [args.member])
-    spec = members.apply_config(spec, {"epochs": args.epochs, "patience": args.epochs,
-                                       **dict(args.settings)})
+    try:
+        (spec,) = members.select_members(args.preset, [args.member])
+        spec = members.apply_config(spec, {"epochs": args.epochs, "patience": args.epochs,
+                                           **dict(args.settings)})
+    except ValueError as exc:
+        parser.error(str(exc))
     name = os.environ.get("KERAS_BACKEND", backend.DEFAULT)
     os.environ.update(backend.process_env(name, threads=args.threads))
     backend.configure(name, threads=args.threads)

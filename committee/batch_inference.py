@@ -6,6 +6,8 @@ actor each, the stages streaming batches into one another so that all members ru
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import sys
 import tempfile
 from pathlib import Path
@@ -16,6 +18,7 @@ from committee.cluster import Placement
 from committee.data import NUM_CLASSES
 from committee.errors import CommitteeError
 from committee import backend as backends
+
 
 class MemberLoadError(CommitteeError):
     """A member's .keras file did not load (in its batch-inference actor)."""
@@ -73,6 +76,22 @@ class MemberPredictor:
         return {**batch, self.column: predict_proba(self.model, x, tta=self.tta)}
 
 
+@contextlib.contextmanager
+def _ray_data_console(level: int = logging.WARNING):
+    """Ray Data logs each execution's start, plan and end at INFO on the driver's terminal;
+    for the block its console handlers show ``level`` and above, its log files everything."""
+    handlers = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    saved = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, level))
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, saved):
+            handler.setLevel(old)
+
+
 def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
                     placement: Placement, batch_size: int = 1024,
                     backend: str | None = None) -> dict[str, np.ndarray]:
@@ -95,26 +114,28 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
     context.execution_options.preserve_order = True  # rows come back in the input order
     context.enable_progress_bars = sys.stderr.isatty()
-    try:
-        dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
-        for name, (model_bytes, tta) in members.items():
-            dataset = dataset.map_batches(
-                MemberPredictor, batch_format="numpy", batch_size=batch_size,
-                fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
-                                       "tta": tta, "threads": placement.threads,
-                                       "backend": backend},
-                compute=ray.data.ActorPoolStrategy(size=1), runtime_env=placement.runtime_env(backend),
-                **placement.task_resources())
-        columns = [f"{name}_proba" for name in members]
-        batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
-                                                                    batch_size=None))
-    except Exception as exc:
-        load_error = _member_load_error(exc)
-        if load_error is None:
-            raise
-        raise load_error from None
-    finally:
-        context.execution_options.preserve_order, context.enable_progress_bars = saved
+    with _ray_data_console():
+        try:
+            dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+            for name, (model_bytes, tta) in members.items():
+                dataset = dataset.map_batches(
+                    MemberPredictor, batch_format="numpy", batch_size=batch_size,
+                    fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
+                                           "tta": tta, "threads": placement.threads,
+                                           "backend": backend},
+                    compute=ray.data.ActorPoolStrategy(size=1),
+                    runtime_env=placement.runtime_env(backend),
+                    **placement.task_resources())
+            columns = [f"{name}_proba" for name in members]
+            batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
+                                                                        batch_size=None))
+        except Exception as exc:
+            load_error = _member_load_error(exc)
+            if load_error is None:
+                raise
+            raise load_error from None
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
     probas = {name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
               for name in members}
     for name, proba in probas.items():

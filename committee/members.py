@@ -92,6 +92,15 @@ class MemberSpec:
         validate_spec(self)
 
     def with_overrides(self, **changes) -> "MemberSpec":
+        """This spec with ``changes`` (field name -> value) applied, validated like any spec.
+
+        Raises ValueError naming the member and the first unknown field (``member 'vgg':
+        'bogus' is not a member setting; expected one of ...``) or the first bad value."""
+        names = [f.name for f in dataclasses.fields(self)]
+        unknown = [key for key in changes if key not in names]
+        if unknown:
+            raise ValueError(f"member {self.name!r}: {unknown[0]!r} is not a member setting; "
+                             f"expected one of {', '.join(sorted(names))}")
         return replace(self, **changes)
 
     def learning_rate_at(self, epoch: int, epochs: int | None = None) -> float:
@@ -154,9 +163,25 @@ SPEC_CONSTRAINTS = {
 
 def validate_spec(spec: MemberSpec) -> None:
     """Raise ValueError naming the member, the field, the bad value and what was expected
-    (``member 'model1': batch size 0 must be an integer > 0``)."""
-    check(spec, SPEC_CONSTRAINTS,
+    (``member 'model1': batch size 0 must be an integer > 0``), or an architecture keyword
+    its builder does not take."""
+    check(spec, SPEC_CONSTRAINTS, [_check_arch_params],
           name=lambda field: f"member {spec.name!r}: {field.replace('_', ' ')}")
+
+
+def _check_arch_params(spec: MemberSpec) -> None:
+    """The builder's keywords are checked here, when the spec is made: a wrong one would
+    otherwise surface as a TypeError from inside Keras model building, in a Ray worker."""
+    import inspect
+
+    if not isinstance(spec.arch_params, dict):
+        raise ValueError(f"member {spec.name!r}: arch params {spec.arch_params!r} must be a "
+                         f"dict of the {spec.architecture} builder's keywords")
+    taken = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
+    unknown = [key for key in spec.arch_params if key not in taken]
+    if unknown:
+        raise ValueError(f"member {spec.name!r}: {spec.architecture} has no parameter "
+                         f"{unknown[0]!r}; expected one of {', '.join(taken)}")
 
 
 SEED_PRESET: tuple[MemberSpec, ...] = (
@@ -246,20 +271,13 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
 
 
 def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
-    """Raise ValueError naming the member, key and bad value of a malformed search space."""
-    import inspect
-
-    arch_params = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
+    """Raise ValueError naming the member, key and bad value of a malformed search space
+    (an ``arch.NAME`` its builder does not take included: every value is applied)."""
     fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience", "shift",
               "erasing", "label_smoothing", "ema_momentum"}
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
-        param = split_arch_key(key)
-        if param is not None:
-            if param not in arch_params:
-                raise ValueError(f"{where}: {spec.architecture} has no parameter {param!r}; "
-                                 f"expected one of {', '.join(arch_params)}")
-        elif key not in fields:
+        if split_arch_key(key) is None and key not in fields:
             raise ValueError(f"{where}: unknown field; expected one of {', '.join(sorted(fields))}"
                              f" or arch.<parameter>")
         if not isinstance(entry, (tuple, list)) or not entry or entry[0] not in SEARCH_KINDS:
@@ -287,8 +305,8 @@ def apply_config(spec: MemberSpec, config: dict[str, Any]) -> MemberSpec:
     """The spec with a (sampled) configuration applied; validated like any spec.
 
     ``config``: key -> value, a key ``arch.NAME`` setting the builder's keyword NAME
-    (:func:`split_arch_key`), any other a MemberSpec field. Raises ValueError or TypeError
-    when the result is not a valid spec.
+    (:func:`split_arch_key`), any other a MemberSpec field. Raises ValueError when a key
+    names neither, or the result is not a valid spec.
     """
     arch, fields = {}, {}
     for key, value in config.items():

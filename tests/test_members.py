@@ -65,10 +65,35 @@ def test_seed_schedule_matches_the_notebook_recursion():
     ({"label_smoothing": -0.1}, "label smoothing -0.1 must be a number in \\[0, 1\\)"),
     ({"ema_momentum": 1}, "ema momentum 1 must be a number in \\[0, 1\\)"),
     ({"ema_momentum": "0.99"}, "ema momentum '0.99' must be a number in \\[0, 1\\)"),
+    ({"bogus": 1}, "member 'model1': 'bogus' is not a member setting; expected one of "
+                   "arch_params, architecture, batch_size"),
+    ({"arch_params": {"width": 3}}, "member 'model1': model1 has no parameter 'width'; "
+                                    "expected one of dense_units, filters"),
+    ({"architecture": "vgg", "arch_params": {"stem": 8}}, "vgg has no parameter 'stem'"),
+    ({"arch_params": [("filters", 3)]}, "arch params \\[\\('filters', 3\\)\\] must be a dict"),
 ])
 def test_spec_validation_names_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
         members.SEED_PRESET[0].with_overrides(**changes)
+
+
+@pytest.mark.parametrize("setting, message", [
+    ("bogus=1", "member 'resnet': 'bogus' is not a member setting"),
+    ("arch.depth=3", "member 'resnet': resnet has no parameter 'depth'"),
+    ("flip=sideways", "member 'resnet': flip 'sideways' must be true, false or 'alternate'"),
+])
+def test_the_probe_refuses_a_bad_setting_before_training(setting, message, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / "probe_recipe.py"
+    module_spec = importlib.util.spec_from_file_location("probe_recipe", path)
+    probe = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(probe)
+    with pytest.raises(SystemExit) as exit_info:
+        probe.main(["--member", "resnet", "--set", setting, "--data-dir", "/nonexistent"])
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
 
 
 def test_select_members():

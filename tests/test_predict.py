@@ -110,6 +110,8 @@ def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(run_dir, expected,
     assert f"{files[0]}: uint8 ({N}, 28, 28): integers 0..255, divided by 255" in log
     assert f"{files[1]}: float32 ({N}, 28, 28): floats in [0, 1], used as they are" in log
     assert f"{files[2]}: IDX images uint8 ({N}, 28, 28)" in log
+    # Ray Data's INFO lines (start, plan, end of each execution) stay in its log files.
+    assert "Starting execution of Dataset" not in log and "execution finished" not in log
     table = pcsv.read_csv(out)
     assert table.num_rows == 3 * N
     assert table["input"].to_pylist() == [str(f) for f in files for _ in range(N)]
