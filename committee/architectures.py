@@ -13,6 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from committee.data import NUM_CLASSES
+from committee.validation import Interval
 
 INPUT_SHAPE = (28, 28, 1)
 
@@ -209,4 +210,13 @@ ARCHITECTURES: dict[str, Callable[..., Any]] = {
     "vgg": build_vgg,
     "resnet": build_resnet,
     "wide": build_wide,
+}
+
+# What each builder keyword may hold (committee.validation), checked when a member's spec is
+# made (members.validate_spec): a bad value would otherwise fail inside Keras, in a worker.
+_SIZE = Interval(int, 0, None, closed="neither", noun="an integer")
+ARCH_CONSTRAINTS = {
+    "filters": _SIZE, "dense_units": _SIZE, "width": _SIZE, "stem": _SIZE, "top": _SIZE,
+    "dropout": Interval(float, 0, 1, closed="left", noun="a number"),
+    "whiten": Interval(int, 0, INPUT_SHAPE[0], noun="an integer"),  # 0: no whitening layer
 }

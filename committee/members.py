@@ -24,7 +24,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
-from committee.architectures import ARCHITECTURES
+from committee.architectures import ARCH_CONSTRAINTS, ARCHITECTURES
 from committee.augmentation import AUGMENTATION_CONSTRAINTS
 from committee.prediction import TTA_MODES  # mode -> views averaged, defined with the views
 from committee.validation import Interval, Options, check
@@ -99,8 +99,10 @@ class MemberSpec:
         names = [f.name for f in dataclasses.fields(self)]
         unknown = [key for key in changes if key not in names]
         if unknown:
+            hint = (f" (a builder keyword goes in arch_params: 'arch.{unknown[0]}' in a "
+                    f"search space or --set)" if unknown[0] in ARCH_CONSTRAINTS else "")
             raise ValueError(f"member {self.name!r}: {unknown[0]!r} is not a member setting; "
-                             f"expected one of {', '.join(sorted(names))}")
+                             f"expected one of {', '.join(sorted(names))}{hint}")
         return replace(self, **changes)
 
     def learning_rate_at(self, epoch: int, epochs: int | None = None) -> float:
@@ -164,24 +166,27 @@ SPEC_CONSTRAINTS = {
 def validate_spec(spec: MemberSpec) -> None:
     """Raise ValueError naming the member, the field, the bad value and what was expected
     (``member 'model1': batch size 0 must be an integer > 0``), or an architecture keyword
-    its builder does not take."""
+    its builder does not take or a value it cannot (``architectures.ARCH_CONSTRAINTS``)."""
     check(spec, SPEC_CONSTRAINTS, [_check_arch_params],
           name=lambda field: f"member {spec.name!r}: {field.replace('_', ' ')}")
 
 
 def _check_arch_params(spec: MemberSpec) -> None:
-    """The builder's keywords are checked here, when the spec is made: a wrong one would
-    otherwise surface as a TypeError from inside Keras model building, in a Ray worker."""
+    """The builder's keywords and their values are checked here, when the spec is made: a
+    wrong one would otherwise surface from inside Keras model building, in a Ray worker."""
     import inspect
 
     if not isinstance(spec.arch_params, dict):
         raise ValueError(f"member {spec.name!r}: arch params {spec.arch_params!r} must be a "
                          f"dict of the {spec.architecture} builder's keywords")
     taken = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
-    unknown = [key for key in spec.arch_params if key not in taken]
-    if unknown:
-        raise ValueError(f"member {spec.name!r}: {spec.architecture} has no parameter "
-                         f"{unknown[0]!r}; expected one of {', '.join(taken)}")
+    for key, value in spec.arch_params.items():
+        if key not in taken:
+            raise ValueError(f"member {spec.name!r}: {spec.architecture} has no parameter "
+                             f"{key!r}; expected one of {', '.join(taken)}")
+        if not ARCH_CONSTRAINTS[key].accepts(value):
+            raise ValueError(f"member {spec.name!r}: arch.{key} "
+                             f"{ARCH_CONSTRAINTS[key].describe(value)}")
 
 
 SEED_PRESET: tuple[MemberSpec, ...] = (
@@ -293,7 +298,7 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
                 raise ValueError(f"{where}: {kind} needs two numbers low < high, got {args!r}")
             if kind == "loguniform" and args[0] <= 0:
                 raise ValueError(f"{where}: loguniform needs low > 0, got {args[0]!r}")
-            values = args
+            values = [float(a) for a in args]  # what (log)uniform samples: floats
         for value in values:  # every value must make a valid spec (types included)
             try:
                 apply_config(spec, {key: value if kind != "randint" else int(value)})

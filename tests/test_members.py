@@ -71,6 +71,16 @@ def test_seed_schedule_matches_the_notebook_recursion():
                                     "expected one of dense_units, filters"),
     ({"architecture": "vgg", "arch_params": {"stem": 8}}, "vgg has no parameter 'stem'"),
     ({"arch_params": [("filters", 3)]}, "arch params \\[\\('filters', 3\\)\\] must be a dict"),
+    ({"width": 8}, "'width' is not a member setting; .* \\(a builder keyword goes in "
+                   "arch_params: 'arch.width' in a search space or --set\\)"),
+    ({"arch_params": {"filters": "wide"}}, "arch.filters 'wide' must be an integer > 0"),
+    ({"arch_params": {"filters": 8.5}}, "arch.filters 8.5 must be an integer > 0"),
+    ({"arch_params": {"dense_units": 0}}, "arch.dense_units 0 must be an integer > 0"),
+    ({"architecture": "vgg", "arch_params": {"dropout": 1.5}},
+     "arch.dropout 1.5 must be a number in \\[0, 1\\)"),
+    ({"architecture": "resnet", "arch_params": {"whiten": -1}},
+     "arch.whiten -1 must be an integer in 0..28"),
+    ({"architecture": "resnet", "arch_params": {"whiten": True}}, "arch.whiten True must be"),
 ])
 def test_spec_validation_names_the_value(changes, message):
     with pytest.raises(ValueError, match=message):
@@ -80,6 +90,7 @@ def test_spec_validation_names_the_value(changes, message):
 @pytest.mark.parametrize("setting, message", [
     ("bogus=1", "member 'resnet': 'bogus' is not a member setting"),
     ("arch.depth=3", "member 'resnet': resnet has no parameter 'depth'"),
+    ("arch.width=wide", "member 'resnet': arch.width 'wide' must be an integer > 0"),
     ("flip=sideways", "member 'resnet': flip 'sideways' must be true, false or 'alternate'"),
 ])
 def test_the_probe_refuses_a_bad_setting_before_training(setting, message, capsys):
@@ -94,6 +105,14 @@ def test_the_probe_refuses_a_bad_setting_before_training(setting, message, capsy
         probe.main(["--member", "resnet", "--set", setting, "--data-dir", "/nonexistent"])
     assert exit_info.value.code == 2
     assert message in capsys.readouterr().err
+
+
+def test_every_builder_keyword_has_a_constraint():
+    import inspect
+    for name, builder in architectures.ARCHITECTURES.items():
+        for keyword, parameter in inspect.signature(builder).parameters.items():
+            constraint = architectures.ARCH_CONSTRAINTS[keyword]  # KeyError: add it to the table
+            assert constraint.accepts(parameter.default), (name, keyword)
 
 
 def test_select_members():

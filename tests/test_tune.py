@@ -133,10 +133,16 @@ def test_search_space_of_the_wrong_type_is_refused():
         ({"momentum": ("uniform", 0, 1)}, "'momentum': unknown field"),
         ({"learning_rate": ("normal", 0, 1)}, "kind one of loguniform"),
         ({"arch.dropout": ("uniform", "a", "b")}, "uniform needs two numbers"),
+        # values a builder cannot take are refused here, not by Keras in a trial's worker
+        ({"arch.dropout": ("uniform", 0.1, 1.5)}, "arch.dropout 1.5 must be a number in"),
+        ({"arch.dense_units": ("choice", [64, "wide"])}, "arch.dense_units 'wide' must be an"),
+        # (log)uniform samples are floats, which an integer field cannot take
+        ({"batch_size": ("uniform", 16, 64)}, "batch size 16.0 must be an integer > 0"),
+        ({"arch.dense_units": ("randint", -2, 64)}, "arch.dense_units -2 must be an integer"),
     ]:
         with pytest.raises(ValueError, match=expected):
             members.validate_space(spec, space)
-    for s in members.SEED_PRESET:
+    for s in members.SEED_PRESET + members.STRONG_PRESET:
         members.validate_space(s, members.SEARCH_SPACES[s.name])
 
 
