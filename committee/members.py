@@ -302,7 +302,7 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
         for value in values:  # every value must make a valid spec (types included)
             try:
                 apply_config(spec, {key: value if kind != "randint" else int(value)})
-            except (ValueError, TypeError) as exc:
+            except ValueError as exc:
                 raise ValueError(f"{where}: {exc}") from None
 
 
