@@ -35,9 +35,11 @@ ROOT = Path(__file__).resolve().parents[1]
 def plain_keras(args) -> None:
     """The baseline: the members one after another, in this process, no Ray."""
     sys.path.insert(0, str(ROOT))
-    from committee import data, members, scoring
-    from committee.prediction import predict_proba
-    from committee.training import train_member
+    from committee.data import fashion_mnist as data
+    from committee.ensemble import scoring
+    from committee.members import spec as members
+    from committee.training.loop import train_member
+    from committee.training.prediction import predict_proba
 
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=args.limit_train)
@@ -108,7 +110,7 @@ def main() -> None:
     print(f"plain Keras, sequential: {t_keras:.1f} s", flush=True)
     backend = os.environ.get("KERAS_BACKEND", "tensorflow")
     backend_opt = [] if backend == "tensorflow" else [f"--backend={backend}"]
-    t_ray = timed([sys.executable, "-m", "committee.cli", "run", "--output", str(work),
+    t_ray = timed([sys.executable, "-m", "committee", "run", "--output", str(work),
                    "--run-name", "ray", *backend_opt, *common], work / "ray_job.log")
     print(f"Ray job, concurrent:     {t_ray:.1f} s", flush=True)
 

@@ -32,7 +32,8 @@ STEPS = 64  # timed training steps per member
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-    from committee import backend, members
+    from committee.members import spec as members
+    from committee.training import backend
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="strong", choices=sorted(members.PRESETS))
     parser.add_argument("--members", help="comma-separated members (default: all)")
@@ -51,7 +52,7 @@ def main() -> None:
     args = parse_args()
     if args.child:
         return measure(args)
-    from committee import backend
+    from committee.training import backend
     for name in args.backends.split(","):
         if name not in backend.BACKENDS:
             sys.exit(f"--backends: {name!r} is unknown; expected some of "
@@ -67,9 +68,12 @@ def main() -> None:
 def measure(args: argparse.Namespace) -> None:
     import numpy as np
 
-    from committee import backend, data, members
-    from committee.augmentation import augment
-    from committee.training import augmented_batches, compile_member, effective_precision, one_hot
+    from committee.data import fashion_mnist as data
+    from committee.data.augmentation import augment
+    from committee.members import spec as members
+    from committee.training import backend
+    from committee.training.device import effective_precision
+    from committee.training.loop import augmented_batches, compile_member, one_hot
 
     backend.configure(args.child, threads=args.threads)
     specs = members.select_members(args.preset, args.members.split(",") if args.members else None)

@@ -39,7 +39,7 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 
 def main(argv=None) -> None:
-    from committee import members
+    from committee.members import spec as members
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="strong", choices=sorted(members.PRESETS))
     parser.add_argument("--member", required=True, help="the member to train, e.g. resnet")
@@ -53,7 +53,8 @@ def main(argv=None) -> None:
     parser.add_argument("--data-dir", help="Fashion-MNIST folder (default: as committee run)")
     args = parser.parse_args(argv)
 
-    from committee import backend, data
+    from committee.data import fashion_mnist as data
+    from committee.training import backend
     try:
         (spec,) = members.select_members(args.preset, [args.member])
         spec = members.apply_config(spec, {"epochs": args.epochs, "patience": args.epochs,
@@ -66,8 +67,8 @@ def main(argv=None) -> None:
 
     import numpy as np
 
-    from committee.prediction import predict_proba
-    from committee.training import train_member
+    from committee.training.loop import train_member
+    from committee.training.prediction import predict_proba
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train)
     started = time.perf_counter()

@@ -3,14 +3,14 @@
 :class:`CommitteeError` marks a condition the project names and explains: bad input found
 before work starts (:class:`UsageError`), a run folder, data file or search that cannot be
 used as asked, a member that diverged. Anything else raised during a run is an unexpected
-failure: exit status 1, its traceback logged (``committee.cli``). Both subclass ValueError, so
+failure: exit status 1, its traceback logged (``committee.app.cli``). Both subclass ValueError, so
 callers that caught ValueError keep working.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 
 class CommitteeError(ValueError):

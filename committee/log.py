@@ -6,7 +6,7 @@ Driver code logs plainly (``logger.info(...)``); training code marks its lines a
 - anywhere (tests, bench, a notebook, the driver): a member's line to stdout as it is, the
   driver's own to stderr as ``[committee] <message>`` (:data:`TERMINAL`, set up on import) —
   or onto the live display while the driver shows one (``TERMINAL.display``, set by
-  :func:`committee.progress.displaying`);
+  :func:`committee.app.progress.displaying`);
 - a Ray Train worker: the same, and each line also passed to the driver's display queue
   (:func:`forwarding`).
 
@@ -20,7 +20,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from typing import Callable
+from collections.abc import Callable
 
 logger = logging.getLogger("committee")
 MEMBER = {"member": True}  # ``extra`` of a line from the training code

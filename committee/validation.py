@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import argparse
 import math
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 CLOSED = ("both", "left", "right", "neither")
 

@@ -13,7 +13,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from committee.cli import OneLineParser, add_run_arguments, run_command  # noqa: E402
+from committee.app.cli import OneLineParser, add_run_arguments, run_command  # noqa: E402
 
 
 def main(argv=None) -> int:

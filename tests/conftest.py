@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from committee.cluster import free_port
+from committee.distributed.cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data" / "fashion-mnist").resolve()
@@ -27,7 +27,7 @@ def data_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def dataset(data_dir):
-    from committee import data
+    from committee.data import fashion_mnist as data
     return data.load(data_dir)
 
 
@@ -47,7 +47,7 @@ def corrupt(folder: Path, key: str, how: str) -> Path:
     import gzip
     import struct
 
-    from committee.data import FILES
+    from committee.data.fashion_mnist import FILES
     path = folder / FILES[key].name
     gz = path.read_bytes()
     if how == "delete":
@@ -87,7 +87,7 @@ def registered_checkpoints(storage: Path) -> int:
 
 
 def run_cli(*args: str, env: dict | None = None, timeout: float = 600,
-            module: str = "committee.cli") -> subprocess.CompletedProcess:
+            module: str = "committee") -> subprocess.CompletedProcess:
     """Run the command line in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
                           timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})

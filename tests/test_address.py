@@ -11,9 +11,10 @@ import sys
 import time
 
 import pytest
-
-from committee import address, cli
 from conftest import ROOT, free_port, run_cli
+
+from committee.app import cli
+from committee.distributed import address
 
 BAD_ENV = [  # (RAY_ADDRESS, expected words)
     ("999.1.1.1:notaport", "port 'notaport' is not a number in 1..65535"),
@@ -84,7 +85,7 @@ def http_server():
                 break
             except OSError:
                 if time.time() > deadline or proc.poll() is not None:
-                    raise RuntimeError("http.server did not start")
+                    raise RuntimeError("http.server did not start") from None
                 time.sleep(0.2)
         yield port
     finally:
@@ -134,7 +135,7 @@ def test_silent_port_fails_within_the_deadline(silent_server, tmp_path):
 
 def _probe_in_fresh_process(address: str, env: dict) -> subprocess.CompletedProcess:
     """check_ray_head in a new interpreter: Ray caches the auth token per process."""
-    code = ("import sys; from committee.cluster import check_ray_head\n"
+    code = ("import sys; from committee.distributed.cluster import check_ray_head\n"
             "try:\n    check_ray_head(sys.argv[1], '--address')\n"
             "except ConnectionError as exc:\n    sys.exit(f'error: {exc}')\nprint('answered')")
     return subprocess.run([sys.executable, "-c", code, address], capture_output=True,

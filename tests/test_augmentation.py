@@ -4,9 +4,14 @@ layers it replaced, and the training batches are a pure function of (seed, epoch
 import numpy as np
 import pytest
 
-from committee import members
-from committee.augmentation import (Augmentation, alternating_flips, augment, erase,
-                                    translate)
+from committee.data.augmentation import (
+    Augmentation,
+    alternating_flips,
+    augment,
+    erase,
+    translate,
+)
+from committee.members import spec as members
 
 N = 4000
 
@@ -99,7 +104,7 @@ def test_augment_is_a_pure_function_of_the_generator_and_leaves_its_input_alone(
 
 
 def test_training_batches_are_reshuffled_each_epoch_and_a_resumed_epoch_repeats_them():
-    from committee.training import augmented_batches, one_hot
+    from committee.training.loop import augmented_batches, one_hot
     spec = members.STRONG_PRESET[0].with_overrides(batch_size=32)
     x = np.random.default_rng(0).random((100, 28, 28, 1), dtype=np.float32)
     y = one_hot(np.arange(100) % 10)
@@ -122,7 +127,7 @@ def test_training_batches_are_reshuffled_each_epoch_and_a_resumed_epoch_repeats_
 def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs():
     """airbench's alternating flips: a coin per image in epoch 0, then the other side every
     other epoch, whatever the order the batches take; a resumed epoch repeats them."""
-    from committee.training import augmented_batches, one_hot
+    from committee.training.loop import augmented_batches, one_hot
     spec = members.STRONG_PRESET[0].with_overrides(batch_size=50, flip="alternate", shift=0.0,
                                                    erasing=0.0)
     x = _impulses(200, row=3, col=5)

@@ -11,7 +11,7 @@ import textwrap
 import numpy as np
 import pytest
 
-from committee import backend
+from committee.training import backend
 
 pytest.importorskip("jax")
 
@@ -43,9 +43,11 @@ def test_each_backend_gets_its_thread_and_gpu_memory_settings():
 
 
 def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_path):
-    from committee import members
-    from committee.prediction import predict_proba
-    from committee.training import configure_tensorflow, save_checkpoint, train_member
+    from committee.members import spec as members
+    from committee.training.checkpoint import save_checkpoint
+    from committee.training.device import configure_tensorflow
+    from committee.training.loop import train_member
+    from committee.training.prediction import predict_proba
 
     # A member trained and saved under TensorFlow (this process), to load under JAX.
     configure_tensorflow(threads=1)
@@ -60,14 +62,16 @@ def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_pat
     script = textwrap.dedent(f"""
         import json, sys
         import numpy as np
-        from committee import backend, members
+        from committee.training import backend
+        from committee.members import spec as members
         backend.configure("jax", threads=1)
-        from committee.prediction import predict_proba
-        from committee.training import load_checkpoint, save_checkpoint, train_member
+        from committee.training.prediction import predict_proba
+        from committee.training.checkpoint import load_checkpoint, save_checkpoint
+        from committee.training.loop import train_member
         x = np.load({str(tmp_path / "x.npy")!r}); y = np.arange(96) % 10
         out = {{}}
         for spec in (members.STRONG_PRESET[1],):  # its batches augmented (PyDataset)
-            from committee.tensorboard import tensorboard_callback
+            from committee.training.tensorboard import tensorboard_callback
             model, state = train_member(spec.with_overrides(epochs=1, batch_size=32), x, y,
                                         x[:32], y[:32], verbose=0, callbacks=[
                                             tensorboard_callback({str(tmp_path / "tb")!r})])

@@ -6,9 +6,9 @@ from __future__ import annotations
 import sys
 
 import pytest
-
-from committee import cli
 from conftest import corrupt
+
+from committee.app import cli
 
 DATA_CASES = [  # (how the data folder is damaged, which file, expected words)
     ("delete", "test_labels", "t10k-labels-idx1-ubyte.gz: file missing"),
@@ -127,7 +127,7 @@ def _error_lines(err: str) -> list[str]:
 
 def _fake_cluster(monkeypatch, cpus=2.0):
     """No Ray: connect does nothing, the cluster is one node of ``cpus`` CPUs."""
-    from committee import cluster
+    from committee.distributed import cluster
     monkeypatch.setattr(cluster, "connect", lambda *args, **kwargs: None)
     monkeypatch.setattr(cluster, "cluster_nodes", lambda: [{"CPU": cpus}])
 
@@ -136,7 +136,7 @@ def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(
         monkeypatch, capsys, tmp_path):
     """A ValueError from the work itself (here, in place of training and scoring) is a
     failure, not bad input: exit 1, one line naming it and where its traceback is."""
-    from committee import orchestration
+    from committee.distributed import driver as orchestration
     _fake_cluster(monkeypatch)
 
     def broken(*args, **kwargs):
@@ -156,7 +156,7 @@ def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(
 
 def test_an_unexpected_os_error_is_logged_too(monkeypatch, capsys, tmp_path):
     """An OSError other than a full disk is a failure as well: exit 1, traceback logged."""
-    from committee import orchestration
+    from committee.distributed import driver as orchestration
     _fake_cluster(monkeypatch)
 
     def broken(*args, **kwargs):

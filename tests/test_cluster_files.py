@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from committee.cli import add_run_arguments
+from committee.app.cli import add_run_arguments
 
 ROOT = Path(__file__).resolve().parents[1]
 CLUSTER = ROOT / "cluster"

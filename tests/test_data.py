@@ -15,11 +15,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from committee import data
-from committee.data import FILES, DataError
 from conftest import corrupt as _corrupt
 
+from committee.data import fashion_mnist as data
+from committee.data.fashion_mnist import FILES, DataError
 
 # --------------------------------------------------------------------------- the real files
 
@@ -240,7 +239,7 @@ def _write_bomb(path: Path, spec: data.IdxFile, gib: float = BOMB_GIB) -> None:
 _READ_AND_MEASURE = """
 import re, sys
 from pathlib import Path
-from committee import data
+from committee.data import fashion_mnist as data
 try:
     data.read_idx_gz(Path(sys.argv[1]), data.FILES["train_images"])
     print("accepted")

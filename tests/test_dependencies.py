@@ -35,8 +35,8 @@ DISTRIBUTIONS = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml"}
 # Imported only when Keras runs on that backend (training._has_gpu); not dependencies.
 OPTIONAL = {"jax", "torch"}
 # Imported, and installed by a declared requirement: module -> (requirement, extra).
-PROVIDED = {"grpc": ("ray", "default"),
-            "tensorboardX": ("ray", "tune")}  # tensorboard.EpochScalars (non-TF backends)  # ray's own generated gRPC stubs need ray's grpcio
+PROVIDED = {"grpc": ("ray", "default"),  # ray's own generated gRPC stubs need ray's grpcio
+            "tensorboardX": ("ray", "tune")}  # tensorboard.EpochScalars (non-TF backends)
 # The oldest version each distribution works at here, and why.
 API_NEEDS = {
     "scikit-learn": ("1.7", "diagnostics: brier_score_loss(labels=...) on (n, k) probabilities"),
@@ -69,7 +69,7 @@ def _floor(req: Requirement) -> Version | None:
 def _imported_modules() -> dict[str, set[str]]:
     """Top-level third-party modules imported anywhere in committee/ -> files importing them."""
     found: dict[str, set[str]] = {}
-    for path in PACKAGE.glob("*.py"):
+    for path in PACKAGE.rglob("*.py"):  # every subpackage
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names = [alias.name for alias in node.names]

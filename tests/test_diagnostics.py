@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from committee import diagnostics
+from committee.ensemble import diagnostics
 
 
 def test_pairwise_diversity_by_hand():

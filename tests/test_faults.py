@@ -12,8 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-
-from conftest import ROOT, registered_checkpoints as _registered_checkpoints, run_cli
+from conftest import ROOT, run_cli
+from conftest import registered_checkpoints as _registered_checkpoints
 
 pytestmark = pytest.mark.ray
 
@@ -21,7 +21,7 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _cli_popen(*args, env):
-    return subprocess.Popen([sys.executable, "-m", "committee.cli", "run", *args],
+    return subprocess.Popen([sys.executable, "-m", "committee", "run", *args],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, env=env)
 

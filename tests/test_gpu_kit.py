@@ -157,7 +157,7 @@ for module in (committee, jsonschema, keras, namex, optree, pydantic, ray):
     assert site in Path(module.__file__).resolve().parents, module.__file__
 assert keras.config.backend() == "jax", keras.config.backend()
 assert "tensorflow" not in sys.modules
-from committee import cluster
+from committee.distributed import cluster
 cluster.connect(num_cpus=1)
 
 @ray.remote
@@ -176,7 +176,7 @@ print("ok", ray.__version__, keras.__version__)
     proc = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
                           env=env, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0 and "ok" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
-    proc = subprocess.run([str(python), "-m", "committee.cli", "run", "--help"],
+    proc = subprocess.run([str(python), "-m", "committee", "run", "--help"],
                           capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
     assert proc.returncode == 0 and "--member-minutes" in proc.stdout, proc.stderr[-2000:]
 

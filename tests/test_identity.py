@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from committee import identity
-from committee.members import select_members
+from committee.members import seeds
+from committee.members.spec import select_members
+from committee.rundir import identity
 
 SHA = {"train-images-idx3-ubyte": "aa", "t10k-labels-idx1-ubyte": "bb"}
 
@@ -30,13 +31,13 @@ def test_a_members_seed_comes_from_its_place_in_the_preset_not_the_command_line(
 
 
 def test_seeds_stay_in_range():
-    top = identity.MAX_SEED
-    assert identity.member_seed(top, "seed", "model3") == 1  # wrapped, not out of range
-    assert 0 <= identity.resume_seed(top, 30) <= top
+    top = seeds.MAX_SEED
+    assert seeds.member_seed(top, "seed", "model3") == 1  # wrapped, not out of range
+    assert 0 <= seeds.resume_seed(top, 30) <= top
     for bad in (-1, top + 1, 1.5, True):
         with pytest.raises(ValueError, match=r"--seed .* is out of range; expected an integer "
                                              r"in 0..4294967295"):
-            identity.check_seed(bad)
+            seeds.check_seed(bad)
 
 
 def test_differences_name_each_changed_setting_old_to_new():
@@ -64,7 +65,7 @@ def test_the_backend_is_part_of_a_runs_identity():
 
 
 def test_a_field_added_later_is_in_the_identity_only_when_it_changes_training():
-    from committee.members import LATER_FIELDS
+    from committee.members.spec import LATER_FIELDS
     plain = identity.member_identity(select_members("seed", ["model1"])[0], 0, {}, None)
     assert not set(LATER_FIELDS) & set(plain["spec"])  # as recorded before the fields existed
     smoothed = select_members("seed", ["model1"])[0].with_overrides(label_smoothing=0.1,

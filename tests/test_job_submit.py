@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import ROOT, registered_checkpoints
 
 pytestmark = pytest.mark.ray

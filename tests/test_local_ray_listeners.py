@@ -39,7 +39,7 @@ def ray_listeners() -> list[tuple[str, int, str]]:
 def test_local_ray_binds_every_listener_to_loopback():
     import ray
 
-    from committee.cluster import connect, free_port
+    from committee.distributed.cluster import connect, free_port
 
     assert not ray.is_initialized()
     connect(num_cpus=1)  # exactly as a run without --address starts its Ray

@@ -10,8 +10,9 @@ import zipfile
 import numpy as np
 import pytest
 
-from committee import member_files, runfolder
-from committee.training import TrainState
+from committee.rundir import folder as runfolder
+from committee.rundir import member_files
+from committee.training.state import TrainState
 
 IDENTITY = {"seed": 0, "spec": {"name": "m"}}
 INFO = {"identity": IDENTITY, "spec": {"name": "m"}, "history": {"loss": [1.0, 0.5]},
@@ -71,7 +72,7 @@ def test_a_checkpoint_state_of_wrong_types_is_refused():
 
 def test_a_saved_member_loads_back_with_the_same_record(tmp_path):
     """save_member and load_finished_member agree on every saved field (no Ray)."""
-    from committee import members
+    from committee.members import spec as members
     model = tmp_path / "final.keras"
     with zipfile.ZipFile(model, "w") as archive:
         for part in ("config.json", "model.weights.h5"):

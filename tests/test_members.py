@@ -8,8 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from committee import architectures, members
-from committee.members import MemberSpec
+from committee.members import architectures
+from committee.members import spec as members
+from committee.members.spec import MemberSpec
 
 
 def _shapes(model):
@@ -134,8 +135,8 @@ def test_spec_round_trips_through_a_dict():
 
 @pytest.mark.parametrize("spec", members.STRONG_PRESET, ids=lambda s: s.name)
 def test_strong_members_build_and_train_one_step(spec, dataset):
-    from committee import data
-    from committee.training import train_member
+    from committee.data import fashion_mnist as data
+    from committee.training.loop import train_member
     model = spec.build()
     assert model.count_params() == spec.expected_params
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=160)
@@ -165,8 +166,9 @@ def test_a_whitening_stem_whitens_the_training_patches_and_stays_frozen(member, 
     training starts, whose
     responses to the training images have unit second moment and none in common (airbench's
     whitening, its ReLU seeing each direction with both signs); it survives a checkpoint."""
-    from committee import data
-    from committee.training import load_checkpoint, save_checkpoint, train_member
+    from committee.data import fashion_mnist as data
+    from committee.training.checkpoint import load_checkpoint, save_checkpoint
+    from committee.training.loop import train_member
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
     (spec,) = members.select_members("strong", [member])
     spec = spec.with_overrides(epochs=1, batch_size=128, arch_params={"whiten": size})
@@ -204,7 +206,7 @@ def test_a_whitening_stem_whitens_the_training_patches_and_stays_frozen(member, 
 
 
 def test_nesterov_is_sgd_with_nesterov_momentum_and_weight_decay():
-    from committee.training import make_optimizer
+    from committee.training.loop import make_optimizer
     optimizer = make_optimizer("nesterov", 0.05, ema_momentum=0.99)
     assert type(optimizer).__name__ == "SGD" and optimizer.nesterov
     assert optimizer.momentum == 0.9 and optimizer.weight_decay == 5e-3 and optimizer.use_ema

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from conftest import RayHead, run_cli
 
 pytestmark = pytest.mark.ray

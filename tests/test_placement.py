@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from committee import tuning
-from committee.cluster import Placement, floor_resource
+from committee.distributed import tuning
+from committee.distributed.cluster import Placement, floor_resource
 
 
 def test_a_placement_asks_ray_train_and_ray_tasks_for_the_same_resources():

@@ -11,7 +11,6 @@ import numpy as np
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.ray
@@ -55,7 +54,7 @@ def local_ray():
     """One in-process local Ray for every prediction of this module."""
     import ray
 
-    from committee.cluster import connect
+    from committee.distributed.cluster import connect
     connect()
     yield
     ray.shutdown()
@@ -77,8 +76,8 @@ def _same_as_run(table, expected, rows: slice = slice(None)) -> None:
 
 def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, local_ray,
                                                     tmp_path):
-    from committee.data import CLASS_NAMES
-    from committee.predict import PredictOptions, predict
+    from committee.app.predict import PredictOptions, predict
+    from committee.data.fashion_mnist import CLASS_NAMES
 
     out = tmp_path / "pngs.parquet"
     path, _ = predict(PredictOptions(run_dir, [str(inputs / "pngs")], output=str(out)))
@@ -101,7 +100,7 @@ def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, l
 
 def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(run_dir, expected, inputs,
                                                               local_ray, tmp_path, capfd):
-    from committee.predict import PredictOptions, predict
+    from committee.app.predict import PredictOptions, predict
 
     files = [inputs / "u8.npy", inputs / "f32.npy", inputs / "images.gz"]
     out = tmp_path / "arrays.csv"
@@ -130,8 +129,8 @@ def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, loca
                                                           tmp_path):
     import zipfile
 
-    from committee.predict import PredictOptions, predict
-    from committee.runfolder import RunFolderError
+    from committee.app.predict import PredictOptions, predict
+    from committee.rundir.folder import RunFolderError
 
     damaged = tmp_path / "damaged"
     shutil.copytree(run_dir / "models", damaged / "models")
@@ -170,7 +169,7 @@ def _bad_inputs(folder, run_dir):
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path, capsys):
-    from committee.cli import main
+    from committee.app.cli import main
 
     for case, (args, named) in _bad_inputs(tmp_path, run_dir).items():
         assert main(["predict", *args]) == 2, case
@@ -202,7 +201,7 @@ def test_image_conversion(tmp_path):
     inversion (a light border is only warned about)."""
     from PIL import Image
 
-    from committee.inputs import read_image, read_inputs
+    from committee.data.inputs import read_image, read_inputs
 
     rgb = np.zeros((56, 56, 3), np.uint8)
     rgb[10:40, 20:30] = (200, 100, 50)
@@ -233,7 +232,7 @@ def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
     import struct
     import zlib
 
-    from committee.inputs import InputError, read_image
+    from committee.data.inputs import InputError, read_image
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data

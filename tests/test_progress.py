@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from committee.progress import Display, duration, epoch_line
+from committee.app.progress import Display, duration, epoch_line
 
 EPOCH = {"member": "model1", "kind": "epoch", "epoch": 2, "planned": 5, "seconds": 75.0,
          "metrics": {"accuracy": 0.81234, "val_accuracy": 0.8, "loss": 0.5}}

@@ -13,8 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from committee import cli, report, runfolder, scoring
-from committee.data import NUM_CLASSES
+from committee.app import cli
+from committee.data.fashion_mnist import NUM_CLASSES
+from committee.ensemble import scoring
+from committee.report import render as report
+from committee.rundir import folder as runfolder
 
 MEMBERS = ("model1", "model2")
 N_TEST, N_VAL = 200, 100
@@ -185,6 +188,6 @@ def test_a_figures_link_leading_outside_is_refused(run_dir, capsys, tmp_path):
 
 def test_three_members_pass_the_check():
     """Three members: three pairs in diversity, six scored names elsewhere."""
-    from committee import schema
+    from committee.rundir import schema
     schema.check_results(json.loads(runfolder.json_text(synthetic_results(("a", "b", "c")))),
                          "x")

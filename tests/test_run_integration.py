@@ -8,9 +8,8 @@ import time
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import accuracy_score
-
 from conftest import run_cli
+from sklearn.metrics import accuracy_score
 
 pytestmark = pytest.mark.ray
 

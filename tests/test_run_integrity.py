@@ -20,7 +20,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import ROOT, run_cli
 
 pytestmark = pytest.mark.ray
@@ -59,7 +58,7 @@ def finished(tmp_path_factory) -> Path:
     """A finished run; while it trained, a second run of the same folder was refused."""
     output = tmp_path_factory.mktemp("finished")
     first = subprocess.Popen(
-        [sys.executable, "-m", "committee.cli", "run", *ARGS, "--output", str(output),
+        [sys.executable, "-m", "committee", "run", *ARGS, "--output", str(output),
          "--run-name", "base"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         cwd=ROOT)
     deadline = time.time() + 120

@@ -9,9 +9,8 @@ import json
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from sklearn.metrics import accuracy_score
-
 from conftest import SMALL_RUN_MEMBERS
+from sklearn.metrics import accuracy_score
 
 pytest.importorskip("jax")
 pytestmark = pytest.mark.ray
@@ -58,8 +57,8 @@ def test_committee_accuracy_recomputed_from_predictions(jax_run):
 
 def test_a_member_trained_on_jax_predicts_alike_under_tensorflow(jax_run):
     """Saved .keras members load under any backend: this test process runs TensorFlow."""
-    from committee import data
-    from committee.prediction import load_model, predict_proba
+    from committee.data import fashion_mnist as data
+    from committee.training.prediction import load_model, predict_proba
 
     run_dir, _ = jax_run
     table = pq.read_table(run_dir / "predictions.parquet")

@@ -9,7 +9,8 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from committee import report, runfolder
+from committee.report import render as report
+from committee.rundir import folder as runfolder
 
 
 def test_atomic_write_leaves_nothing_on_failure(tmp_path):
@@ -98,7 +99,7 @@ def test_lock_is_exclusive_names_the_holder_and_is_freed_by_death(tmp_path):
     import sys
     run = tmp_path / "r"
     holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from committee.runfolder import RunLock\n"
+        "import sys, time; from committee.rundir.folder import RunLock\n"
         f"lock = RunLock({str(run)!r}).__enter__(); print('held', flush=True); time.sleep(60)")],
         stdout=subprocess.PIPE, text=True)
     try:
@@ -141,7 +142,7 @@ def test_code_version_of_this_checkout_and_of_a_plain_folder(tmp_path):
     import subprocess
     from pathlib import Path
 
-    from committee import job
+    from committee.app import run as job
 
     package = Path(job.__file__).resolve().parent
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True,

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import accuracy_score, log_loss
 
-from committee import fusion
-from committee.scoring import score_committee, score_probas
+from committee.ensemble import fusion
+from committee.ensemble.scoring import score_committee, score_probas
 
 
 def _onehotish(labels, confidence, k=10):

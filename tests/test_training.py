@@ -7,11 +7,15 @@ import time
 import numpy as np
 import pytest
 
-from committee import data, members, training
-from committee.prediction import load_model, predict_proba, tta_views
-from committee.training import (TrainState, _cpu_has_bfloat16, compile_member,
-                                effective_precision, load_checkpoint, plan_epochs,
-                                recent_pace, save_checkpoint, train_member)
+from committee.data import fashion_mnist as data
+from committee.members import spec as members
+from committee.members.tta import tta_views
+from committee.training import checkpoint, device, loop
+from committee.training.checkpoint import load_checkpoint, save_checkpoint
+from committee.training.device import _cpu_has_bfloat16, effective_precision
+from committee.training.loop import compile_member, train_member
+from committee.training.prediction import load_model, predict_proba
+from committee.training.state import TrainState, plan_epochs, recent_pace
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +184,7 @@ def test_saved_model_loads_in_safe_mode(small, tmp_path):
 
 def test_precision_falls_back_to_float32_without_hardware_support(capsys, monkeypatch):
     # Whether a GPU is visible is decided here, so the test holds on any machine.
-    monkeypatch.setattr(training, "_has_gpu", lambda: False)
+    monkeypatch.setattr(device, "_has_gpu", lambda: False)
     assert effective_precision("float32") == "float32"
     assert effective_precision("mixed_float16") == "float32"  # no GPU
     assert "mixed_float16 has no hardware support here" in capsys.readouterr().out
@@ -189,7 +193,7 @@ def test_precision_falls_back_to_float32_without_hardware_support(capsys, monkey
 
 
 def test_precision_is_kept_where_a_gpu_is_visible(capsys, monkeypatch):
-    monkeypatch.setattr(training, "_has_gpu", lambda: True)
+    monkeypatch.setattr(device, "_has_gpu", lambda: True)
     assert effective_precision("mixed_float16") == "mixed_float16"
     assert effective_precision("mixed_bfloat16") == "mixed_bfloat16"
     assert "no hardware support" not in capsys.readouterr().out
@@ -197,7 +201,7 @@ def test_precision_is_kept_where_a_gpu_is_visible(capsys, monkeypatch):
 
 def test_precision_matches_this_machine():
     """Unpatched: mixed_float16 is kept exactly when the backend sees a GPU."""
-    expected = "mixed_float16" if training._has_gpu() else "float32"
+    expected = "mixed_float16" if device._has_gpu() else "float32"
     assert effective_precision("mixed_float16") == expected
 
 
@@ -220,7 +224,7 @@ def test_tta_averages_exactly_its_views(small):
 
 def test_each_tta_mode_counts_exactly_its_views():
     """The views a member's prediction is timed for (TTA_MODES) are the views averaged."""
-    from committee import prediction
+    from committee.training import prediction
     x = np.zeros((2, 28, 28, 1), np.float32)
     counted = {mode: len(list(tta_views(x, mode))) for mode in prediction.TTA_MODES}
     assert counted == prediction.TTA_MODES == {"none": 1, "mirror": 2, "mirror+shifts": 10}
@@ -269,14 +273,14 @@ def test_the_state_records_the_precision_used_and_the_device(small):
     _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                             verbose=0)
     assert state.precision == effective_precision("mixed_float16")
-    assert state.device["cpu"] == training.cpu_model()
-    assert state.device["gpus"] == training.gpu_names()
+    assert state.device["cpu"] == device.cpu_model()
+    assert state.device["gpus"] == device.gpu_names()
 
 
 def test_label_smoothing_reaches_the_loss(small):
     spec = members.SEED_PRESET[0].with_overrides(label_smoothing=0.2)
     model = compile_member(spec)
-    targets = training.one_hot(small.y_val[:8])
+    targets = loop.one_hot(small.y_val[:8])
     sure = np.where(targets > 0, 1.0, 0.0).astype(np.float32)  # certain and right
     # Smoothed targets are 0.2/10 = 0.02 for the wrong classes: a certain, right answer
     # still costs their cross-entropy, where plain cross-entropy would give ~0.
@@ -298,8 +302,8 @@ def test_the_moving_average_is_what_validation_and_predictions_see(small, tmp_pa
     model, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,
                                 seed=3, on_epoch_end=keep, verbose=0)
     raw, _ = load_checkpoint(saved[1])
-    averaged = load_model(saved[1] / training.MODEL_FILE)
-    for kept, avg, final in zip(raw.trainable_weights, averaged.trainable_weights,
+    averaged = load_model(saved[1] / checkpoint.MODEL_FILE)
+    for _raw, avg, final in zip(raw.trainable_weights, averaged.trainable_weights,
                                 model.trainable_weights):
         np.testing.assert_allclose(avg.numpy(), final.numpy(), atol=1e-6)
     assert not all(np.allclose(k.numpy(), a.numpy()) for k, a in
@@ -321,7 +325,7 @@ def test_a_resumed_member_continues_its_moving_average(small, tmp_path):
                  on_epoch_end=lambda e, logs, model, state: save_checkpoint(folder, model, state))
     gap = lambda a, b: max(float(np.abs(x.numpy() - y.numpy()).max())
                            for x, y in zip(a.trainable_weights, b.trainable_weights))
-    average, raw = load_model(folder / training.MODEL_FILE), load_checkpoint(folder)[0]
+    average, raw = load_model(folder / checkpoint.MODEL_FILE), load_checkpoint(folder)[0]
     moved = gap(average, raw)  # what one epoch moved the weights from the first step's
     assert moved > 1e-3
     resumed, _ = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val,

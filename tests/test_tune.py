@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import run_cli
 
 pytestmark = pytest.mark.ray
@@ -51,8 +50,8 @@ def _search_on_two_cpus(spec, space, split, where, **options):
     """``(grid, summary)`` of a search two trials at a time in a private two-CPU Ray."""
     import ray
 
-    from committee import tuning
-    from committee.cluster import Placement, connect
+    from committee.distributed import tuning
+    from committee.distributed.cluster import Placement, connect
 
     connect(num_cpus=2)
     try:
@@ -67,7 +66,9 @@ def _search_on_two_cpus(spec, space, split, where, **options):
 def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
     """`tune --preset strong` has a space per strong member (rate, size, augmentation): two
     trials of resnet on a slice, each training with its own sampled erasing and shift."""
-    from committee import data, members, tuning
+    from committee.data import fashion_mnist as data
+    from committee.distributed import tuning
+    from committee.members import spec as members
 
     for name in ("vgg", "resnet", "wide"):  # each space is valid for its member (no Ray)
         spec = next(s for s in members.STRONG_PRESET if s.name == name)
@@ -90,7 +91,9 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
     and the CPUs of stopped trials are freed for the next ones (the time budget turns a
     wait-forever regression into a failure)."""
-    from committee import data, members, tuning
+    from committee.data import fashion_mnist as data
+    from committee.distributed import tuning
+    from committee.members import spec as members
 
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
     # Any attempt to read the test files from here on fails loudly.
@@ -124,7 +127,7 @@ def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
 
 
 def test_search_space_of_the_wrong_type_is_refused():
-    from committee import members
+    from committee.members import spec as members
     spec = members.SEED_PRESET[1]
     for space, expected in [
         ({"batch_size": ("choice", ["big"])}, "'batch_size': member 'model2': batch size 'big'"),
@@ -148,7 +151,7 @@ def test_search_space_of_the_wrong_type_is_refused():
 
 STALE_CLUSTER_PROBE = """
 import ray
-from committee.cluster import connect
+from committee.distributed.cluster import connect
 connect(num_cpus=1)
 
 @ray.remote(num_cpus=0)
@@ -190,7 +193,8 @@ def test_train_cleaner_finds_this_ray_despite_a_stale_cluster_file():
 
 def test_default_config_is_the_members_own_values():
     """The first trial: the spec's fields, its arch_params, else the builder's defaults."""
-    from committee import members, tuning
+    from committee.distributed import tuning
+    from committee.members import spec as members
     spec = members.SEED_PRESET[0].with_overrides(arch_params={"filters": 64})
     assert tuning.default_config(spec, members.SEARCH_SPACES["model1"]) == {
         "learning_rate": 0.001, "batch_size": 32, "optimizer": "adam", "arch.filters": 64,

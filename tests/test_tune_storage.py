@@ -4,12 +4,11 @@ as a run's checkpoints do, not under the local run folder."""
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-
-from committee import tuning
 from conftest import run_cli
+
+from committee.distributed import tuning
 
 
 def test_experiment_location_defaults_to_the_run_folder(tmp_path):

@@ -10,7 +10,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from committee import cli, job, members, predict
+from committee.app import cli, predict
+from committee.app import run as job
+from committee.members import spec as members
 from committee.validation import Boolean, Interval, Options, argument_type, check
 
 TABLES = [(job.RunOptions, job.RUN_CONSTRAINTS), (job.TuneOptions, job.TUNE_CONSTRAINTS),

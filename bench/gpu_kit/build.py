@@ -50,8 +50,7 @@ except ImportError:  # an interpreter with pip but without packaging: pip's own 
     from pip._vendor.packaging import tags as pkg_tags  # type: ignore[no-redef]
     from pip._vendor.packaging.requirements import Requirement  # type: ignore[no-redef]
     from pip._vendor.packaging.specifiers import SpecifierSet  # type: ignore[no-redef]
-    from pip._vendor.packaging.utils import (canonicalize_name,  # type: ignore[no-redef]
-                                             parse_wheel_filename)
+    from pip._vendor.packaging.utils import canonicalize_name, parse_wheel_filename  # type: ignore[no-redef]
     from pip._vendor.packaging.version import Version  # type: ignore[no-redef]
 
 HERE = Path(__file__).resolve().parent
@@ -135,7 +134,7 @@ class Target:
     def wheel_fits(self, filename: str) -> bool:
         try:
             _, _, _, wheel_tags = parse_wheel_filename(filename)
-        except Exception:
+        except Exception:  # noqa: BLE001 - any unparsable name is not a wheel for us
             return False
         return bool(set(wheel_tags) & self.tags)
 

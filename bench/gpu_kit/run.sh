@@ -65,7 +65,7 @@ fresh() { [[ -e $WORK/$1 ]] && echo --overwrite; }
 
 if [[ $STEPS == *" a "* ]]; then
     label="(a) committee run --backend jax --preset seed"
-    step "$LOGS/a-seed-ray.log" "$PYTHON" -m committee.cli run --backend jax --preset seed \
+    step "$LOGS/a-seed-ray.log" "$PYTHON" -m committee run --backend jax --preset seed \
         --data-dir "$FASHION_MNIST_DIR" --output "$WORK" --run-name seed-jax $(fresh seed-jax) "${EXTRA[@]}"
     (( RC == 0 )) && WALL_A=$WALL
     report "$label" "$LOGS/a-seed-ray.log" run "$label" "$WORK/seed-jax" "$WALL"
@@ -78,7 +78,7 @@ if [[ $STEPS == *" b "* ]]; then
 fi
 if [[ $STEPS == *" c "* ]]; then
     label="(c) committee run --backend jax --preset strong --member-minutes $MINUTES"
-    step "$LOGS/c-strong-ray.log" "$PYTHON" -m committee.cli run --backend jax --preset strong \
+    step "$LOGS/c-strong-ray.log" "$PYTHON" -m committee run --backend jax --preset strong \
         --member-minutes "$MINUTES" --data-dir "$FASHION_MNIST_DIR" --output "$WORK" \
         --run-name strong-jax $(fresh strong-jax) "${EXTRA[@]}"
     report "$label" "$LOGS/c-strong-ray.log" run "$label" "$WORK/strong-jax" "$WALL"

@@ -1,0 +1,145 @@
+"""Ray Data batch inference of a saved committee's members (``committee predict``).
+
+Orchestration layer (Ray code): one ``map_batches`` stage per member, an actor pool of one
+actor each, the stages streaming batches into one another so that all members run at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from committee.data.fashion_mnist import NUM_CLASSES
+from committee.distributed.cluster import Placement
+from committee.errors import CommitteeError
+from committee.training import backend as backends
+
+
+class MemberLoadError(CommitteeError):
+    """A member's .keras file did not load (in its batch-inference actor)."""
+
+
+def _member_load_error(exc: BaseException) -> MemberLoadError | None:
+    """The :class:`MemberLoadError` inside a Ray (Data) error, or None. Ray wraps an actor's
+    error in its own types (``cause``, ``__cause__``) and sometimes only in their text."""
+    import re
+    stack, seen = [exc], set()
+    while stack:
+        error = stack.pop()
+        if error is None or id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, MemberLoadError):
+            return MemberLoadError(str(error))
+        stack += [error.__cause__, error.__context__, getattr(error, "cause", None)]
+    found = re.search(r"MemberLoadError: (models/.*)", str(exc))
+    return MemberLoadError(found.group(1)) if found else None
+
+
+class MemberPredictor:
+    """Ray Data callable class: one member's model, loaded once per actor of its pool.
+
+    ``model_bytes``: the member's ``.keras`` file (sent by value, so a node that cannot see
+    the run folder can still load it), written to a private temporary file and loaded in
+    Keras' safe mode. ``tta``: the member's test-time augmentation (prediction.tta_views).
+    ``backend``: Keras' backend of this actor (its process starts with backend.process_env).
+    """
+
+    def __init__(self, name: str, model_bytes: bytes, tta: str, threads: int,
+                 backend: str = backends.DEFAULT):
+        from committee.training.prediction import load_model
+
+        backends.configure(backend, threads=threads)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / f"{name}.keras"
+            path.write_bytes(model_bytes)
+            try:
+                self.model = load_model(path)
+            except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
+                why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+                raise MemberLoadError(f"models/{name}.keras could not be loaded in Keras' safe "
+                                      f"mode ({type(exc).__name__}: {why}); expected the member's "
+                                      f"trained model as committee run saved it") from None
+        self.column, self.tta = f"{name}_proba", tta
+
+    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``batch["data"]``: float32 ``(b, 28, 28)``; adds this member's float32 ``(b, 10)``
+        probabilities as column ``<name>_proba`` and passes every other column on."""
+        from committee.training.prediction import predict_proba
+
+        x = np.asarray(batch["data"], dtype=np.float32)[..., np.newaxis]  # (b, 28, 28, 1)
+        return {**batch, self.column: predict_proba(self.model, x, tta=self.tta)}
+
+
+@contextlib.contextmanager
+def _ray_data_console(level: int = logging.WARNING):
+    """Ray Data logs each execution's start, plan and end at INFO on the driver's terminal;
+    for the block its console handlers show ``level`` and above, its log files everything."""
+    handlers = [h for h in logging.getLogger("ray.data").handlers
+                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    saved = [h.level for h in handlers]
+    for handler in handlers:
+        handler.setLevel(max(handler.level, level))
+    try:
+        yield
+    finally:
+        for handler, old in zip(handlers, saved):
+            handler.setLevel(old)
+
+
+def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
+                    placement: Placement, batch_size: int = 1024,
+                    backend: str | None = None) -> dict[str, np.ndarray]:
+    """Every member's probabilities of ``images`` (float32 ``(n, 28, 28)`` in [0, 1]) by Ray
+    Data batch inference: one ``map_batches`` stage per member, each an actor pool of one
+    actor with the member's share of the cluster (``placement``), the stages streaming
+    batches into one another so that all members run at once.
+
+    ``members``: name -> (``.keras`` file bytes, TTA mode). Returns name -> float32
+    ``(n, 10)``, rows in the order of ``images``. ``backend``: Keras' backend of the actors
+    (default: ``KERAS_BACKEND``, else TensorFlow). Raises :class:`MemberLoadError` (a
+    ValueError, one line) when a member's file does not load.
+    """
+    import ray
+    import ray.data
+
+    backend = backends.resolve(backend)
+
+    context = ray.data.DataContext.get_current()
+    saved = (context.execution_options.preserve_order, context.enable_progress_bars)
+    context.execution_options.preserve_order = True  # rows come back in the input order
+    context.enable_progress_bars = sys.stderr.isatty()
+    with _ray_data_console():
+        try:
+            dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
+            for name, (model_bytes, tta) in members.items():
+                dataset = dataset.map_batches(
+                    MemberPredictor, batch_format="numpy", batch_size=batch_size,
+                    fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
+                                           "tta": tta, "threads": placement.threads,
+                                           "backend": backend},
+                    compute=ray.data.ActorPoolStrategy(size=1),
+                    runtime_env=placement.runtime_env(backend),
+                    **placement.task_resources())
+            columns = [f"{name}_proba" for name in members]
+            batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
+                                                                        batch_size=None))
+        except Exception as exc:
+            load_error = _member_load_error(exc)
+            if load_error is None:
+                raise
+            raise load_error from None
+        finally:
+            context.execution_options.preserve_order, context.enable_progress_bars = saved
+    probas = {name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
+              for name in members}
+    for name, proba in probas.items():
+        if proba.shape != (len(images), NUM_CLASSES):
+            raise RuntimeError(f"member {name} returned probabilities of shape {proba.shape}; "
+                               f"expected ({len(images)}, {NUM_CLASSES})")
+    return probas

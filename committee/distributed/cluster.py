@@ -1,0 +1,275 @@
+"""The Ray cluster: join or start one, check an address answers as a Ray head, and place the
+members on it (:class:`Placement`: the resources each member's one worker or task asks for).
+
+Orchestration layer (Ray code).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import sys
+from dataclasses import dataclass
+
+
+@contextlib.contextmanager
+def quiet_stderr(quiet: bool = True):
+    """Send this process's file descriptor 2 to /dev/null for the block: TensorFlow's C++
+    start-up lines (CUDA probing, oneDNN) are written there before its logging can be set."""
+    if not quiet:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+
+
+# Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER) for a single-machine Ray: with it off,
+# the node's IP is 127.0.0.1 instead of the routable address, and every server of the local Ray
+# (GCS, raylet, object manager, workers, agents, metrics) binds to loopback only.
+_LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
+PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
+
+
+def connect(address: str | None = None, num_cpus: int | None = None,
+            verbose: bool = False) -> None:
+    """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
+
+    A joined address must answer as a Ray head within seconds (:func:`check_ray_head`), else
+    ConnectionError. A local Ray binds every listener to 127.0.0.1 and turns token auth on by
+    default (README, Security). Unless ``verbose``, the workers' output stays in Ray's own
+    log files (members report to the driver through :func:`run_members`' queue) and Ray's
+    driver-side notices below errors are not shown.
+    """
+    import logging
+
+    import ray
+
+    from committee.distributed.address import resolve
+
+    if ray.is_initialized():
+        return
+    address, source = resolve(address)  # ValueError naming --address or RAY_ADDRESS
+    if address:
+        check_ray_head(address, source)
+        try:
+            ray.init(address=address, log_to_driver=verbose,
+                     logging_level=logging.INFO if verbose else logging.ERROR)
+        except (ConnectionError, TimeoutError, RuntimeError) as exc:
+            raise ConnectionError(f"could not connect to the Ray cluster at {address} (from "
+                                  f"{source}): "
+                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+        return
+    from ray._private import ray_constants
+
+    # The dashboard (loopback only) also serves the State API that Ray Train's
+    # placement-group cleaner polls to learn that a trainer is gone (e.g. a trial stopped
+    # by ASHA) and free its workers' CPUs. The cleaner runs in a worker process that would
+    # otherwise look the API up through /tmp/ray/ray_current_cluster, which names whatever
+    # cluster `ray start` last made on this machine (often a dead one): then nothing is
+    # ever freed and later trials wait forever. So the port is chosen here and handed to
+    # every process of this Ray: its raylet inherits the driver's environment at start
+    # and passes it on to the workers it spawns; the driver's own is restored after.
+    # The same way, every process of this Ray gets the loopback switch (_LOOPBACK_ENV); the
+    # driver reads it once at import (ray_constants), so its copy is set for ray.init too.
+    port = free_port()
+    saved = {name: os.environ.get(name) for name in ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV)}
+    saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
+    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
+    os.environ[_LOOPBACK_ENV] = "0"
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
+                 dashboard_host="127.0.0.1", dashboard_port=port,
+                 _node_ip_address="127.0.0.1", log_to_driver=verbose,
+                 logging_level=logging.INFO if verbose else logging.ERROR,
+                 # Each member brings a controller, a worker and short tasks: on 2 CPUs the
+                 # raylet's default (one startup per CPU) warns of "too many workers".
+                 _system_config={"worker_maximum_startup_concurrency": 4})
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 right now."""
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT_S,
+                   probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
+    """Fail in bounded time, with one line naming ``source``, unless a Ray head answers at
+    ``address`` (host:port of a GCS, ray://host:port of a Ray Client server, or auto).
+
+    A TCP connect first, then one gRPC call with a deadline through Ray's own channel (TLS
+    and token auth as Ray sets them up): the GCS's GetClusterId, or Ray Client's PING (what
+    Ray Client itself sends on connecting). An HTTP server or any other non-Ray port fails
+    here, where ``ray.init`` would retry for minutes.
+    """
+    import socket
+
+    from committee.distributed.address import split_host_port
+
+    where = f"{address} (from {source})"
+    if address == "auto":
+        from ray._private import services
+        try:
+            address = services.canonicalize_bootstrap_address("auto")
+        except (ConnectionError, ValueError) as exc:
+            address, detail = None, str(exc).splitlines()[0]
+        else:
+            detail = "no address recorded"
+        if address is None:
+            raise ConnectionError(f"{where} found no Ray head on this machine ({detail}); "
+                                  "expected a running Ray head (ray start --head)")
+        where = f"{address} (auto, from {source})"
+    client = address.startswith("ray://")
+    target = address.removeprefix("ray://")
+    host, port = split_host_port(target)
+    try:
+        with socket.create_connection((host, port), timeout=tcp_timeout_s):
+            pass
+    except OSError as exc:
+        raise ConnectionError(f"could not connect to the Ray cluster at {where}: {exc}; "
+                              f"expected a running Ray head (ray start --head)") from None
+    code, detail = _probe(target, client, probe_timeout_s)
+    if code is None:
+        return
+    if code.name == "UNAUTHENTICATED":
+        raise ConnectionError(
+            f"the Ray head at {where} refused this client's token ({detail}); expected "
+            "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH naming the head's "
+            "token")
+    if code.name == "DEADLINE_EXCEEDED":
+        detail = f"no answer within {probe_timeout_s:g} s"
+    raise ConnectionError(
+        f"no Ray head answered at {where}: gRPC {code.name}: {detail}; expected a running "
+        "Ray head (ray start --head)"
+        + ("; for Ray Client, its port (default 10001)" if client else
+           "; give its GCS port (default 6379), not the dashboard's"))
+
+
+def _probe(target: str, client: bool, timeout_s: float):
+    """``(None, "")`` if a Ray GCS (or Ray Client server) answered, else ``(grpc code,
+    first line of the details)``."""
+    import grpc
+    from ray._private.gcs_utils import create_gcs_channel
+
+    channel = create_gcs_channel(target)
+    try:
+        if client:
+            from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+            ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
+                ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
+                timeout=timeout_s)
+        else:
+            from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+            gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+    except grpc.RpcError as exc:
+        code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
+        details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
+        return code, (details or "").splitlines()[0] if details else code.name.lower()
+    finally:
+        channel.close()
+    return None, ""
+
+
+@dataclass(frozen=True)
+class Placement:
+    """Resources each member's single training worker asks for (and its predict task, and
+    its batch-inference actor)."""
+
+    cpus: float
+    gpus: float
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus > 0
+
+    @property
+    def threads(self) -> int:
+        """TensorFlow CPU threads: as many as CPUs given, at least one."""
+        return max(1, int(self.cpus + 0.5))
+
+    def describe(self) -> str:
+        return f"{self.cpus:g} CPU" + (f", {self.gpus:g} GPU" if self.gpus else "")
+
+    def scaling_config(self):
+        """Ray Train's ScalingConfig for one member: one worker with these resources."""
+        from ray.train import ScalingConfig
+        return ScalingConfig(num_workers=1, use_gpu=self.use_gpu,
+                             resources_per_worker={"CPU": self.cpus,
+                                                   **({"GPU": self.gpus} if self.use_gpu
+                                                      else {})})
+
+    def runtime_env(self, backend: str) -> dict:
+        """Ray's runtime environment for a process of one member on Keras' ``backend``: its
+        variables (backend.process_env) for this placement's threads and GPU share."""
+        from committee.training.backend import process_env
+        return {"env_vars": process_env(backend, self.threads, self.gpus)}
+
+    def task_resources(self) -> dict[str, float]:
+        """``num_cpus`` (and ``num_gpus`` when there are GPUs) for a Ray task or actor."""
+        return {"num_cpus": self.cpus, **({"num_gpus": self.gpus} if self.use_gpu else {})}
+
+
+def floor_resource(x: float) -> float:
+    """``x`` rounded down to Ray's resource granularity (1e-4)."""
+    return math.floor(x * 10_000) / 10_000
+
+
+def plan_placement(n_members: int, nodes: list[dict[str, float]],
+                   cpus: float | None = None, gpus: float | None = None) -> Placement:
+    """Choose per-member resources so that all members can run at the same time.
+
+    ``nodes``: each alive node's total resources (``{"CPU": .., "GPU": ..}``).
+    Defaults: CPUs shared evenly (at most one node's worth); with >= n_members GPUs one GPU
+    per member, with fewer GPUs an even fraction of them, with none CPU only. Raises
+    ValueError — before anything is launched — if no node could ever host one member.
+    """
+    if n_members < 1:
+        raise ValueError(f"{n_members} members; expected at least one")
+    total_cpu = sum(n.get("CPU", 0.0) for n in nodes)
+    total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
+    max_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
+    if gpus is None:
+        gpus = 0.0 if total_gpu == 0 else (1.0 if total_gpu >= n_members
+                                           else floor_resource(total_gpu / n_members))
+    if cpus is None:
+        cpus = floor_resource(min(max_cpu, max(total_cpu / n_members, 0.1)))
+    if cpus <= 0 or gpus < 0:
+        raise ValueError(f"{cpus} CPU / {gpus} GPU per member; expected CPU > 0 and GPU >= 0")
+    fits = [n for n in nodes if n.get("CPU", 0.0) >= cpus and n.get("GPU", 0.0) >= gpus]
+    if not fits:
+        largest = max(nodes, key=lambda n: (n.get("GPU", 0.0), n.get("CPU", 0.0)), default={})
+        raise ValueError(
+            f"each member asks for {cpus:g} CPU and {gpus:g} GPU on one node, but no node of "
+            f"this cluster offers that (largest: {largest.get('CPU', 0.0):g} CPU, "
+            f"{largest.get('GPU', 0.0):g} GPU; cluster total {total_cpu:g} CPU, "
+            f"{total_gpu:g} GPU); lower --cpus-per-member / --gpus-per-member")
+    return Placement(cpus=cpus, gpus=gpus)
+
+
+def cluster_nodes() -> list[dict[str, float]]:
+    import ray
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
+

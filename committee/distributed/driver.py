@@ -1,0 +1,481 @@
+"""Training, predicting and scoring the members on Ray (the cluster itself: ``cluster``).
+
+Orchestration layer: the pieces it runs (``training``, ``prediction``, ``scoring``) work
+without Ray; ``cluster`` connects and places, ``batch_inference`` predicts a saved committee,
+``tuning`` searches hyper-parameters.
+
+Flow of :func:`run_members`::
+
+    driver: data arrays --ray.put once--> object store
+            one trainer per member (member_trainer: TensorflowTrainer, or on JAX Ray Train's
+              plain DataParallelTrainer), fit() from a thread each -> run concurrently
+              worker: train_loop_per_worker(config) -> per-epoch ray.train.report(metrics, ckpt)
+            one predict task per member (loads the final checkpoint) -> val/test probabilities
+            one committee task gathers all probabilities -> scores (retried if its worker dies)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from committee.distributed.cluster import Placement, quiet_stderr
+from committee.errors import CommitteeError
+from committee.log import MEMBER, forwarding, logger
+from committee.members.spec import MemberSpec
+from committee.members.tta import TTA_MODES
+from committee.rundir.member_files import (
+    MemberOutcome,
+    load_finished_member,
+    save_member,
+)
+from committee.training import backend as backends
+from committee.training.checkpoint import (
+    MODEL_FILE,
+    STATE_FILE,
+    load_checkpoint,
+    save_checkpoint,
+)
+from committee.training.loop import train_member
+from committee.training.state import TrainState, recent_pace
+
+# Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
+# explicitly (``import keras``), never ``tf.keras``.
+
+
+# --------------------------------------------------------------------------- worker side
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    """Ray Train loop for ONE member: resume if a checkpoint exists, report every epoch.
+    Its log lines go to the worker's stdout and, unless verbose, to the driver's display."""
+    spec = MemberSpec(**config["spec"])
+    progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
+    send = None if progress is None else (
+        lambda text: progress.put_nowait({"member": spec.name, "kind": "line", "text": text}))
+    with forwarding(send):
+        _train_on_worker(config, spec, progress)
+
+
+def _train_on_worker(config: dict[str, Any], spec: MemberSpec, progress) -> None:
+    import ray
+    import ray.train
+
+    backends.configure(config.get("backend", backends.DEFAULT), threads=config["threads"])
+    data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
+    resume = _load_resume_point(spec.name, ray.train.get_checkpoint(),
+                                config.get("member_storage"))
+    if resume is not None:
+        logger.info(f"[{spec.name}] resuming after epoch {resume[1].epoch}", extra=MEMBER)
+
+    reported, durations, last = [], [], [time.time()]
+
+    def report(epoch: int, logs: dict, model, state: TrainState) -> None:
+        metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
+                   "stopped_early": state.stopped_early}
+        with tempfile.TemporaryDirectory() as tmp:
+            save_checkpoint(tmp, model, state)
+            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
+        reported.append(epoch)
+        durations.append(time.time() - last[0])  # the epoch and its checkpoint
+        last[0] = time.time()
+        if progress is not None:
+            progress.put_nowait({"member": spec.name, "kind": "epoch", "epoch": epoch + 1,
+                                 "planned": state.total_epochs(spec),
+                                 "seconds": recent_pace(durations),
+                                 "metrics": {k: float(v) for k, v in logs.items()}})
+
+    model, state = train_member(
+        spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
+        seed=config["seed"], resume=resume, on_epoch_end=report,
+        steps_per_execution=config["steps_per_execution"],
+        time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
+        verbose=0 if progress is not None else 2, callbacks=_tensorboard(config))
+    if state.diverged is not None:  # the non-finite weights are never saved
+        # Ray Train's result carries only metrics reported with a checkpoint, so the news
+        # goes with one holding nothing but the record (checkpoints.repair drops it later).
+        with tempfile.TemporaryDirectory() as tmp:
+            (Path(tmp) / "diverged.json").write_text(json.dumps(state.diverged))
+            ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
+                              "diverged": state.diverged},
+                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
+    elif resume is not None and not reported:  # resumed after its last epoch: record that
+        report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
+
+
+def _tensorboard(config: dict[str, Any]) -> list:
+    """A TensorBoard callback writing to ``config["tensorboard"]``, if given: losses,
+    metrics, the learning rate and the time budget's planned epochs, per epoch."""
+    if not config.get("tensorboard"):
+        return []
+    from committee.training.tensorboard import tensorboard_callback
+    return [tensorboard_callback(config["tensorboard"])]
+
+
+def _load_resume_point(name: str, checkpoint, member_storage: str | None):
+    """``(model, state)`` from the newest checkpoint that loads, or None to start afresh.
+
+    Tries Ray's latest checkpoint, then every other checkpoint folder in the member's storage
+    newest first (Ray keeps two; a torn or refused newest one falls back to the one before,
+    and a snapshot file removed by checkpoints.repair still leaves them to resume from). Each
+    one that fails is named in one warning line."""
+    import ray.train
+
+    from committee.distributed import checkpoints
+
+    candidates = [] if checkpoint is None else [checkpoint]
+    if member_storage:
+        fs, member_dir = checkpoints.filesystem(member_storage)
+        seen = {c.path for c in candidates}
+        candidates += [ray.train.Checkpoint(path, filesystem=fs)
+                       for path in checkpoints.checkpoint_paths(fs, member_dir) if path not in seen]
+    for candidate in candidates:
+        try:
+            with candidate.as_directory() as folder:
+                return load_checkpoint(folder)
+        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
+            why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+            logger.warning(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
+                           f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
+                           extra=MEMBER)
+    if candidates:
+        logger.warning(f"[{name}] warning: no checkpoint could be loaded; training from the "
+                       f"start", extra=MEMBER)
+    return None
+
+
+# --------------------------------------------------------------------------- Ray tasks
+
+def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = "none",
+                   backend: str = backends.DEFAULT) -> dict[str, np.ndarray]:
+    """Ray task body: load a member's final checkpoint; return its val and test probabilities
+    (``tta``: the views averaged, see prediction.tta_views), on Keras' ``backend``."""
+    from committee.training.prediction import load_model, predict_proba
+
+    backends.configure(backend, threads=threads)
+    with checkpoint.as_directory() as folder:
+        model = load_model(Path(folder) / MODEL_FILE)
+    return {"val": predict_proba(model, data["x_val"], tta=tta),
+            "test": predict_proba(model, test["x_test"], tta=tta)}
+
+
+def score_members(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
+    """Ray task body: the committee. Pure function of its inputs, so retrying it is safe."""
+    from committee.ensemble.scoring import score_committee
+    test = {n: p["test"] for n, p in zip(names, predictions)}
+    val = {n: p["val"] for n, p in zip(names, predictions)}
+    return score_committee(test, y_test, val, y_val)
+
+
+def predict_task(placement: Placement, backend: str = backends.DEFAULT, **options):
+    """:func:`predict_member` as a Ray task with a member's resources, in a process started
+    for Keras' ``backend`` (``options``: more ``.options()``, e.g. ``max_retries``)."""
+    import ray
+    return ray.remote(predict_member).options(
+        **placement.task_resources(), runtime_env=placement.runtime_env(backend), **options)
+
+
+def member_trainer(backend: str, placement: Placement, train_loop_config: dict, **run_config):
+    """The Ray Train trainer of one member: one worker with ``placement``'s resources, in a
+    process started for Keras' ``backend`` (backend.process_env), running
+    :func:`train_loop_per_worker` with ``train_loop_config`` (its ``backend`` set here);
+    ``run_config``: RunConfig's arguments.
+
+    TensorFlow: TensorflowTrainer. JAX: Ray Train's DataParallelTrainer with no framework
+    set-up. Ray's JaxTrainer would call ``jax.distributed.initialize``, needless for one
+    worker, and on GPUs it counts whole GPUs (``range(num_gpus)``), which fractional GPUs
+    (three members sharing one) break [ray/train/v2/jax/config.py].
+    """
+    from ray.train import RunConfig
+
+    run_config = RunConfig(worker_runtime_env=placement.runtime_env(backend), **run_config)
+    if backend == "tensorflow":
+        from ray.train.tensorflow import TensorflowTrainer as Trainer
+    else:
+        from ray.train.v2.api.data_parallel_trainer import (
+            DataParallelTrainer as Trainer,
+        )
+    return Trainer(train_loop_per_worker=train_loop_per_worker,
+                   train_loop_config={**train_loop_config, "backend": backend},
+                   scaling_config=placement.scaling_config(), run_config=run_config)
+
+
+def score_task(placement: Placement):
+    """:func:`score_members` as a Ray task: at most one CPU, retried if its worker dies."""
+    import ray
+    return ray.remote(score_members).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
+
+
+# --------------------------------------------------------------------------- driver side
+
+def put_split(split):
+    """The training and validation arrays of ``split`` (data.Split) put in Ray's object store
+    once: the ObjectRef of ``{"x_train", "y_train", "x_val", "y_val"}`` that
+    :func:`train_loop_per_worker` reads as ``config["data"]`` (zero-copy)."""
+    import ray
+    return ray.put({"x_train": split.x_train, "y_train": split.y_train,
+                    "x_val": split.x_val, "y_val": split.y_val})
+
+
+STOPPING = threading.Event()  # set when the driver is interrupted
+
+
+def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
+    """Run each call in its own daemon thread; return their results in order.
+
+    Waits in short joins so SIGINT/SIGTERM reach the main thread at once, and the threads
+    (each blocked in a trainer's fit()) never keep an interrupted driver alive. The first
+    failure is raised as soon as it happens. ``on_tick()`` runs between joins (the display).
+    """
+    results: list = [None] * len(calls)
+    errors: list = []
+
+    def target(index: int) -> None:
+        try:
+            results[index] = calls[index]()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=target, args=(i,), daemon=True, name=f"member-{i}")
+               for i in range(len(calls))]
+    for thread in threads:
+        thread.start()
+    try:
+        while any(t.is_alive() for t in threads):
+            if errors:
+                raise errors[0]
+            threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
+            if on_tick is not None:
+                on_tick()
+    except BaseException:
+        STOPPING.set()  # threads still running must not save anything from here on
+        raise
+    if errors:
+        raise errors[0]
+    return results
+
+
+class MemberDiverged(CommitteeError):
+    """A member's loss became NaN or infinite; it was stopped and not saved."""
+
+
+class DiskFull(OSError):
+    """No space was left where the run writes; what finished is kept for a rerun."""
+
+
+def _read_state(checkpoint) -> TrainState:
+    with checkpoint.as_directory() as folder:
+        return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
+
+
+def storage_for(run_dir: Path, storage: str | None, instance: str) -> str:
+    """Ray Train storage: ``<run_dir>/train`` by default, else ``<storage>/<run name>/<instance>``
+    (a path or URI such as s3://…): the run's ``instance`` id keeps an ``--overwrite`` from
+    resuming the checkpoints of the run it replaces."""
+    if storage is None:
+        return str((run_dir / "train").resolve())
+    if "://" in storage:
+        return f"{storage.rstrip('/')}/{run_dir.name}/{instance}"
+    return str(Path(storage).expanduser().resolve() / run_dir.name / instance)
+
+
+def _no_space(error: BaseException | str | None) -> str | None:
+    """The path in a 'No space left on device' error (or "" if it names none), else None."""
+    import re
+    text = "" if error is None else str(error)
+    if isinstance(error, BaseException):
+        cause = error
+        while cause is not None:  # a remote error wraps the worker's OSError
+            text += f"\n{cause!r}"
+            cause = cause.__cause__ or cause.__context__
+    if "No space left on device" not in text and "Errno 28" not in text:
+        return None
+    named = re.search(r"No space left on device\W+(?:\[[^]]*\]\s*)?'?(/[^'\s\n]+)", text)
+    return named.group(1) if named else ""
+
+
+def disk_full(error, where: str) -> DiskFull:
+    """The one-line error for a full disk; ``where`` is the folder written when no path is
+    known."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.filename:
+        where = str(error.filename)
+    return DiskFull(28, f"no space left on device writing {_no_space(error) or where}; free "
+                        f"space and rerun with the same --run-name to resume (finished members "
+                        f"and checkpoints are kept)")
+
+
+@contextlib.contextmanager
+def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
+    """Re-raise a ``catching`` error of the block that says the disk is full as
+    :func:`disk_full`'s one line (``where``: the folder written); any other as it is."""
+    try:
+        yield
+    except catching as exc:
+        if _no_space(exc) is not None:
+            raise disk_full(exc, where) from None
+        raise
+
+
+# --------------------------------------------------------------------------- run_members
+
+def run_members(
+    specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
+    identity: dict, placement: Placement, storage: str, max_failures: int = 1,
+    steps_per_execution: int = 1, time_budget_s: float | None = None, display=None,
+    tensorboard: Path | None = None, backend: str = backends.DEFAULT,
+) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
+    """Train every member concurrently on Ray, predict, and score the committee.
+
+    ``identity``: the run's (identity.run_identity); each member trains with its seed and is
+    reused from an earlier run of the folder only if its own identity is unchanged.
+    ``storage``: Ray Train's storage path or URI (:func:`storage_for`).
+    ``time_budget_s``: each member's budget for training and predicting
+    (see training.train_member). ``display``: a progress.Display the members' events go to
+    (through a Ray queue); None leaves their output to Ray's log forwarding.
+    ``tensorboard``: a folder where each member writes TensorBoard event files
+    (``<tensorboard>/<member>``; on a multi-node cluster, a path every node shares).
+    ``backend``: Keras' backend in every worker (backend.BACKENDS).
+
+    Returns ``(outcomes, results, committee_probas)``. Raises :class:`MemberDiverged` when a
+    member's loss stops being finite and :class:`DiskFull` when the storage fills up.
+    """
+    import ray
+    from ray.util.queue import Queue
+    if backend == "tensorflow":
+        with quiet_stderr(display is not None):  # it imports TensorFlow, for member_trainer
+            from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
+
+    STOPPING.clear()  # a process may run several jobs (a notebook, a service)
+    progress = None if display is None else Queue(actor_options={"num_cpus": 0})
+
+    def drain() -> None:
+        if progress is not None:
+            size = progress.qsize()
+            for event in progress.get_nowait_batch(size) if size else []:
+                display.event(event)
+
+    run = _RunContext(
+        run_dir=run_dir, identity=identity, placement=placement, storage=storage,
+        max_failures=max_failures, steps_per_execution=steps_per_execution,
+        time_budget_s=time_budget_s, progress=progress, tensorboard=tensorboard, backend=backend,
+        data=put_split(split), test=ray.put({"x_test": x_test}), n_val=len(split.y_val),
+        n_test=len(y_test),
+        predict=predict_task(placement, backend, max_retries=2))
+    try:
+        outcomes = run_concurrently([lambda s=s: _train_and_predict(s, run) for s in specs],
+                                    on_tick=drain)
+    finally:
+        with contextlib.suppress(Exception):  # the last lines, even after a failure
+            drain()
+
+    results, committee_probas = ray.get(score_task(placement).remote(
+        [o.name for o in outcomes], y_test, split.y_val,
+        *[ray.put({"val": o.val_proba, "test": o.test_proba}) for o in outcomes]))
+    return outcomes, results, committee_probas
+
+
+@dataclass(frozen=True)
+class _RunContext:
+    """What every member of one :func:`run_members` call shares (its arguments, and the
+    object-store references of the data)."""
+
+    run_dir: Path
+    identity: dict
+    placement: Placement
+    storage: str
+    max_failures: int
+    steps_per_execution: int
+    time_budget_s: float | None
+    progress: Any  # the display's Ray queue, or None
+    tensorboard: Path | None
+    backend: str
+    data: Any  # ObjectRef of {"x_train", "y_train", "x_val", "y_val"}
+    test: Any  # ObjectRef of {"x_test"}
+    n_val: int
+    n_test: int
+    predict: Any  # predict_task(placement, ...)
+
+
+def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
+    """One member: reused if an earlier run of the folder finished it, else trained on Ray
+    Train (resuming from its checkpoints), its val/test probabilities predicted in a Ray
+    task, and its files saved (member_files).
+
+    Raises :class:`MemberDiverged`, :class:`DiskFull`, RuntimeError (the member failed), or
+    KeyboardInterrupt when the driver was interrupted meanwhile (nothing is saved then).
+    """
+    import ray
+
+    from committee.distributed import checkpoints
+
+    member = run.identity["members"][spec.name]
+    done = load_finished_member(run.run_dir, spec.name, member, run.n_val, run.n_test)
+    if done is not None:
+        logger.info(f"{spec.name}: finished in an earlier run of this folder, reusing it")
+        return done
+    member_storage = f"{run.storage.rstrip('/')}/{spec.name}"
+    with _naming_a_full_disk(member_storage):
+        checkpoints.repair(member_storage, log=lambda line: logger.info(f"{spec.name}: {line}"))
+    trainer = _trainer(spec, member["seed"], member_storage, run)
+    budget = "" if run.time_budget_s is None else f" within {run.time_budget_s / 60:g} min"
+    logger.info(f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
+                f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
+                f"{spec.learning_rate:g}, seed {member['seed']})")
+    with _naming_a_full_disk(member_storage, catching=Exception):
+        result = trainer.fit()
+    checkpoint = _final_checkpoint(spec.name, result, member_storage)
+    state = _read_state(checkpoint)
+    probs = ray.get(run.predict.remote(checkpoint, run.data, run.test, run.placement.threads,
+                                       spec.tta, run.backend))
+    if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
+        raise KeyboardInterrupt
+    with _naming_a_full_disk(str(run.run_dir)), checkpoint.as_directory() as folder:
+        outcome = save_member(run.run_dir, spec, Path(folder) / MODEL_FILE, state, probs, member)
+    planned = ("" if outcome.epochs_planned is None else
+               f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
+    logger.info(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+                f"{' (early stop)' if outcome.stopped_early else ''}")
+    return outcome
+
+
+def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext):
+    """The member's trainer (:func:`member_trainer`): checkpoints in ``run.storage`` (two
+    kept), restarted up to ``run.max_failures`` times."""
+    from ray.train import CheckpointConfig, FailureConfig
+
+    config = {"spec": spec.to_dict(), "data": run.data, "seed": seed,
+              "threads": run.placement.threads, "steps_per_execution": run.steps_per_execution,
+              "time_budget_s": run.time_budget_s, "member_storage": member_storage,
+              "progress": run.progress,
+              "tensorboard": None if run.tensorboard is None else
+              str((run.tensorboard / spec.name).resolve()),
+              "predict_images": TTA_MODES[spec.tta] * (run.n_val + run.n_test)}
+    return member_trainer(run.backend, run.placement, config, name=spec.name,
+                          storage_path=run.storage,
+                          failure_config=FailureConfig(max_failures=run.max_failures),
+                          checkpoint_config=CheckpointConfig(num_to_keep=2))
+
+
+def _final_checkpoint(name: str, result, member_storage: str):
+    """The final checkpoint of a member's Ray Train ``result``. Raises :class:`MemberDiverged`
+    (its loss stopped being finite), :class:`DiskFull`, or RuntimeError (it failed)."""
+    diverged = (result.metrics or {}).get("diverged")
+    if diverged:
+        raise MemberDiverged(
+            f"member {name} diverged in epoch {diverged['epoch']} at learning rate "
+            f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
+            f"not saved: lower --learning-rate and rerun with --overwrite")
+    if result.error is not None or result.checkpoint is None:
+        if _no_space(result.error) is not None:
+            raise disk_full(result.error, member_storage)
+        raise RuntimeError(f"member {name} failed: {result.error}")
+    return result.checkpoint

@@ -1,0 +1,113 @@
+"""Diversity between members and calibration of members and committee.
+
+Diversity (Kuncheva & Whitaker, 2003), on the members' correctness vectors — for members
+i, k with N11 both right, N00 both wrong, N10 / N01 exactly one right:
+
+- disagreement = (N10 + N01) / N
+- Yule's Q      = (N11 N00 - N01 N10) / (N11 N00 + N01 N10)   (in [-1, 1]; 1 = same errors)
+- double fault = N00 / N
+
+Calibration: negative log-likelihood and the multiclass Brier score come from scikit-learn
+(``log_loss``, ``brier_score_loss``); the expected calibration error (top-label, equal-width
+bins) is written here because no dependency offers it:
+``ECE = sum_b |B_b| / N * |accuracy(B_b) - mean confidence(B_b)|``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from itertools import combinations
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, log_loss
+
+N_BINS = 15
+PROBA_FLOOR = 1e-7  # clip_probas: the least probability the log-based scores see
+
+
+def pairwise_diversity(correct: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """``correct``: member -> bool ``(n,)``. Returns "a|b" -> {disagreement, q, double_fault}."""
+    out = {}
+    for a, b in combinations(correct, 2):
+        x, y = np.asarray(correct[a], bool), np.asarray(correct[b], bool)
+        if x.shape != y.shape:
+            raise ValueError(f"members {a} and {b} have {x.shape} and {y.shape} predictions")
+        n11, n00 = float(np.sum(x & y)), float(np.sum(~x & ~y))
+        n10, n01 = float(np.sum(x & ~y)), float(np.sum(~x & y))
+        denominator = n11 * n00 + n01 * n10
+        out[f"{a}|{b}"] = {
+            "disagreement": (n10 + n01) / len(x),
+            "q_statistic": (n11 * n00 - n01 * n10) / denominator if denominator else float("nan"),
+            "double_fault": n00 / len(x),
+        }
+    return out
+
+
+def clip_probas(proba: np.ndarray) -> np.ndarray:
+    """Probabilities kept away from 0 and renormalised, for the log-based scores.
+
+    ``proba`` ``(n, k)``; returns float64 ``(n, k)`` with entries in [PROBA_FLOOR, 1] and rows
+    summing to 1 (+/- 1e-12), a new array (``proba`` is not modified).
+    """
+    clipped = np.clip(np.asarray(proba, dtype=np.float64), PROBA_FLOOR, 1.0)
+    return clipped / clipped.sum(axis=1, keepdims=True)
+
+
+def _confidence_bins(y_true: np.ndarray, proba: np.ndarray,
+                     n_bins: int) -> list[tuple[int, float | None, float | None]]:
+    """``(count, mean confidence, accuracy)`` of each of ``n_bins`` equal-width top-label
+    confidence bins over (0, 1], lowest first; an empty bin's means are None.
+    ``y_true`` int ``(n,)``; ``proba`` ``(n, k)``."""
+    proba = np.asarray(proba, dtype=np.float64)
+    confidence = proba.max(axis=1)
+    correct = proba.argmax(axis=1) == np.asarray(y_true)
+    bins = np.clip(np.ceil(confidence * n_bins).astype(int) - 1, 0, n_bins - 1)
+    out = []
+    for b in range(n_bins):
+        mask = bins == b
+        if mask.any():
+            out.append((int(mask.sum()), float(confidence[mask].mean()),
+                        float(correct[mask].mean())))
+        else:
+            out.append((0, None, None))
+    return out
+
+
+def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray,
+                               n_bins: int = N_BINS) -> float:
+    """Top-label ECE with ``n_bins`` equal-width confidence bins over (0, 1]."""
+    n = len(proba)
+    return float(sum(count / n * abs(accuracy - confidence)
+                     for count, confidence, accuracy in _confidence_bins(y_true, proba, n_bins)
+                     if count))
+
+
+def reliability_bins(y_true: np.ndarray, proba: np.ndarray,
+                     n_bins: int = N_BINS) -> dict[str, list[float]]:
+    """Per bin: mean confidence, accuracy and count (for the reliability diagram)."""
+    bins = _confidence_bins(y_true, proba, n_bins)
+    return {"confidence": [confidence for _, confidence, _ in bins],
+            "accuracy": [accuracy for _, _, accuracy in bins],
+            "count": [count for count, _, _ in bins]}
+
+
+def calibration(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
+    """NLL, multiclass Brier score (of the clipped probabilities) and ECE of ``proba``
+    ``(n, k)`` against ``y_true`` int ``(n,)``."""
+    labels = list(range(proba.shape[1]))
+    clipped = clip_probas(proba)
+    return {"nll": float(log_loss(y_true, clipped, labels=labels)),
+            "brier": float(brier_score_loss(y_true, clipped, labels=labels)),
+            "ece": expected_calibration_error(y_true, proba)}
+
+
+def diagnose(y_true: np.ndarray, member_probas: Mapping[str, np.ndarray],
+             committee_probas: Mapping[str, np.ndarray]) -> dict:
+    """Diversity of the members, calibration and reliability bins of members and rules."""
+    correct = {n: np.asarray(p).argmax(axis=1) == y_true for n, p in member_probas.items()}
+    everything = {**member_probas, **{f"committee_{r}": p for r, p in committee_probas.items()}}
+    return {
+        "diversity": pairwise_diversity(correct),
+        "calibration": {n: calibration(y_true, p) for n, p in everything.items()},
+        "reliability": {n: reliability_bins(y_true, p) for n, p in everything.items()},
+    }

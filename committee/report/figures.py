@@ -1,0 +1,138 @@
+"""PNG figures of a run (matplotlib, Agg backend; sklearn's ConfusionMatrixDisplay)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from committee.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES  # noqa: E402
+from committee.rundir import folder as runfolder  # noqa: E402
+
+CURVES = ("loss", "accuracy", "precision", "recall")
+SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
+
+
+def save(fig, path: str | os.PathLike) -> Path:
+    with runfolder.atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return Path(path)
+
+
+def training_curves(name: str, history: dict[str, list[float]], path) -> Path:
+    """Loss, accuracy, precision and recall per epoch, train and validation."""
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    for ax, metric in zip(axes, CURVES):
+        for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
+            values = history.get(key, [])
+            ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=label)
+        ax.set_title(metric)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.suptitle(f"{name}: training curves")
+    return save(fig, path)
+
+
+def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
+    """One normalised confusion matrix per member and committee rule, side by side."""
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    names = list(matrices)
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 5.2), squeeze=False)
+    for ax, name in zip(axes[0], names):
+        cm = np.asarray(matrices[name], dtype=float)
+        cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ConfusionMatrixDisplay(cm, display_labels=list(CLASS_NAMES)).plot(
+            ax=ax, colorbar=False, values_format=".2f", xticks_rotation=90)
+        ax.set_title(name)
+        for text in ax.texts:
+            text.set_fontsize(6)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def class_distribution(counts: dict[str, list[int]], path) -> Path:
+    """One bar chart of class counts per split, in the order given (e.g. train, validation,
+    test; older runs have no validation). ``counts``: split -> 10 ints."""
+    fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 3.8), squeeze=False)
+    for ax, (split, values) in zip(axes[0], counts.items()):
+        ax.bar(range(NUM_CLASSES), values)
+        ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=60, ha="right")
+        ax.set_title(f"{split}: {sum(values):,} images")
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE_ROWS,
+                cols: int = SAMPLE_COLS) -> Path:
+    """A rows x cols grid of images (uint8 (n, 28, 28)) titled with their class names."""
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
+    for ax, i in zip(axes.flat, range(rows * cols)):
+        ax.axis("off")
+        if i < len(images):
+            ax.imshow(images[i], cmap="gray_r")
+            ax.set_title(CLASS_NAMES[int(labels[i])], fontsize=6)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str], path) -> Path:
+    """Member x member heat maps of disagreement, Yule's Q and double fault."""
+    measures = (("disagreement", "disagreement"), ("q_statistic", "Yule's Q"),
+                ("double_fault", "double fault"))
+    fig, axes = plt.subplots(1, 3, figsize=(4.6 * 3, 4.2))
+    for ax, (key, title) in zip(axes, measures):
+        grid = np.full((len(names), len(names)), np.nan)
+        for pair, values in diversity.items():
+            a, b = pair.split("|")
+            i, j = names.index(a), names.index(b)
+            grid[i, j] = grid[j, i] = values[key]
+        image = ax.imshow(grid, cmap="viridis")
+        ax.set_xticks(range(len(names)), names, rotation=45)
+        ax.set_yticks(range(len(names)), names)
+        for (i, j), value in np.ndenumerate(grid):
+            if not np.isnan(value):
+                ax.text(j, i, f"{value:.3f}", ha="center", va="center", color="w", fontsize=8)
+        ax.set_title(title)
+        fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    return save(fig, path)
+
+
+def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
+    """Accuracy against mean confidence per bin, one line per member and committee rule."""
+    fig, ax = plt.subplots(figsize=(6, 6))
+    ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
+    for name, bins in reliability.items():
+        points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
+        if points:
+            xs, ys = zip(*points)
+            ax.plot(xs, ys, marker="o", ms=3, label=name)
+    ax.set_xlabel("mean confidence (top label)")
+    ax.set_ylabel("accuracy")
+    ax.set_title("reliability (15 bins)")
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3)
+    return save(fig, path)
+
+
+def trial_curves(curves: dict[str, list[tuple[list, list]]], path) -> Path:
+    """Validation accuracy of every trial over its running time, one panel per member.
+    ``curves``: member -> one ``(seconds, accuracies)`` pair per trial."""
+    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    for ax, (name, trials) in zip(axes[0], curves.items()):
+        for seconds, accuracy in trials:
+            ax.plot(seconds, accuracy, marker="o", ms=3, alpha=0.8)
+        ax.set_title(f"{name}: trials")
+        ax.set_xlabel("trial time (s)")
+        ax.set_ylabel("validation accuracy")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return save(fig, path)

@@ -1,0 +1,327 @@
+"""Outputs of a run: results.json, report.md, predictions.parquet and the figures.
+
+``committee report RUN_DIR`` calls :func:`render` to redraw report.md and the figures from
+results.json and samples.npz alone.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import zipfile
+from collections.abc import Callable
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from committee.data.fashion_mnist import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    NpyFormatError,
+    npy_header,
+)
+from committee.errors import one_line
+from committee.report import figures
+from committee.rundir import folder as runfolder
+from committee.rundir import schema
+
+PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
+CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_counts
+
+
+def predictions_table(y_test: np.ndarray, member_probas: dict[str, np.ndarray],
+                      committee_probas: dict[str, np.ndarray]) -> pa.Table:
+    """One row per test image: index, label, each member's and each rule's probabilities,
+    and each one's predicted class (:func:`probability_columns`)."""
+    columns = {"index": pa.array(np.arange(len(y_test), dtype=np.int32)),
+               "label": pa.array(np.asarray(y_test, dtype=np.int8))}
+    return pa.table({**columns, **probability_columns(member_probas, committee_probas)})
+
+
+def probability_columns(member_probas: dict[str, np.ndarray],
+                        committee_probas: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+    """``<member>_proba`` / ``<member>_pred`` for each member, then ``committee_<rule>_proba``
+    / ``committee_<rule>_pred`` for each rule: probabilities (``(n, 10)`` arrays) as
+    ``fixed_size_list<float32>[10]``, predicted classes (their argmax) as int8."""
+    k = NUM_CLASSES
+
+    def probs(array: np.ndarray) -> pa.FixedSizeListArray:
+        flat = pa.array(np.asarray(array, dtype=np.float32).reshape(-1))
+        return pa.FixedSizeListArray.from_arrays(flat, k)
+
+    columns = {}
+    for name, array in [*member_probas.items(),
+                        *((f"committee_{r}", p) for r, p in committee_probas.items())]:
+        columns[f"{name}_proba"] = probs(array)
+        columns[f"{name}_pred"] = pa.array(np.asarray(array).argmax(axis=1).astype(np.int8))
+    return columns
+
+
+def write_predictions(path, table: pa.Table) -> None:
+    buffer = io.BytesIO()
+    pq.write_table(table, buffer)
+    runfolder.write_bytes(path, buffer.getvalue())
+
+
+def _fmt(value, digits: int = 4) -> str:
+    return "–" if value is None else f"{value:.{digits}f}"
+
+
+def markdown(results: dict) -> str:
+    """The human-readable report: members and committee rules in one table."""
+    run, data = results["run"], results["data"]
+    lines = [
+        f"# Committee run `{run['name']}`",
+        "",
+        f"Preset `{run['preset']}`, members {', '.join(run['members'])}; seed {run['seed']}; "
+        f"{data['n_train']:,} training / {data['n_val']:,} validation ({data['split']} split) / "
+        f"{data['n_test']:,} test images. Wall time {run['wall_s']:.0f} s on Ray "
+        f"({run['placement']} per member){_on_backend(run)}.",
+        "",
+        "Test-set figures. The committee's are computed from its own fused probabilities "
+        "(argmax of the fused probabilities), not averaged from the members' figures.",
+        "",
+        "| model | epochs | val accuracy | test accuracy | precision (macro) | recall (macro) "
+        "| F1 (macro) | log loss |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for name, m in results["members"].items():
+        training = results["training"][name]
+        epochs = f"{training['epochs_run']}" + (" (early stop)" if training["stopped_early"] else "")
+        if training.get("epochs_planned") is not None:
+            ceiling = {s["name"]: s["epochs"] for s in results["config"]["members"]}[name]
+            epochs += f" of {ceiling} (time budget)"
+        lines.append(f"| {name} | {epochs} | {_fmt(m.get('val_accuracy'))} | "
+                     f"{_fmt(m['accuracy'])} | {_fmt(m['precision_macro'])} | "
+                     f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |")
+    for rule, m in results["committee"].items():
+        lines.append(f"| **committee ({rule})** | – | {_fmt(m.get('val_accuracy'))} | "
+                     f"**{_fmt(m['accuracy'])}** | {_fmt(m['precision_macro'])} | "
+                     f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |")
+    best = results["best_member"]
+    gain = results["gain_over_best_member"]
+    lines += [
+        "",
+        f"Best single member: **{best}** ({_fmt(results['members'][best]['accuracy'])}). "
+        "Committee gain over it: " + ", ".join(f"{rule} {g:+.4f}" for rule, g in gain.items())
+        + f". Oracle accuracy (some member right): {_fmt(results['oracle_accuracy'])}.",
+    ]
+    if "weights" in results:
+        lines += ["", "Weights of the `weighted` rule (fitted on the validation split by "
+                  "minimising log loss): " + ", ".join(f"{n} {w:.3f}"
+                                                       for n, w in results["weights"].items())
+                  + ". Its val accuracy is out of fold: each fifth of the validation split "
+                  "fused with weights fitted on the other four fifths."]
+    lines += ["", "## Calibration (test set)", "",
+              "| model | NLL | Brier | ECE (15 bins) |", "|---|---|---|---|"]
+    for name, c in results["calibration"].items():
+        lines.append(f"| {name.replace('committee_', 'committee ')} | {_fmt(c['nll'])} | "
+                     f"{_fmt(c['brier'])} | {_fmt(c['ece'])} |")
+    if results["diversity"]:
+        lines += ["", "## Diversity between members (test set)", "",
+                  "| pair | disagreement | Yule's Q | double fault |", "|---|---|---|---|"]
+        for pair, d in results["diversity"].items():
+            lines.append(f"| {pair.replace('|', ' / ')} | {_fmt(d['disagreement'])} | "
+                         f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |")
+    lines += ["", "## Figures", ""]
+    for name in results["members"]:
+        lines.append(f"- ![{name} training curves](figures/curves_{name}.png)")
+    lines += ["- ![confusion matrices](figures/confusion_matrices.png)",
+              *(["- ![diversity](figures/diversity.png)"] if results["diversity"] else []),
+              "- ![reliability diagram](figures/reliability.png)",
+              "- ![class distribution](figures/class_distribution.png)",
+              "- ![sample images](figures/samples.png)", ""]
+    return "\n".join(lines)
+
+
+def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
+    """(Re)write report.md and every figure from ``results`` (default: results.json) and
+    samples.npz; return the paths written.
+
+    The run folder is untrusted: results.json is checked against :mod:`committee.rundir.schema`,
+    samples.npz is read without pickles and its arrays checked, and every output path must
+    resolve inside ``run_dir`` — all before anything is drawn.
+
+    Raises :class:`~committee.rundir.folder.RunFolderError` (one line naming the file and field).
+    """
+    run_dir = Path(run_dir)
+    results = _checked_results(run_dir, results)
+    samples = read_samples(run_dir / SAMPLES)
+    plan = _outputs(run_dir, results, samples)
+    runfolder.check_inside(run_dir, list(plan))
+    for path, draw in plan.items():
+        draw(path)
+    return list(plan)
+
+
+def _checked_results(run_dir: Path, results: dict | None) -> dict:
+    """results.json (or ``results``, as it will be written) after :func:`schema.check_results`.
+
+    Returns the plain dict that was checked: ``results`` goes through JSON first, so what is
+    drawn now is exactly what ``committee report`` will read back later.
+    """
+    path = run_dir / runfolder.RESULTS
+    if results is None:
+        if not path.is_file():
+            raise runfolder.RunFolderError(f"{path} not found; expected the folder of a "
+                                           f"finished run")
+        return schema.read_results(path)
+    results = json.loads(runfolder.json_text(results))
+    schema.check_results(results, str(path))
+    return results
+
+
+def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path], object]]:
+    """Every file :func:`render` writes, each with the function that writes it."""
+    fig_dir = run_dir / "figures"
+    plan: dict[Path, Callable[[Path], object]] = {}
+    for name, training in results["training"].items():
+        plan[fig_dir / f"curves_{name}.png"] = partial(figures.training_curves, name,
+                                                       training["history"])
+    plan[fig_dir / "confusion_matrices.png"] = partial(figures.confusion_matrices,
+                                                       results["confusion_matrix"])
+    if len(results["members"]) > 1:
+        plan[fig_dir / "diversity.png"] = partial(figures.diversity_matrices,
+                                                  results["diversity"], list(results["members"]))
+    plan[fig_dir / "reliability.png"] = partial(figures.reliability_diagram,
+                                                results["reliability"])
+    counts = {split: results["data"]["class_counts"].get(split) for split in CLASS_COUNT_SPLITS}
+    plan[fig_dir / "class_distribution.png"] = partial(
+        figures.class_distribution, {k: v for k, v in counts.items() if v is not None})
+    if samples is not None:
+        plan[fig_dir / "samples.png"] = partial(figures.sample_grid, *samples)
+    plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results))
+    return plan
+
+
+# --------------------------------------------------------------------------- a search
+
+def write_search(run_dir: Path, summaries: dict[str, dict], trials: pa.Table,
+                 curves: dict[str, list], scores: dict, meta: dict) -> None:
+    """A search's outputs: best_configs.json, trials.parquet (``trials``: tuning.trials_table),
+    figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md."""
+    runfolder.write_json(run_dir / "best_configs.json",
+                         {n: s["best_config"] for n, s in summaries.items()})
+    write_predictions(run_dir / "trials.parquet", trials)
+    figures.trial_curves(curves, run_dir / "figures" / "trials.png")
+    runfolder.write_json(run_dir / runfolder.RESULTS,
+                         {"search": meta, "members": summaries, **scores})
+    runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
+
+
+def _on_backend(run: dict) -> str:
+    """", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
+    backend = run.get("backend")
+    return f", Keras on {backend}" if isinstance(backend, str) and backend.isidentifier() else ""
+
+
+def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str:
+    """The report of a hyper-parameter search (``committee tune``): default and tuned
+    members and committees, validation and test accuracy, each member's best configuration.
+    ``summaries``: tuning.summarize's per member; ``scores``: tuning.finalize's."""
+    lines = [f"# Hyper-parameter search `{meta['name']}`", "",
+             f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
+             f"default configuration among them; objective validation accuracy on "
+             f"{meta['n_val']:,} validation images. The test set was used only after selection.",
+             "", "The accuracies below are of the saved default and best checkpoints, predicted "
+             "with each member's test-time augmentation; the search's own per-epoch figures "
+             "(no TTA) are in `trials.parquet`.",
+             "", "| model | default val acc | tuned val acc | default test acc | tuned test acc "
+             "| best configuration |", "|---|---|---|---|---|---|"]
+
+    def acc(which, name, key="accuracy"):
+        block = scores.get(which, {}).get("members", {}).get(name)
+        return "–" if block is None or key not in block else f"{block[key]:.4f}"
+
+    for name, s in summaries.items():
+        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                           for k, v in s["best_config"].items())
+        lines.append(f"| {name} | {acc('default', name, 'val_accuracy')} | "
+                     f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
+                     f"{acc('tuned', name)} | {config} |")
+    for rule in ("mean", "weighted", "geometric"):
+        cells = []
+        for which in ("default", "tuned"):
+            block = scores.get(which, {}).get("committee", {}).get(rule)
+            cells.append(("–", "–") if block is None else
+                         (f"{block.get('val_accuracy', float('nan')):.4f}",
+                          f"{block['accuracy']:.4f}"))
+        lines.append(f"| **committee ({rule})** | {cells[0][0]} | {cells[1][0]} | "
+                     f"{cells[0][1]} | {cells[1][1]} | |")
+    lines += ["", "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
+              "`best_configs.json`.", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- samples.npz
+
+SAMPLE_ARRAYS = ("images", "labels")
+MAX_SAMPLES = figures.SAMPLE_ROWS * figures.SAMPLE_COLS
+MAX_SAMPLES_BYTES = 16 << 20  # 75 images take about 60 kB
+
+
+def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
+    """The sample images of samples.npz, or None when the run has none.
+
+    Returns ``images`` uint8 ``(n, 28, 28)`` and ``labels`` integer ``(n,)`` in 0..9, with
+    1 <= n <= MAX_SAMPLES. Pickled arrays are refused, and each array's declared dtype and
+    shape are checked before its data is read, so a small file cannot inflate into a large
+    array. Raises :class:`~committee.rundir.folder.RunFolderError` naming the file and the array.
+    """
+    path = Path(path)
+    if not os.path.lexists(path):
+        return None
+    try:
+        if path.stat().st_size > MAX_SAMPLES_BYTES:
+            raise runfolder.RunFolderError(f"{path}: larger than {MAX_SAMPLES_BYTES:,} bytes; "
+                                           f"expected at most {MAX_SAMPLES} sample images")
+        with zipfile.ZipFile(path) as archive:
+            headers = {key: _npy_header(archive, key, path) for key in SAMPLE_ARRAYS}
+        _check_sample_headers(path, **headers)
+        with np.load(path, allow_pickle=False) as npz:
+            images, labels = (npz[key] for key in SAMPLE_ARRAYS)
+    except runfolder.RunFolderError:
+        raise
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
+        raise runfolder.RunFolderError(f"{path}: not a readable npz of plain arrays "
+                                       f"({one_line(exc, limit=None)}); expected arrays "
+                                       f"'images' and 'labels' as committee run writes them"
+                                       ) from None
+    if labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
+        raise runfolder.RunFolderError(f"{path}: array 'labels' holds {int(labels.min())}.."
+                                       f"{int(labels.max())}; expected class indices in "
+                                       f"0..{NUM_CLASSES - 1}")
+    return images, labels
+
+
+def _npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, np.dtype]:
+    """The declared ``(shape, dtype)`` of array ``key`` in an npz, without reading its data."""
+    try:
+        member = archive.open(f"{key}.npy")
+    except KeyError:
+        raise runfolder.RunFolderError(f"{path}: array {key!r} is missing; expected arrays "
+                                       f"{' and '.join(map(repr, SAMPLE_ARRAYS))}") from None
+    with member:
+        try:
+            return npy_header(member)
+        except NpyFormatError as exc:
+            raise runfolder.RunFolderError(f"{path}: array {key!r} has {exc}") from None
+
+
+def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
+    """Raise unless images are uint8 (n, 28, 28) and labels integer (n,), 1 <= n <= MAX_SAMPLES."""
+    (image_shape, image_dtype), (label_shape, label_dtype) = images, labels
+    n = image_shape[0] if image_shape else 0
+    if image_dtype != np.uint8 or len(image_shape) != 3 or image_shape[1:] != IMAGE_SHAPE \
+            or not 1 <= n <= MAX_SAMPLES:
+        raise runfolder.RunFolderError(f"{path}: array 'images' is {image_dtype} "
+                                       f"{image_shape}; expected uint8 (n, 28, 28) with "
+                                       f"1 <= n <= {MAX_SAMPLES}")
+    if label_dtype.kind not in "iu" or label_shape != (n,):
+        raise runfolder.RunFolderError(f"{path}: array 'labels' is {label_dtype} "
+                                       f"{label_shape}; expected integers of shape ({n},)")
+

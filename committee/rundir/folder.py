@@ -1,0 +1,368 @@
+"""The run folder: atomic writes, its lifecycle (new, resume, overwrite), and one writer.
+
+Layout of ``RUN_DIR``::
+
+    INCOMPLETE            present from the start of a run until every output is written
+    config.json           this tool's marker, the run's identity (identity.py) and options
+    train/<member>/       Ray Train storage: per-epoch checkpoints and run state
+    models/<member>.keras the trained members
+    members/<member>.json history, timing and spec of a finished member
+    members/<member>.npz  its validation and test probabilities
+    results.json  report.md  predictions.parquet  figures/*.png
+
+Every file is written to a temporary name in the same folder and renamed into place, so an
+interrupted run never leaves a half-written file under a final name. Beside the folder,
+``.<name>.lock`` exists while a run holds it (:class:`RunLock`) and ``.<name>.replaced`` while
+an ``--overwrite`` has not finished (the old run, put back if the new one fails).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from committee.errors import CommitteeError
+from committee.log import logger
+
+INCOMPLETE = "INCOMPLETE"
+RESULTS = "results.json"
+CONFIG = "config.json"
+TOOL = "fashion-committee"  # config.json's marker: the folder is this tool's
+# What a run or a search writes; --overwrite refuses a folder holding anything else.
+KNOWN_ENTRIES = frozenset({
+    INCOMPLETE, RESULTS, CONFIG, "report.md", "predictions.parquet", "samples.npz", "figures",
+    "members", "models", "train", "tune", "logs", "tensorboard", "best_configs.json",
+    "trials.parquet"})
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
+class RunFolderError(CommitteeError):
+    """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
+    the folder in use, a finished run, another run's settings, or not made by this tool. The
+    message is one line naming the folder or file, the field or value, and what was expected."""
+
+
+def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
+    """Raise :class:`RunFolderError` unless every path resolves (links followed) inside
+    ``run_dir``."""
+    root = Path(run_dir).resolve()
+    for path in paths:
+        if not Path(path).resolve().is_relative_to(root):
+            raise RunFolderError(f"{path}: resolves to {Path(path).resolve()}, outside the run "
+                                 f"folder {root}; expected every output inside it")
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    tmp_path = Path(tmp)
+    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
+    try:
+        yield tmp_path
+        os.replace(tmp_path, path)
+    finally:
+        tmp_path.unlink(missing_ok=True)
+
+
+def write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    write_bytes(path, text.encode("utf-8"))
+
+
+def json_text(obj: Any) -> str:
+    """``obj`` as results.json and config.json hold it (numpy scalars and arrays as numbers)."""
+    return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    write_text(path, json_text(obj))
+
+
+def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **arrays)
+    write_bytes(path, buffer.getvalue())
+
+
+def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def _json_default(obj):
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def is_complete(run_dir: str | os.PathLike) -> bool:
+    run_dir = Path(run_dir)
+    return (run_dir / RESULTS).is_file() and not (run_dir / INCOMPLETE).exists()
+
+
+def _aside(run_dir: Path) -> Path:
+    """Where ``--overwrite`` keeps the run it replaces until the new one has finished."""
+    return run_dir.parent / f".{run_dir.name}.replaced"
+
+
+def read_marker(run_dir: Path) -> dict | None:
+    """The folder's ``config.json`` if this tool wrote it (its ``tool`` key), else None."""
+    try:
+        config = read_json(run_dir / CONFIG)
+    except (OSError, ValueError):
+        return None
+    return config if isinstance(config, dict) and config.get("tool") == TOOL else None
+
+
+def _foreign_entries(run_dir: Path) -> list[str]:
+    return sorted(p.name for p in run_dir.iterdir()
+                  if p.name not in KNOWN_ENTRIES and not p.name.startswith("."))
+
+
+def _is_real_dir(path: Path) -> bool:
+    return path.is_dir() and not path.is_symlink()
+
+
+def restore_interrupted_overwrite(run_dir: str | os.PathLike, log=logger.info) -> bool:
+    """Settle what an ``--overwrite`` stopped part way left beside ``run_dir``.
+
+    The run it set aside (``.<name>.replaced``) is put back if the new run had not finished,
+    and dropped if it had; the new run's config.json records which run it ``replaces``, so
+    nothing is moved that this tool cannot prove it set aside (RunFolderError instead).
+    Returns whether a run was put back."""
+    run_dir = Path(run_dir)
+    aside = _aside(run_dir)
+    if not (aside.exists() or aside.is_symlink()):
+        return False
+    old = read_marker(aside) if _is_real_dir(aside) else None
+    if old is None or not isinstance(old.get("instance"), str):
+        raise RunFolderError(f"{aside} is in the way: it is not a run this tool set aside; "
+                             f"move it away")
+    if run_dir.exists() or run_dir.is_symlink():
+        new = read_marker(run_dir) if _is_real_dir(run_dir) else None
+        empty = _is_real_dir(run_dir) and not any(run_dir.iterdir())
+        if not empty and (new is None or new.get("replaces") != old["instance"]):
+            raise RunFolderError(f"{aside} holds a run set aside by an --overwrite that "
+                                 f"{run_dir} does not record; move one of them away")
+        if not empty and is_complete(run_dir):  # the new run had finished: drop the old one
+            shutil.rmtree(aside)
+            log(f"removed {aside}: the --overwrite that set it aside had finished")
+            return False
+        shutil.rmtree(run_dir)
+    os.replace(aside, run_dir)
+    log(f"restored {run_dir}: an earlier --overwrite stopped before its new run finished")
+    return True
+
+
+def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -> str:
+    """Decide what a run of ``identity`` may do with ``run_dir``, changing nothing.
+
+    Returns ``"new"``, ``"resume"`` (an earlier run with the same identity stopped part way:
+    its finished members and checkpoints are reused) or ``"overwrite"``. Raises
+    :class:`RunFolderError` for a complete run without ``overwrite``, a run started with other
+    settings (each difference named, old -> new), and a folder this tool did not make.
+    """
+    from committee.rundir.identity import differences
+
+    run_dir = Path(run_dir)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunFolderError(f"output {run_dir} exists and is not a folder; expected a folder "
+                             f"path")
+    if not run_dir.is_dir() or not any(run_dir.iterdir()):
+        return "new"
+    config = read_marker(run_dir)
+    if config is None and (run_dir / CONFIG).is_file():
+        try:
+            read_json(run_dir / CONFIG)
+        except (OSError, ValueError) as exc:
+            raise RunFolderError(f"{run_dir / CONFIG} is unreadable ({type(exc).__name__}); "
+                                 f"this folder cannot be resumed or overwritten safely: move it "
+                                 f"away or choose another --run-name") from None
+    if config is None:
+        raise RunFolderError(f"output {run_dir} is a non-empty folder without this tool's "
+                             f"{CONFIG}; expected a new folder or one a committee run made "
+                             f"(choose another --run-name)")
+    if not isinstance(config.get("instance"), str) or not re.fullmatch(r"[0-9a-f]{32}",
+                                                                       config["instance"]):
+        raise RunFolderError(f"{run_dir / CONFIG}: field 'instance' is "
+                             f"{config.get('instance')!r}; expected the 32 hex digits this tool "
+                             f"writes (move the folder away or choose another --run-name)")
+    if overwrite:
+        if run_dir.is_symlink():
+            raise RunFolderError(f"--overwrite refused: {run_dir} is a symbolic link; expected "
+                                 f"a run folder (remove the link or choose another --run-name)")
+        foreign = _foreign_entries(run_dir)
+        if foreign:
+            raise RunFolderError(f"--overwrite refused: {run_dir} holds files this tool never "
+                                 f"writes ({', '.join(foreign[:5])}); move them or choose "
+                                 f"another --run-name")
+        return "overwrite"
+    if is_complete(run_dir):
+        raise RunFolderError(f"run folder {run_dir} already holds a complete run; pass "
+                             f"--overwrite to replace it or choose another --run-name")
+    old = config.get("identity")
+    changed = ["it records no settings (made by an earlier version)"] if not isinstance(
+        old, dict) else differences(old, identity)
+    if changed:
+        raise RunFolderError(f"run folder {run_dir} holds an unfinished run with other settings "
+                             f"({'; '.join(changed)}); rerun with its settings to resume it, "
+                             f"pass --overwrite to start it over, or choose another --run-name")
+    return "resume"
+
+
+def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
+    """Make ``run_dir`` ready for a run that :func:`check` allowed as ``mode``; mark it
+    incomplete. ``config`` (JSON data) is written to ``config.json`` with the tool's marker;
+    a resumed run keeps its first ``instance`` id. ``"overwrite"`` sets the old run aside
+    (:func:`finish` drops it, :func:`abandon` puts it back). Returns the config written."""
+    run_dir = Path(run_dir)
+    config = {"tool": TOOL, "instance": uuid.uuid4().hex, **config}
+    if mode == "resume":
+        config["instance"] = (read_marker(run_dir) or {}).get("instance", config["instance"])
+    elif mode == "overwrite":
+        config["replaces"] = (read_marker(run_dir) or {}).get("instance")
+        os.replace(run_dir, _aside(run_dir))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / CONFIG, config)  # first: the marker that makes the folder ours
+    (run_dir / INCOMPLETE).write_text("this run has not finished; rerun it to resume\n")
+    return config
+
+
+def finish(run_dir: str | os.PathLike) -> None:
+    """Mark the run complete and drop the run an ``--overwrite`` replaced."""
+    run_dir = Path(run_dir)
+    mark_complete(run_dir)
+    shutil.rmtree(_aside(run_dir), ignore_errors=True)
+
+
+def abandon(run_dir: str | os.PathLike, mode: str) -> bool:
+    """After a failed ``--overwrite``: remove the unfinished new run and put the old one back.
+    Returns whether the old run was restored (other modes keep the folder to resume)."""
+    if mode != "overwrite":
+        return False
+    return restore_interrupted_overwrite(run_dir, log=lambda message: None)
+
+
+def mark_complete(run_dir: str | os.PathLike) -> None:
+    (Path(run_dir) / INCOMPLETE).unlink(missing_ok=True)
+
+
+class RunLock:
+    """An exclusive lock on one run folder, held for a whole run (``with RunLock(run_dir):``).
+
+    The lock is ``flock`` on ``.<name>.lock`` beside the folder, holding the owner's PID: a
+    second run of the same folder fails at once naming it, and a lock whose process died is
+    free (the kernel drops it). The file is removed on release; a process that locked a file
+    just removed retries on the new one. (filelock truncates the file when it tries to
+    lock it, so it cannot keep the holder's PID; hence fcntl here.)
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.run_dir = Path(run_dir)
+        self.path = self.run_dir.parent / f".{self.run_dir.name}.lock"
+        self._fd: int | None = None
+
+    def __enter__(self) -> RunLock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise RunFolderError(f"run folder {self.run_dir} is in use by another run "
+                                     f"(process {holder}); wait for it to end or choose "
+                                     f"another --run-name") from None
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)  # the holder removed it between our open and lock: take the new one
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self._fd is not None:
+            self.path.unlink(missing_ok=True)
+            os.close(self._fd)
+            self._fd = None
+
+
+def check_storage(storage: str | None, timeout_s: float = 20.0) -> None:
+    """Check ``--storage`` up front: a writable local path, or a URI whose scheme Ray Train
+    supports and whose filesystem answers within ``timeout_s`` (checked in a subprocess, as
+    pyarrow's cloud clients can block without end). Raises ValueError naming the value."""
+    if storage is None:
+        return
+    if not storage.strip():
+        raise ValueError("--storage '' is empty; expected a path or a URI such as "
+                         "s3://bucket/prefix (or leave --storage out)")
+    if "://" not in storage:
+        check_writable(storage, option="--storage")
+        return
+    scheme = storage.split("://", 1)[0].lower()
+    if scheme not in STORAGE_SCHEMES:
+        raise ValueError(f"--storage {storage!r}: scheme {scheme}:// is not supported; expected "
+                         f"a path or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
+    probe = ("import sys, pyarrow.fs as f\n"
+             "fs, path = f.FileSystem.from_uri(sys.argv[1])\n"
+             "fs.get_file_info(path)\n")
+    try:
+        proc = subprocess.run([sys.executable, "-c", probe, storage], capture_output=True,
+                              text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ValueError(f"--storage {storage!r} did not answer within {timeout_s:g} s; "
+                         f"expected reachable storage (check the bucket and the network)") from None
+    if proc.returncode != 0:
+        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+        why = lines[-1][:300] if lines else f"exit status {proc.returncode}"
+        raise ValueError(f"--storage {storage!r} is not reachable: {why}")
+
+
+def check_writable(folder: str | os.PathLike, option: str = "--output") -> None:
+    """Raise a clear error unless files can be created under ``folder`` (or its nearest
+    parent); ``option`` names where the folder came from."""
+    folder = Path(folder).resolve()
+    probe = folder
+    while not probe.exists():
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(f"{option} folder {folder} is not writable ({probe} does not accept "
+                              f"new files); expected a writable location")

@@ -1,0 +1,38 @@
+"""Class probabilities from a trained member (a Keras model or a saved ``.keras`` file)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from committee.members.tta import tta_views
+
+
+def load_model(path: str | os.PathLike):
+    """Load a ``.keras`` file in Keras' safe mode (no arbitrary code runs from the file), with
+    the weights it predicts with (:func:`averaged_weights`)."""
+    import keras
+    return averaged_weights(keras.models.load_model(path, safe_mode=True))
+
+
+def averaged_weights(model):
+    """``model`` with its optimizer's moving average of the weights in place of the weights,
+    where it keeps one (a member with ``ema_momentum`` > 0: its checkpoints hold the raw
+    weights to resume from, the average beside them); otherwise ``model`` unchanged. Keras'
+    ``fit`` does the same at its end (``finalize_variable_values``); doing it twice is harmless."""
+    optimizer = getattr(model, "optimizer", None)
+    optimizer = getattr(optimizer, "inner_optimizer", optimizer)  # a LossScaleOptimizer's
+    if getattr(optimizer, "use_ema", False) and getattr(optimizer, "built", False):
+        optimizer.finalize_variable_values(model.trainable_variables)
+    return model
+
+
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024,
+                  tta: str = "none") -> np.ndarray:
+    """Class probabilities of ``x`` (float32 ``(n, 28, 28, 1)``) as float32 ``(n, 10)``:
+    the mean over the :func:`tta_views` of ``x`` (``tta``: none, mirror or mirror+shifts;
+    the strong members were trained with flips and shifts, so they accept these views)."""
+    probas = [np.asarray(model.predict(view, batch_size=batch_size, verbose=0), np.float32)
+              for view in tta_views(x, tta)]
+    return np.mean(probas, axis=0, dtype=np.float32)
