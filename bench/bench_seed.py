@@ -35,10 +35,13 @@ ROOT = Path(__file__).resolve().parents[1]
 def plain_keras(args) -> None:
     """The baseline: the members one after another, in this process, no Ray."""
     sys.path.insert(0, str(ROOT))
+    from committee import log
     from committee.data import fashion_mnist as data
     from committee.ensemble import scoring
     from committee.members import spec as members
     from committee.training.loop import train_member
+
+    log.setup()
     from committee.training.prediction import predict_proba
 
     dataset = data.load(args.data_dir)

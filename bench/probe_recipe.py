@@ -67,7 +67,10 @@ def main(argv=None) -> None:
 
     import numpy as np
 
+    from committee import log
     from committee.training.loop import train_member
+
+    log.setup()
     from committee.training.prediction import predict_proba
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train)

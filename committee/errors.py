@@ -1,4 +1,6 @@
-"""The errors the command line reports in one line with exit status 2.
+"""Every error the project names, and the one-line form of any error.
+
+The command line reports these in one line with exit status 2.
 
 :class:`CommitteeError` marks a condition the project names and explains: bad input found
 before work starts (:class:`UsageError`), a run folder, data file or search that cannot be
@@ -9,6 +11,7 @@ callers that caught ValueError keep working.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -35,8 +38,76 @@ def usage_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from exc
 
 
-def one_line(exc: BaseException, limit: int | None = 200) -> str:
-    """``exc``'s message on one line (white space folded, cut at ``limit`` characters), or
-    its class name when it has none: for messages that quote an error from a library."""
-    text = " ".join(str(exc).split())
-    return (text if limit is None else text[:limit]) or type(exc).__name__
+def one_line(exc: BaseException | str, limit: int | None = 200, pick: str | None = None,
+             empty: str | None = None) -> str:
+    """``exc``'s message on one line, cut at ``limit`` characters: for messages that quote an
+    error from a library. ``pick``: None folds all its lines into one; "first" or "last" keeps
+    that line only (a traceback's last line is its error). ``empty``: what a message with no
+    text gives (default: the exception's class name)."""
+    text = str(exc).strip()
+    if pick is None:
+        text = " ".join(text.split())
+    elif text:
+        text = text.splitlines()[0 if pick == "first" else -1]
+    if limit is not None:
+        text = text[:limit]
+    if text:
+        return text
+    return type(exc).__name__ if empty is None else empty
+
+
+# --------------------------------------------------------------------------- the named conditions
+
+class RunFolderError(CommitteeError):
+    """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
+    the folder in use, a finished run, another run's settings, or not made by this tool. The
+    message is one line naming the folder or file, the field or value, and what was expected."""
+
+class DataError(CommitteeError):
+    """The data could not be found, fetched or verified. The message names the file."""
+
+
+class NpyFormatError(ValueError):
+    """A .npy header of a format version numpy's readers here do not take."""
+
+class InputError(ValueError):
+    """An input that cannot be classified; the message is one line naming the file."""
+
+class SearchError(CommitteeError):
+    """A search that cannot give a result as configured; the message says what to change."""
+
+class MemberLoadError(CommitteeError):
+    """A member's .keras file did not load (in its batch-inference actor)."""
+
+class MemberDiverged(CommitteeError):
+    """A member's loss became NaN or infinite; it was stopped and not saved."""
+
+
+class DiskFull(OSError):
+    """No space was left where the run writes; what finished is kept for a rerun."""
+
+
+def no_space(error: BaseException | str | None) -> str | None:
+    """The path in a 'No space left on device' error (or "" if it names none), else None."""
+    text = "" if error is None else str(error)
+    if isinstance(error, BaseException):
+        cause = error
+        while cause is not None:  # a remote error wraps the worker's OSError
+            text += f"\n{cause!r}"
+            cause = cause.__cause__ or cause.__context__
+    if "No space left on device" not in text and "Errno 28" not in text:
+        return None
+    named = re.search(r"No space left on device\W+(?:\[[^]]*\]\s*)?'?(/[^'\s\n]+)", text)
+    return named.group(1) if named else ""
+
+
+def disk_full(error, where: str) -> DiskFull:
+    """The one-line error for a full disk; ``where`` is the folder written when no path is
+    known."""
+    if isinstance(error, DiskFull):
+        return error
+    if isinstance(error, OSError) and error.filename:
+        where = str(error.filename)
+    return DiskFull(28, f"no space left on device writing {no_space(error) or where}; free "
+                        f"space and rerun with the same --run-name to resume (finished members "
+                        f"and checkpoints are kept)")

@@ -4,7 +4,8 @@ Driver code logs plainly (``logger.info(...)``); training code marks its lines a
 (``logger.info(..., extra=MEMBER)``). Where they go:
 
 - anywhere (tests, bench, a notebook, the driver): a member's line to stdout as it is, the
-  driver's own to stderr as ``[committee] <message>`` (:data:`TERMINAL`, set up on import) —
+  driver's own to stderr as ``[committee] <message>`` (:data:`TERMINAL`, installed by
+  :func:`setup`, which every entry point calls) —
   or onto the live display while the driver shows one (``TERMINAL.display``, set by
   :func:`committee.app.progress.displaying`);
 - a Ray Train worker: the same, and each line also passed to the driver's display queue
@@ -77,6 +78,14 @@ def forwarding(send: Callable[[str], None] | None):
 
 
 TERMINAL = Terminal()
-logger.addHandler(TERMINAL)
-logger.setLevel(logging.INFO)
-logger.propagate = False  # the root logger's handlers (a notebook's) would repeat each line
+
+
+def setup() -> None:
+    """Send the ``committee`` logger's lines to :data:`TERMINAL` at INFO (idempotent).
+
+    Called by the entry points (the command line, :func:`committee.app.run.run`, a Ray Train
+    worker), not on import: importing the package changes no logging of the process."""
+    if TERMINAL not in logger.handlers:
+        logger.addHandler(TERMINAL)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False  # the root logger's handlers (a notebook's) would repeat each line

@@ -11,12 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from committee import log
 from committee.distributed.cluster import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = (ROOT.parent / "shared" / "data" / "fashion-mnist").resolve()
 os.environ.setdefault("FASHION_MNIST_DIR", str(SHARED_DATA))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+log.setup()  # the lines the entry points would show, for the tests that call inside them
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,8 @@ import pytest
 from conftest import corrupt as _corrupt
 
 from committee.data import fashion_mnist as data
-from committee.data.fashion_mnist import FILES, DataError
+from committee.data.fashion_mnist import FILES
+from committee.errors import DataError
 
 # --------------------------------------------------------------------------- the real files
 

@@ -76,7 +76,8 @@ def _same_as_run(table, expected, rows: slice = slice(None)) -> None:
 
 def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, local_ray,
                                                     tmp_path):
-    from committee.app.predict import PredictOptions, predict
+    from committee.app.options import PredictOptions
+    from committee.app.predict import predict
     from committee.data.fashion_mnist import CLASS_NAMES
 
     out = tmp_path / "pngs.parquet"
@@ -100,7 +101,8 @@ def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, l
 
 def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(run_dir, expected, inputs,
                                                               local_ray, tmp_path, capfd):
-    from committee.app.predict import PredictOptions, predict
+    from committee.app.options import PredictOptions
+    from committee.app.predict import predict
 
     files = [inputs / "u8.npy", inputs / "f32.npy", inputs / "images.gz"]
     out = tmp_path / "arrays.csv"
@@ -129,8 +131,9 @@ def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, loca
                                                           tmp_path):
     import zipfile
 
-    from committee.app.predict import PredictOptions, predict
-    from committee.rundir.folder import RunFolderError
+    from committee.app.options import PredictOptions
+    from committee.app.predict import predict
+    from committee.errors import RunFolderError
 
     damaged = tmp_path / "damaged"
     shutil.copytree(run_dir / "models", damaged / "models")
@@ -232,7 +235,8 @@ def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
     import struct
     import zlib
 
-    from committee.data.inputs import InputError, read_image
+    from committee.data.inputs import read_image
+    from committee.errors import InputError
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (struct.pack(">I", len(data)) + kind + data

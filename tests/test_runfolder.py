@@ -9,7 +9,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from committee.report import render as report
+from committee.report import tables
 from committee.rundir import folder as runfolder
 
 
@@ -127,8 +127,8 @@ def test_predictions_table_round_trip(tmp_path):
     rng = np.random.default_rng(0)
     y = rng.integers(0, 10, 7)
     m1, m2 = rng.dirichlet(np.ones(10), 7), rng.dirichlet(np.ones(10), 7)
-    table = report.predictions_table(y, {"m1": m1, "m2": m2}, {"mean": (m1 + m2) / 2})
-    report.write_predictions(tmp_path / "p.parquet", table)
+    table = tables.predictions_table(y, {"m1": m1, "m2": m2}, {"mean": (m1 + m2) / 2})
+    tables.write_predictions(tmp_path / "p.parquet", table)
     back = pq.read_table(tmp_path / "p.parquet")
     assert back.num_rows == 7
     np.testing.assert_array_equal(back["label"].to_numpy(), y)
@@ -142,7 +142,7 @@ def test_code_version_of_this_checkout_and_of_a_plain_folder(tmp_path):
     import subprocess
     from pathlib import Path
 
-    from committee.app import run as job
+    from committee.app import provenance as job
 
     package = Path(job.__file__).resolve().parent
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True,

@@ -10,13 +10,13 @@ from types import SimpleNamespace
 
 import pytest
 
-from committee.app import cli, predict
-from committee.app import run as job
+from committee.app import cli
+from committee.app import options as job
 from committee.members import spec as members
 from committee.validation import Boolean, Interval, Options, argument_type, check
 
 TABLES = [(job.RunOptions, job.RUN_CONSTRAINTS), (job.TuneOptions, job.TUNE_CONSTRAINTS),
-          (predict.PredictOptions, predict.PREDICT_CONSTRAINTS),
+          (job.PredictOptions, job.PREDICT_CONSTRAINTS),
           (members.MemberSpec, members.SPEC_CONSTRAINTS)]
 
 
@@ -95,7 +95,7 @@ def test_every_argument_of_run_tune_and_predict_is_a_field_of_its_options():
     subparsers = next(a for a in cli.build_parser()._actions
                       if isinstance(a, argparse._SubParsersAction)).choices
     for command, cls in (("run", job.RunOptions), ("tune", job.TuneOptions),
-                         ("predict", predict.PredictOptions)):
+                         ("predict", job.PredictOptions)):
         assert _dests(subparsers[command]) <= {f.name for f in dataclasses.fields(cls)}, command
 
 

@@ -17,6 +17,8 @@ import os
 import sys
 from pathlib import Path
 
+from committee import log
+from committee.errors import one_line
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS
 from committee.training.backend import BACKENDS
 from committee.validation import Interval, argument_type
@@ -30,7 +32,7 @@ class OneLineParser(argparse.ArgumentParser):
 
 
 # The command line's own checks of numbers, in argparse's wording ("argument --epochs: 0 must
-# be > 0"); the options' tables (job.RUN_CONSTRAINTS, predict.PREDICT_CONSTRAINTS) check the
+# be > 0"); the options' tables (options.RUN_CONSTRAINTS, options.PREDICT_CONSTRAINTS) check the
 # same fields again for callers that build the options themselves.
 _positive_int = argument_type(Interval(int, 0, None, closed="neither"))
 _positive_float = argument_type(Interval(float, 0, math.inf, closed="neither",
@@ -154,9 +156,9 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace):
-    """``committee run``'s or ``tune``'s options (:class:`~committee.app.run.RunOptions` or
-    :class:`~committee.app.run.TuneOptions`) from parsed arguments."""
-    from committee.app.run import RunOptions, TuneOptions
+    """``committee run``'s or ``tune``'s options (:class:`~committee.app.options.RunOptions` or
+    :class:`~committee.app.options.TuneOptions`) from parsed arguments."""
+    from committee.app.options import RunOptions, TuneOptions
     if getattr(args, "num_samples", None) is not None:
         return options_from(TuneOptions, args)
     return options_from(RunOptions, args)
@@ -242,7 +244,8 @@ def add_predict_parser(sub) -> None:
 
 def predict_command(args: argparse.Namespace) -> int:
     """``committee predict``: one-line errors (exit 2) before Ray starts where knowable."""
-    from committee.app.predict import PredictOptions, predict, summary
+    from committee.app.options import PredictOptions
+    from committee.app.predict import predict, summary
     from committee.app.run import interrupt_on_sigterm
 
     options = options_from(PredictOptions, args)
@@ -262,7 +265,9 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
-    from committee.app.run import TuneOptions, interrupt_on_sigterm, run, tune
+    from committee.app.options import TuneOptions
+    from committee.app.run import interrupt_on_sigterm, run
+    from committee.app.tune import tune
     from committee.errors import CommitteeError
 
     options = options_from_args(args)
@@ -278,7 +283,7 @@ def run_command(args: argparse.Namespace) -> int:
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             return _unexpected(exc, options)
-        from committee.distributed.driver import disk_full
+        from committee.errors import disk_full
         where = options.run_dir() if options.run_name else options.output
         print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
         return 2
@@ -299,7 +304,7 @@ def run_command(args: argparse.Namespace) -> int:
 def _unexpected(exc: BaseException, options) -> int:
     """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
     log = log_failure(exc, options.run_dir() if options.run_name else None)
-    first = (str(exc).strip().splitlines() or [""])[0][:300]
+    first = one_line(exc, 300, pick="first", empty="")
     print(f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
           file=sys.stderr)
     return 1
@@ -328,6 +333,7 @@ def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    log.setup()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by a local Ray's workers
     args = build_parser().parse_args(argv)
     if args.command in ("run", "tune"):

@@ -34,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from committee.errors import DataError, NpyFormatError
 from committee.errors import CommitteeError
 
 CLASS_NAMES = (
@@ -79,10 +80,6 @@ KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
 # Largest gz file read or downloaded: the official files are at most 26.4 MB, and even the
 # largest IDX content (47 MB) stored uncompressed fits.
 MAX_GZ_BYTES = 64 << 20
-
-
-class DataError(CommitteeError):
-    """The data could not be found, fetched or verified. The message names the file."""
 
 
 # --------------------------------------------------------------------------- parsing
@@ -237,10 +234,6 @@ def read_images_idx_gz(path: str | os.PathLike, max_images: int) -> np.ndarray:
     if count > max_images:
         raise DataError(f"{path}: announces {count:,} images; expected at most {max_images:,}")
     return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
-
-
-class NpyFormatError(ValueError):
-    """A .npy header of a format version numpy's readers here do not take."""
 
 
 _NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,

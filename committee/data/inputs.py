@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from committee.errors import InputError
 from committee.data.fashion_mnist import IMAGE_SHAPE, DataError, npy_header, read_images_idx_gz
 from committee.errors import one_line
 
@@ -37,10 +38,6 @@ MAX_IMAGES = 250_000  # per .npy or IDX file: 196 MB as uint8, 784 MB as float32
 MAX_IMAGE_PIXELS = 50_000_000  # a larger picture is refused before it is decoded
 RESAMPLE = "LANCZOS"  # Pillow's filter when an image is not 28x28
 LIGHT_BORDER = 0.5  # mean border pixel above which an image looks like a light background
-
-
-class InputError(ValueError):
-    """An input that cannot be classified; the message is one line naming the file."""
 
 
 @dataclass
@@ -141,7 +138,7 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
                 gray = gray.resize(IMAGE_SHAPE[::-1], getattr(Image.Resampling, RESAMPLE))
             pixels = np.asarray(gray, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own cap, checked at open
-        raise InputError(f"input {path}: {' '.join(str(exc).split())[:200]}; expected at most "
+        raise InputError(f"input {path}: {one_line(exc)}; expected at most "
                          f"{MAX_IMAGE_PIXELS:,} pixels") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, InputError):

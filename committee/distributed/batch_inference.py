@@ -16,12 +16,8 @@ import numpy as np
 
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.distributed.cluster import Placement
-from committee.errors import CommitteeError
+from committee.errors import MemberLoadError, one_line
 from committee.training import backend as backends
-
-
-class MemberLoadError(CommitteeError):
-    """A member's .keras file did not load (in its batch-inference actor)."""
 
 
 def _member_load_error(exc: BaseException) -> MemberLoadError | None:
@@ -61,7 +57,7 @@ class MemberPredictor:
             try:
                 self.model = load_model(path)
             except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
-                why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
+                why = one_line(exc, 200, pick="last")
                 raise MemberLoadError(f"models/{name}.keras could not be loaded in Keras' safe "
                                       f"mode ({type(exc).__name__}: {why}); expected the member's "
                                       f"trained model as committee run saved it") from None

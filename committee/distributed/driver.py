@@ -1,15 +1,15 @@
-"""Training, predicting and scoring the members on Ray (the cluster itself: ``cluster``).
+"""The driver side of training, predicting and scoring the members on Ray.
 
-Orchestration layer: the pieces it runs (``training``, ``prediction``, ``scoring``) work
-without Ray; ``cluster`` connects and places, ``batch_inference`` predicts a saved committee,
-``tuning`` searches hyper-parameters.
+The pieces it runs (``training``, ``ensemble``) work without Ray; ``worker`` is what runs in
+the Ray processes, ``cluster`` connects and places, ``batch_inference`` predicts a saved
+committee, ``tuning`` searches hyper-parameters.
 
 Flow of :func:`run_members`::
 
     driver: data arrays --ray.put once--> object store
             one trainer per member (member_trainer: TensorflowTrainer, or on JAX Ray Train's
               plain DataParallelTrainer), fit() from a thread each -> run concurrently
-              worker: train_loop_per_worker(config) -> per-epoch ray.train.report(metrics, ckpt)
+              worker: train_loop_per_worker({"job": MemberJob}) -> per-epoch ray.train.report(metrics, ckpt)
             one predict task per member (loads the final checkpoint) -> val/test probabilities
             one committee task gathers all probabilities -> scores (retried if its worker dies)
 """
@@ -18,9 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tempfile
 import threading
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,8 +26,14 @@ from typing import Any
 import numpy as np
 
 from committee.distributed.cluster import Placement, quiet_stderr
-from committee.errors import CommitteeError
-from committee.log import MEMBER, forwarding, logger
+from committee.distributed.worker import (
+    MemberJob,
+    predict_member,
+    score_members,
+    train_loop_per_worker,
+)
+from committee.errors import MemberDiverged, disk_full, no_space
+from committee.log import logger
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
 from committee.rundir.member_files import (
@@ -41,11 +45,8 @@ from committee.training import backend as backends
 from committee.training.checkpoint import (
     MODEL_FILE,
     STATE_FILE,
-    load_checkpoint,
-    save_checkpoint,
 )
-from committee.training.loop import train_member
-from committee.training.state import TrainState, recent_pace
+from committee.training.state import TrainState
 
 # Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
 # explicitly (``import keras``), never ``tf.keras``.
@@ -53,125 +54,8 @@ from committee.training.state import TrainState, recent_pace
 
 # --------------------------------------------------------------------------- worker side
 
-def train_loop_per_worker(config: dict[str, Any]) -> None:
-    """Ray Train loop for ONE member: resume if a checkpoint exists, report every epoch.
-    Its log lines go to the worker's stdout and, unless verbose, to the driver's display."""
-    spec = MemberSpec(**config["spec"])
-    progress = config.get("progress")  # the driver's display queue, or None (verbose, tune)
-    send = None if progress is None else (
-        lambda text: progress.put_nowait({"member": spec.name, "kind": "line", "text": text}))
-    with forwarding(send):
-        _train_on_worker(config, spec, progress)
-
-
-def _train_on_worker(config: dict[str, Any], spec: MemberSpec, progress) -> None:
-    import ray
-    import ray.train
-
-    backends.configure(config.get("backend", backends.DEFAULT), threads=config["threads"])
-    data = ray.get(config["data"])  # zero-copy views of the arrays put once by the driver
-    resume = _load_resume_point(spec.name, ray.train.get_checkpoint(),
-                                config.get("member_storage"))
-    if resume is not None:
-        logger.info(f"[{spec.name}] resuming after epoch {resume[1].epoch}", extra=MEMBER)
-
-    reported, durations, last = [], [], [time.time()]
-
-    def report(epoch: int, logs: dict, model, state: TrainState) -> None:
-        metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
-                   "stopped_early": state.stopped_early}
-        with tempfile.TemporaryDirectory() as tmp:
-            save_checkpoint(tmp, model, state)
-            ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
-        reported.append(epoch)
-        durations.append(time.time() - last[0])  # the epoch and its checkpoint
-        last[0] = time.time()
-        if progress is not None:
-            progress.put_nowait({"member": spec.name, "kind": "epoch", "epoch": epoch + 1,
-                                 "planned": state.total_epochs(spec),
-                                 "seconds": recent_pace(durations),
-                                 "metrics": {k: float(v) for k, v in logs.items()}})
-
-    model, state = train_member(
-        spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
-        seed=config["seed"], resume=resume, on_epoch_end=report,
-        steps_per_execution=config["steps_per_execution"],
-        time_budget_s=config.get("time_budget_s"), predict_images=config.get("predict_images", 0),
-        verbose=0 if progress is not None else 2, callbacks=_tensorboard(config))
-    if state.diverged is not None:  # the non-finite weights are never saved
-        # Ray Train's result carries only metrics reported with a checkpoint, so the news
-        # goes with one holding nothing but the record (checkpoints.repair drops it later).
-        with tempfile.TemporaryDirectory() as tmp:
-            (Path(tmp) / "diverged.json").write_text(json.dumps(state.diverged))
-            ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
-                              "diverged": state.diverged},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
-    elif resume is not None and not reported:  # resumed after its last epoch: record that
-        report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
-
-
-def _tensorboard(config: dict[str, Any]) -> list:
-    """A TensorBoard callback writing to ``config["tensorboard"]``, if given: losses,
-    metrics, the learning rate and the time budget's planned epochs, per epoch."""
-    if not config.get("tensorboard"):
-        return []
-    from committee.training.tensorboard import tensorboard_callback
-    return [tensorboard_callback(config["tensorboard"])]
-
-
-def _load_resume_point(name: str, checkpoint, member_storage: str | None):
-    """``(model, state)`` from the newest checkpoint that loads, or None to start afresh.
-
-    Tries Ray's latest checkpoint, then every other checkpoint folder in the member's storage
-    newest first (Ray keeps two; a torn or refused newest one falls back to the one before,
-    and a snapshot file removed by checkpoints.repair still leaves them to resume from). Each
-    one that fails is named in one warning line."""
-    import ray.train
-
-    from committee.distributed import checkpoints
-
-    candidates = [] if checkpoint is None else [checkpoint]
-    if member_storage:
-        fs, member_dir = checkpoints.filesystem(member_storage)
-        seen = {c.path for c in candidates}
-        candidates += [ray.train.Checkpoint(path, filesystem=fs)
-                       for path in checkpoints.checkpoint_paths(fs, member_dir) if path not in seen]
-    for candidate in candidates:
-        try:
-            with candidate.as_directory() as folder:
-                return load_checkpoint(folder)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
-            why = (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:200]
-            logger.warning(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
-                           f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
-                           extra=MEMBER)
-    if candidates:
-        logger.warning(f"[{name}] warning: no checkpoint could be loaded; training from the "
-                       f"start", extra=MEMBER)
-    return None
-
 
 # --------------------------------------------------------------------------- Ray tasks
-
-def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = "none",
-                   backend: str = backends.DEFAULT) -> dict[str, np.ndarray]:
-    """Ray task body: load a member's final checkpoint; return its val and test probabilities
-    (``tta``: the views averaged, see prediction.tta_views), on Keras' ``backend``."""
-    from committee.training.prediction import load_model, predict_proba
-
-    backends.configure(backend, threads=threads)
-    with checkpoint.as_directory() as folder:
-        model = load_model(Path(folder) / MODEL_FILE)
-    return {"val": predict_proba(model, data["x_val"], tta=tta),
-            "test": predict_proba(model, test["x_test"], tta=tta)}
-
-
-def score_members(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
-    """Ray task body: the committee. Pure function of its inputs, so retrying it is safe."""
-    from committee.ensemble.scoring import score_committee
-    test = {n: p["test"] for n, p in zip(names, predictions)}
-    val = {n: p["val"] for n, p in zip(names, predictions)}
-    return score_committee(test, y_test, val, y_val)
 
 
 def predict_task(placement: Placement, backend: str = backends.DEFAULT, **options):
@@ -182,11 +66,11 @@ def predict_task(placement: Placement, backend: str = backends.DEFAULT, **option
         **placement.task_resources(), runtime_env=placement.runtime_env(backend), **options)
 
 
-def member_trainer(backend: str, placement: Placement, train_loop_config: dict, **run_config):
-    """The Ray Train trainer of one member: one worker with ``placement``'s resources, in a
-    process started for Keras' ``backend`` (backend.process_env), running
-    :func:`train_loop_per_worker` with ``train_loop_config`` (its ``backend`` set here);
-    ``run_config``: RunConfig's arguments.
+def member_trainer(job: MemberJob, placement: Placement, **run_config):
+    """The Ray Train trainer of one member's ``job``: one worker with ``placement``'s
+    resources, in a process started for the job's Keras backend (backend.process_env),
+    running :func:`~committee.distributed.worker.train_loop_per_worker`; ``run_config``:
+    RunConfig's arguments.
 
     TensorFlow: TensorflowTrainer. JAX: Ray Train's DataParallelTrainer with no framework
     set-up. Ray's JaxTrainer would call ``jax.distributed.initialize``, needless for one
@@ -195,15 +79,12 @@ def member_trainer(backend: str, placement: Placement, train_loop_config: dict, 
     """
     from ray.train import RunConfig
 
-    run_config = RunConfig(worker_runtime_env=placement.runtime_env(backend), **run_config)
-    if backend == "tensorflow":
+    run_config = RunConfig(worker_runtime_env=placement.runtime_env(job.backend), **run_config)
+    if job.backend == "tensorflow":
         from ray.train.tensorflow import TensorflowTrainer as Trainer
     else:
-        from ray.train.v2.api.data_parallel_trainer import (
-            DataParallelTrainer as Trainer,
-        )
-    return Trainer(train_loop_per_worker=train_loop_per_worker,
-                   train_loop_config={**train_loop_config, "backend": backend},
+        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as Trainer
+    return Trainer(train_loop_per_worker=train_loop_per_worker, train_loop_config={"job": job},
                    scaling_config=placement.scaling_config(), run_config=run_config)
 
 
@@ -262,14 +143,6 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
     return results
 
 
-class MemberDiverged(CommitteeError):
-    """A member's loss became NaN or infinite; it was stopped and not saved."""
-
-
-class DiskFull(OSError):
-    """No space was left where the run writes; what finished is kept for a rerun."""
-
-
 def _read_state(checkpoint) -> TrainState:
     with checkpoint.as_directory() as folder:
         return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
@@ -286,33 +159,6 @@ def storage_for(run_dir: Path, storage: str | None, instance: str) -> str:
     return str(Path(storage).expanduser().resolve() / run_dir.name / instance)
 
 
-def _no_space(error: BaseException | str | None) -> str | None:
-    """The path in a 'No space left on device' error (or "" if it names none), else None."""
-    import re
-    text = "" if error is None else str(error)
-    if isinstance(error, BaseException):
-        cause = error
-        while cause is not None:  # a remote error wraps the worker's OSError
-            text += f"\n{cause!r}"
-            cause = cause.__cause__ or cause.__context__
-    if "No space left on device" not in text and "Errno 28" not in text:
-        return None
-    named = re.search(r"No space left on device\W+(?:\[[^]]*\]\s*)?'?(/[^'\s\n]+)", text)
-    return named.group(1) if named else ""
-
-
-def disk_full(error, where: str) -> DiskFull:
-    """The one-line error for a full disk; ``where`` is the folder written when no path is
-    known."""
-    if isinstance(error, DiskFull):
-        return error
-    if isinstance(error, OSError) and error.filename:
-        where = str(error.filename)
-    return DiskFull(28, f"no space left on device writing {_no_space(error) or where}; free "
-                        f"space and rerun with the same --run-name to resume (finished members "
-                        f"and checkpoints are kept)")
-
-
 @contextlib.contextmanager
 def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
     """Re-raise a ``catching`` error of the block that says the disk is full as
@@ -320,7 +166,7 @@ def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
     try:
         yield
     except catching as exc:
-        if _no_space(exc) is not None:
+        if no_space(exc) is not None:
             raise disk_full(exc, where) from None
         raise
 
@@ -452,15 +298,14 @@ def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext)
     kept), restarted up to ``run.max_failures`` times."""
     from ray.train import CheckpointConfig, FailureConfig
 
-    config = {"spec": spec.to_dict(), "data": run.data, "seed": seed,
-              "threads": run.placement.threads, "steps_per_execution": run.steps_per_execution,
-              "time_budget_s": run.time_budget_s, "member_storage": member_storage,
-              "progress": run.progress,
-              "tensorboard": None if run.tensorboard is None else
-              str((run.tensorboard / spec.name).resolve()),
-              "predict_images": TTA_MODES[spec.tta] * (run.n_val + run.n_test)}
-    return member_trainer(run.backend, run.placement, config, name=spec.name,
-                          storage_path=run.storage,
+    tensorboard = None if run.tensorboard is None else str((run.tensorboard / spec.name).resolve())
+    job = MemberJob(
+        spec=spec, data=run.data, seed=seed, threads=run.placement.threads,
+        steps_per_execution=run.steps_per_execution, backend=run.backend,
+        time_budget_s=run.time_budget_s,
+        predict_images=TTA_MODES[spec.tta] * (run.n_val + run.n_test),
+        member_storage=member_storage, tensorboard=tensorboard, progress=run.progress)
+    return member_trainer(job, run.placement, name=spec.name, storage_path=run.storage,
                           failure_config=FailureConfig(max_failures=run.max_failures),
                           checkpoint_config=CheckpointConfig(num_to_keep=2))
 
@@ -475,7 +320,7 @@ def _final_checkpoint(name: str, result, member_storage: str):
             f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
             f"not saved: lower --learning-rate and rerun with --overwrite")
     if result.error is not None or result.checkpoint is None:
-        if _no_space(result.error) is not None:
+        if no_space(result.error) is not None:
             raise disk_full(result.error, member_storage)
         raise RuntimeError(f"member {name} failed: {result.error}")
     return result.checkpoint

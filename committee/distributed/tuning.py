@@ -34,7 +34,8 @@ from committee.distributed.driver import (
     score_task,
     storage_for,
 )
-from committee.errors import CommitteeError
+from committee.distributed.worker import MemberJob
+from committee.errors import SearchError, one_line
 from committee.log import logger
 from committee.members import spec as members_mod
 from committee.members.architectures import ARCHITECTURES
@@ -147,11 +148,10 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
 
     def trainable(config: dict[str, Any]) -> None:
         trial_spec = members_mod.apply_config(spec, config)
+        job = MemberJob(spec=trial_spec, data=data_ref, seed=seed, threads=placement.threads,
+                        steps_per_execution=steps_per_execution, backend=backend)
         trainer = member_trainer(
-            backend, placement,
-            {"spec": trial_spec.to_dict(), "data": data_ref, "seed": seed,
-             "threads": placement.threads, "steps_per_execution": steps_per_execution},
-            name=tune.get_context().get_trial_id(), storage_path=trials_storage,
+            job, placement, name=tune.get_context().get_trial_id(), storage_path=trials_storage,
             checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=[TuneReportCallback()])
         trainer.fit()
 
@@ -194,10 +194,6 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
             os.environ["RAY_AIR_NEW_OUTPUT"] = saved
 
 
-class SearchError(CommitteeError):
-    """A search that cannot give a result as configured; the message says what to change."""
-
-
 def _trial_lines(member: str):
     """A Tune callback printing one plain line per trial result, in place of Tune's tables."""
     from ray.tune import Callback
@@ -232,7 +228,7 @@ def summarize(spec: MemberSpec, space: dict, grid,
         first = next((r.error for r in grid if r.error is not None), None)
         raise RuntimeError(f"no trial of {spec.name} reported {METRIC}"
                            + ("" if first is None else
-                              f": {str(first).strip().splitlines()[-1][:300]}"))
+                              f": {one_line(first, 300, pick='last', empty='')}"))
     best = max(ok, key=lambda r: r.metrics[METRIC])
     default = default_config(spec, space)
     baseline = next((r for r in ok if is_default(r.config, default)), None)

@@ -111,3 +111,16 @@ def diagnose(y_true: np.ndarray, member_probas: Mapping[str, np.ndarray],
         "calibration": {n: calibration(y_true, p) for n, p in everything.items()},
         "reliability": {n: reliability_bins(y_true, p) for n, p in everything.items()},
     }
+
+
+def uncertainty(committee_proba: np.ndarray,
+                member_probas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """``(disagreement, entropy)``, each float32 ``(n,)``: the fraction of members whose
+    argmax differs from the committee's, and the entropy (nats) of ``committee_proba``
+    (``(n, 10)``)."""
+    chosen = committee_proba.argmax(axis=1)  # (n,)
+    member_classes = np.stack([p.argmax(axis=1) for p in member_probas.values()])  # (m, n)
+    disagreement = (member_classes != chosen).mean(axis=0)
+    p = np.asarray(committee_proba, dtype=np.float64)
+    entropy = -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1)  # 0 log 0 = 0
+    return disagreement.astype(np.float32), entropy.astype(np.float32)

@@ -1,33 +1,39 @@
-"""PNG figures of a run (matplotlib, Agg backend; sklearn's ConfusionMatrixDisplay)."""
+"""PNG figures of a run (matplotlib; sklearn's ConfusionMatrixDisplay).
+
+Figures are made as ``matplotlib.figure.Figure`` objects, never through pyplot's global state,
+so importing this module chooses no backend for the process and leaves no figure open.
+"""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from committee.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES  # noqa: E402
-from committee.rundir import folder as runfolder  # noqa: E402
+from committee.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
+from committee.rundir import folder as runfolder
 
 CURVES = ("loss", "accuracy", "precision", "recall")
 SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
 
 
+def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
+    """``(figure, axes)`` as pyplot.subplots makes them, on a Figure of its own."""
+    fig = Figure(figsize=figsize)
+    return fig, fig.subplots(nrows, ncols, **kwargs)
+
+
 def save(fig, path: str | os.PathLike) -> Path:
     with runfolder.atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-    plt.close(fig)
     return Path(path)
 
 
 def training_curves(name: str, history: dict[str, list[float]], path) -> Path:
     """Loss, accuracy, precision and recall per epoch, train and validation."""
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    fig, axes = _subplots(1, 4, figsize=(16, 3.6))
     for ax, metric in zip(axes, CURVES):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key, [])
@@ -45,7 +51,7 @@ def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
     from sklearn.metrics import ConfusionMatrixDisplay
 
     names = list(matrices)
-    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 5.2), squeeze=False)
+    fig, axes = _subplots(1, len(names), figsize=(5.2 * len(names), 5.2), squeeze=False)
     for ax, name in zip(axes[0], names):
         cm = np.asarray(matrices[name], dtype=float)
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
@@ -61,7 +67,7 @@ def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
 def class_distribution(counts: dict[str, list[int]], path) -> Path:
     """One bar chart of class counts per split, in the order given (e.g. train, validation,
     test; older runs have no validation). ``counts``: split -> 10 ints."""
-    fig, axes = plt.subplots(1, len(counts), figsize=(6 * len(counts), 3.8), squeeze=False)
+    fig, axes = _subplots(1, len(counts), figsize=(6 * len(counts), 3.8), squeeze=False)
     for ax, (split, values) in zip(axes[0], counts.items()):
         ax.bar(range(NUM_CLASSES), values)
         ax.set_xticks(range(NUM_CLASSES), CLASS_NAMES, rotation=60, ha="right")
@@ -73,7 +79,7 @@ def class_distribution(counts: dict[str, list[int]], path) -> Path:
 def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE_ROWS,
                 cols: int = SAMPLE_COLS) -> Path:
     """A rows x cols grid of images (uint8 (n, 28, 28)) titled with their class names."""
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
+    fig, axes = _subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
     for ax, i in zip(axes.flat, range(rows * cols)):
         ax.axis("off")
         if i < len(images):
@@ -87,7 +93,7 @@ def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str],
     """Member x member heat maps of disagreement, Yule's Q and double fault."""
     measures = (("disagreement", "disagreement"), ("q_statistic", "Yule's Q"),
                 ("double_fault", "double fault"))
-    fig, axes = plt.subplots(1, 3, figsize=(4.6 * 3, 4.2))
+    fig, axes = _subplots(1, 3, figsize=(4.6 * 3, 4.2))
     for ax, (key, title) in zip(axes, measures):
         grid = np.full((len(names), len(names)), np.nan)
         for pair, values in diversity.items():
@@ -108,7 +114,7 @@ def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str],
 
 def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
     """Accuracy against mean confidence per bin, one line per member and committee rule."""
-    fig, ax = plt.subplots(figsize=(6, 6))
+    fig, ax = _subplots(figsize=(6, 6))
     ax.plot([0, 1], [0, 1], "k--", lw=1, label="perfectly calibrated")
     for name, bins in reliability.items():
         points = [(c, a) for c, a in zip(bins["confidence"], bins["accuracy"]) if c is not None]
@@ -126,7 +132,7 @@ def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
 def trial_curves(curves: dict[str, list[tuple[list, list]]], path) -> Path:
     """Validation accuracy of every trial over its running time, one panel per member.
     ``curves``: member -> one ``(seconds, accuracies)`` pair per trial."""
-    fig, axes = plt.subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
+    fig, axes = _subplots(1, len(curves), figsize=(5.5 * len(curves), 4), squeeze=False)
     for ax, (name, trials) in zip(axes[0], curves.items()):
         for seconds, accuracy in trials:
             ax.plot(seconds, accuracy, marker="o", ms=3, alpha=0.8)

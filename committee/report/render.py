@@ -6,7 +6,6 @@ results.json and samples.npz alone.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
@@ -16,7 +15,6 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from committee.data.fashion_mnist import (
     IMAGE_SHAPE,
@@ -25,46 +23,12 @@ from committee.data.fashion_mnist import (
     npy_header,
 )
 from committee.errors import one_line
-from committee.report import figures
+from committee.report import figures, tables
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
 
 PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
 CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_counts
-
-
-def predictions_table(y_test: np.ndarray, member_probas: dict[str, np.ndarray],
-                      committee_probas: dict[str, np.ndarray]) -> pa.Table:
-    """One row per test image: index, label, each member's and each rule's probabilities,
-    and each one's predicted class (:func:`probability_columns`)."""
-    columns = {"index": pa.array(np.arange(len(y_test), dtype=np.int32)),
-               "label": pa.array(np.asarray(y_test, dtype=np.int8))}
-    return pa.table({**columns, **probability_columns(member_probas, committee_probas)})
-
-
-def probability_columns(member_probas: dict[str, np.ndarray],
-                        committee_probas: dict[str, np.ndarray]) -> dict[str, pa.Array]:
-    """``<member>_proba`` / ``<member>_pred`` for each member, then ``committee_<rule>_proba``
-    / ``committee_<rule>_pred`` for each rule: probabilities (``(n, 10)`` arrays) as
-    ``fixed_size_list<float32>[10]``, predicted classes (their argmax) as int8."""
-    k = NUM_CLASSES
-
-    def probs(array: np.ndarray) -> pa.FixedSizeListArray:
-        flat = pa.array(np.asarray(array, dtype=np.float32).reshape(-1))
-        return pa.FixedSizeListArray.from_arrays(flat, k)
-
-    columns = {}
-    for name, array in [*member_probas.items(),
-                        *((f"committee_{r}", p) for r, p in committee_probas.items())]:
-        columns[f"{name}_proba"] = probs(array)
-        columns[f"{name}_pred"] = pa.array(np.asarray(array).argmax(axis=1).astype(np.int8))
-    return columns
-
-
-def write_predictions(path, table: pa.Table) -> None:
-    buffer = io.BytesIO()
-    pq.write_table(table, buffer)
-    runfolder.write_bytes(path, buffer.getvalue())
 
 
 def _fmt(value, digits: int = 4) -> str:
@@ -206,7 +170,7 @@ def write_search(run_dir: Path, summaries: dict[str, dict], trials: pa.Table,
     figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md."""
     runfolder.write_json(run_dir / "best_configs.json",
                          {n: s["best_config"] for n, s in summaries.items()})
-    write_predictions(run_dir / "trials.parquet", trials)
+    tables.write_predictions(run_dir / "trials.parquet", trials)
     figures.trial_curves(curves, run_dir / "figures" / "trials.png")
     runfolder.write_json(run_dir / runfolder.RESULTS,
                          {"search": meta, "members": summaries, **scores})

@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-from committee.errors import CommitteeError
+from committee.errors import RunFolderError
 from committee.log import logger
 
 INCOMPLETE = "INCOMPLETE"
@@ -48,14 +48,20 @@ KNOWN_ENTRIES = frozenset({
     "members", "models", "train", "tune", "logs", "tensorboard", "best_configs.json",
     "trials.parquet"})
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
-class RunFolderError(CommitteeError):
-    """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
-    the folder in use, a finished run, another run's settings, or not made by this tool. The
-    message is one line naming the folder or file, the field or value, and what was expected."""
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (/proc), else by
+    setting and restoring it."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
@@ -76,7 +82,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_UMASK)  # mkstemp creates 0600; outputs get the usual mode
+    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual mode
     try:
         yield tmp_path
         os.replace(tmp_path, path)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from committee.data.fashion_mnist import NUM_CLASSES
+from committee.errors import one_line
 from committee.log import logger
 from committee.members.spec import MemberSpec
 from committee.rundir import folder as runfolder
@@ -108,7 +109,7 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
         return MemberOutcome.from_state(name, state, {"val": val, "test": test},
                                         identity["seed"], reused=True)
     except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
-        why = (str(exc).strip().splitlines() or [""])[0][:200]
+        why = one_line(exc, 200, pick="first", empty="")
         logger.warning(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: "
                        f"{why}); predicting it again from its checkpoint")
         return None

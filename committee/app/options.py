@@ -1,0 +1,235 @@
+"""The options of ``committee run``, ``tune`` and ``predict``: one dataclass each, their defaults
+(the one place they are written: the command line reads them from here), and the table of
+constraints each is checked against before anything starts (:mod:`committee.validation`).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from committee import validation
+from committee.data import fashion_mnist as data_mod
+from committee.distributed import address as address_mod
+from committee.ensemble import fusion
+from committee.members import seeds
+from committee.members import spec as members_mod
+from committee.rundir import folder as runfolder
+from committee.training import backend as backend_mod
+from committee.validation import Interval, Options
+
+
+@dataclass
+class RunOptions:
+    preset: str = "seed"
+    members: list[str] | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    learning_rate: float | None = None
+    data_dir: str | None = None
+    output: str = "runs"
+    run_name: str | None = None
+    overwrite: bool = False
+    address: str | None = None
+    seed: int = 0
+    limit_train: int | None = None
+    split: str = "tail"
+    val_fraction: float = 0.2
+    cpus_per_member: float | None = None
+    gpus_per_member: float | None = None
+    workers_per_member: int = 1
+    max_failures: int = 1
+    storage: str | None = None
+    steps_per_execution: int = 32
+    member_minutes: float | None = None  # each member's budget: training + prediction
+    verbose: bool = False  # every worker's output instead of the live display
+    backend: str | None = None  # Keras' backend; None: KERAS_BACKEND, else tensorflow
+
+    def specs(self) -> list[members_mod.MemberSpec]:
+        """The members to train, with overrides applied; raises ValueError on bad values."""
+        return members_mod.select_members(self.preset, self.members, epochs=self.epochs,
+                                          batch_size=self.batch_size,
+                                          learning_rate=self.learning_rate)
+
+    def budget_minutes(self) -> float | None:
+        """Each member's time budget: ``member_minutes``, else the preset's default
+        (``members.PRESET_MEMBER_MINUTES``) unless ``epochs`` is given — epochs asked for
+        explicitly are trained in full."""
+        if self.member_minutes is not None or self.epochs is not None:
+            return self.member_minutes
+        return members_mod.PRESET_MEMBER_MINUTES.get(self.preset)
+
+    def run_dir(self) -> Path:
+        """The run folder (``run_name`` is fixed by :func:`_prepare` before a run starts)."""
+        return Path(self.output).expanduser() / self.run_name
+
+
+# RunOptions' simple constraints, checked in this order (committee.validation); the preset,
+# --members and the members' overrides (--epochs, --batch-size, --learning-rate) are checked
+# by RunOptions.specs() (members.select_members, members.SPEC_CONSTRAINTS), and the command
+# line refuses some values earlier, while parsing (cli).
+RUN_CONSTRAINTS = {
+    "split": Options(data_mod.SPLITS),
+    "limit_train": [None, Interval(int, 10, 60_000, closed="both")],
+    "cpus_per_member": [None, Interval(float, 0, None, closed="neither", noun="a number")],
+    "gpus_per_member": [None, Interval(float, 0, None, closed="left", noun="a number")],
+    "max_failures": Interval(int, 0, None, closed="left"),
+    "steps_per_execution": Interval(int, 1, None, closed="left"),
+    "member_minutes": [None, Interval(float, 0, math.inf, closed="neither",
+                                      noun="a finite number")],
+}
+
+
+def _one_worker_per_member(options: RunOptions) -> None:
+    if options.workers_per_member != 1:
+        raise ValueError(
+            f"--workers-per-member {options.workers_per_member} is not supported; expected 1. "
+            "Keras 3 fails under MultiWorkerMirroredStrategy with 2 or more workers "
+            "(ray-project/ray#47464, keras-team/keras#20585); each member trains on one worker")
+
+
+def _seed_in_range(options: RunOptions) -> None:
+    seeds.check_seed(options.seed)
+
+
+def _plain_run_name(options: RunOptions) -> None:
+    if options.run_name is not None:
+        check_run_name(options.run_name)
+
+
+def _address_form(options: RunOptions) -> None:
+    address_mod.resolve(options.address)  # its form; connect() checks that a Ray head answers
+
+
+def _writable_output(options: RunOptions) -> None:
+    runfolder.check_writable(options.output)
+
+
+def _usable_storage(options: RunOptions) -> None:
+    runfolder.check_storage(options.storage)
+
+
+def _known_backend(options: RunOptions) -> None:
+    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run."""
+    options.backend = backend_mod.resolve(options.backend)
+
+
+# RunOptions' other checks, after the table, in this order.
+RUN_CHECKS = (_one_worker_per_member, _seed_in_range, _plain_run_name, _address_form,
+              _writable_output, _usable_storage, _known_backend)
+
+
+def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
+    """Check every option that needs no cluster; return the member specs."""
+    specs = options.specs()
+    validation.check(options, RUN_CONSTRAINTS, RUN_CHECKS)
+    return specs
+
+
+def check_run_name(name: str) -> str:
+    """A run name is a plain folder name: no ``/``, no control characters, not ``.``/``..``
+    nor hidden, no leading or trailing space, at most 245 bytes in UTF-8 (the lock and
+    ``--overwrite``'s ``.<name>.replaced`` beside it must fit the 255-byte limit of file
+    names). Raises ValueError naming the value."""
+    if (not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".")
+            or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name)):
+        raise ValueError(f"--run-name {name!r} must be a plain folder name (no '/', no control "
+                         f"characters, no leading or trailing space, not starting with '.')")
+    if len(name.encode("utf-8")) > MAX_RUN_NAME_BYTES:
+        raise ValueError(f"--run-name of {len(name.encode('utf-8'))} bytes is too long; "
+                         f"expected at most {MAX_RUN_NAME_BYTES} bytes")
+    return name
+
+
+MAX_RUN_NAME_BYTES = 245
+
+
+@dataclass
+class TuneOptions(RunOptions):
+    num_samples: int = 8
+    max_concurrent: int | None = None
+    time_budget_s: float | None = None
+    scheduler: str = "asha"
+
+
+def _schedulers() -> tuple[str, ...]:
+    from committee.distributed.tuning import (
+        SCHEDULERS,  # imports Ray: only when a search is checked
+    )
+    return SCHEDULERS
+
+
+# TuneOptions' own fields (RunOptions' are checked first, by validate).
+TUNE_CONSTRAINTS = {
+    "num_samples": Interval(int, 1, None, closed="left"),
+    "max_concurrent": [None, Interval(int, 1, None, closed="left")],
+    "time_budget_s": [None, Interval(float, 0, None, closed="neither")],
+    "scheduler": Options(_schedulers),
+}
+
+
+def _no_member_minutes(options: TuneOptions) -> None:
+    if options.member_minutes is not None:
+        raise ValueError(f"--member-minutes {options.member_minutes:g} applies to committee "
+                         "run; bound a search with --time-budget-s")
+
+
+def _searchable_members(options: TuneOptions) -> None:
+    """Every member has a search space, valid for its spec and ``--epochs``."""
+    from committee.distributed.tuning import member_space
+    for spec in options.specs():
+        if spec.name not in members_mod.SEARCH_SPACES:
+            raise ValueError(f"member {spec.name!r} has no search space; expected one of "
+                             f"{', '.join(members_mod.SEARCH_SPACES)}")
+        member_space(spec, options.epochs)
+
+
+TUNE_CHECKS = (_no_member_minutes, _searchable_members)
+
+
+def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
+    specs = validate(options)
+    validation.check(options, TUNE_CONSTRAINTS, TUNE_CHECKS)
+    return specs
+
+
+# --------------------------------------------------------------------------- predict
+
+@dataclass
+class PredictOptions:
+    run_dir: str | os.PathLike
+    inputs: list[str]
+    output: str | None = None  # default: ./predictions-<run name>-<timestamp>.parquet
+    rule: str = "mean"
+    invert: bool = False
+    batch_size: int = 1024
+    address: str | None = None
+    cpus_per_member: float | None = None
+    gpus_per_member: float | None = None
+
+
+# PredictOptions' simple constraints, checked in this order (committee.validation); the run
+# folder, --output and the inputs are checked by validate, in the order a user fixes them.
+PREDICT_CONSTRAINTS = {
+    "rule": Options(fusion.RULES),
+    "batch_size": Interval(int, 1, None, closed="left"),
+    "cpus_per_member": [None, Interval(float, 0, math.inf, closed="neither",
+                                       noun="a finite number")],
+    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left",
+                                       noun="a finite number")],
+}
+
+
+def _predict_address_form(options: PredictOptions) -> None:
+    from committee.distributed.address import resolve
+    resolve(options.address)  # its form; connect() checks that a Ray head answers
+
+
+def _predict_backend(options: PredictOptions) -> None:
+    from committee.training.backend import resolve
+    resolve(None)  # KERAS_BACKEND, the actors' backend; a bad name fails before Ray starts
+
+
+PREDICT_CHECKS = (_predict_address_form, _predict_backend)
