@@ -23,10 +23,24 @@ import tomllib
 from packaging.requirements import Requirement
 
 ROOT = Path(__file__).resolve().parents[1]
-LIGHT = ("numpy", "scikit-learn", "scipy", "pyarrow", "pandas", "matplotlib", "pillow", "tqdm",
-         "pydantic")
-TESTS = ("tests/test_scoring.py", "tests/test_diagnostics.py", "tests/test_report_untrusted.py",
-         "tests/test_runfolder.py", "tests/test_dependencies.py")
+LIGHT = (
+    "numpy",
+    "scikit-learn",
+    "scipy",
+    "pyarrow",
+    "pandas",
+    "matplotlib",
+    "pillow",
+    "tqdm",
+    "pydantic",
+)
+TESTS = (
+    "tests/test_scoring.py",
+    "tests/test_diagnostics.py",
+    "tests/test_report_untrusted.py",
+    "tests/test_runfolder.py",
+    "tests/test_dependencies.py",
+)
 
 
 def floors() -> list[str]:
@@ -59,8 +73,9 @@ def main() -> int:
         subprocess.run([str(python), "-m", "pip", "install", "--quiet", *pins], check=True)
         # A bare environment: nothing of the caller's venv may leak into the check.
         env = {"PYTHONPATH": str(ROOT), "HOME": str(venv), "PATH": "/usr/bin:/bin"}
-        return subprocess.run([str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                               *TESTS], cwd=ROOT, env=env).returncode
+        return subprocess.run(
+            [str(python), "-m", "pytest", "-q", "-p", "no:cacheprovider", *TESTS], cwd=ROOT, env=env
+        ).returncode
     finally:
         if not args.keep and args.venv is None:
             shutil.rmtree(venv, ignore_errors=True)

@@ -40,13 +40,20 @@ def parse_setting(text: str) -> tuple[str, object]:
 
 def main(argv=None) -> None:
     from committee.members import spec as members
+
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--preset", default="strong", choices=sorted(members.PRESETS))
     parser.add_argument("--member", required=True, help="the member to train, e.g. resnet")
     parser.add_argument("--epochs", type=int, default=8, help="the schedule's epochs (default 8)")
-    parser.add_argument("--set", dest="settings", type=parse_setting, action="append",
-                        default=[], metavar="KEY=VALUE",
-                        help="a spec field or arch.PARAM to change (repeatable)")
+    parser.add_argument(
+        "--set",
+        dest="settings",
+        type=parse_setting,
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a spec field or arch.PARAM to change (repeatable)",
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default: 1)")
     parser.add_argument("--tta", action="store_true", help="also score with the member's TTA")
@@ -55,10 +62,12 @@ def main(argv=None) -> None:
 
     from committee.data import fashion_mnist as data
     from committee.training import backend
+
     try:
         (spec,) = members.select_members(args.preset, [args.member])
-        spec = members.apply_config(spec, {"epochs": args.epochs, "patience": args.epochs,
-                                           **dict(args.settings)})
+        spec = members.apply_config(
+            spec, {"epochs": args.epochs, "patience": args.epochs, **dict(args.settings)}
+        )
     except ValueError as exc:
         parser.error(str(exc))
     name = os.environ.get("KERAS_BACKEND", backend.DEFAULT)
@@ -72,16 +81,20 @@ def main(argv=None) -> None:
 
     log.setup()
     from committee.training.prediction import predict_proba
+
     dataset = data.load(args.data_dir)
     split = data.split_train_val(dataset.x_train, dataset.y_train)
     started = time.perf_counter()
-    model, state = train_member(spec, split.x_train, split.y_train, split.x_val, split.y_val,
-                                seed=args.seed, verbose=0)
+    model, state = train_member(
+        spec, split.x_train, split.y_train, split.x_val, split.y_val, seed=args.seed, verbose=0
+    )
     took = time.perf_counter() - started
-    line = (f"{args.member} {' '.join(f'{k}={v}' for k, v in args.settings) or 'as preset'} "
-            f"seed {args.seed}: {state.epoch} epochs, {took / state.epoch:.0f} s/epoch; "
-            f"train acc {state.history['accuracy'][-1]:.4f}, "
-            f"val acc {state.history['val_accuracy'][-1]:.4f}")
+    line = (
+        f"{args.member} {' '.join(f'{k}={v}' for k, v in args.settings) or 'as preset'} "
+        f"seed {args.seed}: {state.epoch} epochs, {took / state.epoch:.0f} s/epoch; "
+        f"train acc {state.history['accuracy'][-1]:.4f}, "
+        f"val acc {state.history['val_accuracy'][-1]:.4f}"
+    )
     if args.tta:
         probs = predict_proba(model, split.x_val, tta=spec.tta)
         line += f", with tta {spec.tta} {float(np.mean(probs.argmax(1) == split.y_val)):.4f}"

@@ -38,8 +38,12 @@ def usage_errors() -> Iterator[None]:
         raise UsageError(str(exc)) from exc
 
 
-def one_line(exc: BaseException | str, limit: int | None = 200, pick: str | None = None,
-             empty: str | None = None) -> str:
+def one_line(
+    exc: BaseException | str,
+    limit: int | None = 200,
+    pick: str | None = None,
+    empty: str | None = None,
+) -> str:
     """``exc``'s message on one line, cut at ``limit`` characters: for messages that quote an
     error from a library. ``pick``: None folds all its lines into one; "first" or "last" keeps
     that line only (a traceback's last line is its error). ``empty``: what a message with no
@@ -58,10 +62,12 @@ def one_line(exc: BaseException | str, limit: int | None = 200, pick: str | None
 
 # --------------------------------------------------------------------------- the named conditions
 
+
 class RunFolderError(CommitteeError):
     """A run folder that cannot be used as asked: a file missing, malformed or unsafe to use;
     the folder in use, a finished run, another run's settings, or not made by this tool. The
     message is one line naming the folder or file, the field or value, and what was expected."""
+
 
 class DataError(CommitteeError):
     """The data could not be found, fetched or verified. The message names the file."""
@@ -70,14 +76,18 @@ class DataError(CommitteeError):
 class NpyFormatError(ValueError):
     """A .npy header of a format version numpy's readers here do not take."""
 
+
 class InputError(ValueError):
     """An input that cannot be classified; the message is one line naming the file."""
+
 
 class SearchError(CommitteeError):
     """A search that cannot give a result as configured; the message says what to change."""
 
+
 class MemberLoadError(CommitteeError):
     """A member's .keras file did not load (in its batch-inference actor)."""
+
 
 class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
@@ -108,6 +118,9 @@ def disk_full(error, where: str) -> DiskFull:
         return error
     if isinstance(error, OSError) and error.filename:
         where = str(error.filename)
-    return DiskFull(28, f"no space left on device writing {no_space(error) or where}; free "
-                        f"space and rerun with the same --run-name to resume (finished members "
-                        f"and checkpoints are kept)")
+    return DiskFull(
+        28,
+        f"no space left on device writing {no_space(error) or where}; free "
+        f"space and rerun with the same --run-name to resume (finished members "
+        f"and checkpoints are kept)",
+    )

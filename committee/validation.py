@@ -39,8 +39,14 @@ class Interval:
     ``noun`` ("a number", "an integer", "a finite number") is said before the bounds in every
     message; without it a message names the type only when the value is of another type."""
 
-    def __init__(self, type: type, low: float | None, high: float | None,
-                 closed: str = "both", noun: str | None = None):
+    def __init__(
+        self,
+        type: type,
+        low: float | None,
+        high: float | None,
+        closed: str = "both",
+        noun: str | None = None,
+    ):
         if type not in (int, float):
             raise TypeError(f"Interval type {type!r}; expected int or float")
         if closed not in CLOSED:
@@ -58,11 +64,13 @@ class Interval:
     def accepts(self, value: Any) -> bool:
         if not self.is_type(value):
             return False
-        if self.low is not None and not (value >= self.low if self.closed in ("both", "left")
-                                         else value > self.low):
+        if self.low is not None and not (
+            value >= self.low if self.closed in ("both", "left") else value > self.low
+        ):
             return False
-        if self.high is not None and not (value <= self.high if self.closed in ("both", "right")
-                                          else value < self.high):
+        if self.high is not None and not (
+            value <= self.high if self.closed in ("both", "right") else value < self.high
+        ):
             return False
         return value == value  # NaN, even where no bound was given
 
@@ -155,9 +163,12 @@ def _constraint(entry: Constraint | list) -> tuple[bool, Constraint]:
     return False, entry
 
 
-def check(options: Any, constraints: Mapping[str, Constraint | list],
-          checks: Sequence[Callable[[Any], Any]] = (),
-          name: Callable[[str], str] = flag) -> None:
+def check(
+    options: Any,
+    constraints: Mapping[str, Constraint | list],
+    checks: Sequence[Callable[[Any], Any]] = (),
+    name: Callable[[str], str] = flag,
+) -> None:
     """Check each field of ``options`` named in ``constraints``, in table order, then call
     each of ``checks`` with ``options``. Raises ValueError ``"<name(field)> <value> <what was
     expected>"`` for the first field that breaks its constraint (the checks raise their own)."""
@@ -176,16 +187,19 @@ def argument_type(interval: Interval) -> Callable[[str], int | float]:
     """An argparse ``type=`` that parses a number and refuses one outside ``interval``:
     ``'ten' is not an integer; expected an integer > 0``, ``0 must be > 0`` (a float as it
     was typed: ``0 must be a finite number > 0``, not ``0.0``)."""
+
     def parse(text: str) -> int | float:
         try:
             value = interval.type(text)
         except ValueError:
             raise argparse.ArgumentTypeError(
                 f"{text!r} is not {interval.type_noun}; expected {interval.type_noun} "
-                f"{interval.bounds()}") from None
+                f"{interval.bounds()}"
+            ) from None
         if not interval.accepts(value):
             raise argparse.ArgumentTypeError(
-                f"{value if interval.type is int else text} must {interval.expected(value)}")
+                f"{value if interval.type is int else text} must {interval.expected(value)}"
+            )
         return value
 
     return parse

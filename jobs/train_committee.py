@@ -18,8 +18,11 @@ from committee.app.cli import OneLineParser, add_run_arguments, run_command  # n
 
 def main(argv=None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    parser = OneLineParser(prog="train_committee.py", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = OneLineParser(
+        prog="train_committee.py",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     add_run_arguments(parser)
     return run_command(parser.parse_args(argv))
 

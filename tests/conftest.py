@@ -30,6 +30,7 @@ def data_dir() -> Path:
 @pytest.fixture(scope="session")
 def dataset(data_dir):
     from committee.data import fashion_mnist as data
+
     return data.load(data_dir)
 
 
@@ -38,8 +39,12 @@ def data_copy(tmp_path, data_dir) -> Path:
     """A writable copy of the four official files."""
     target = tmp_path / "fmnist"
     target.mkdir()
-    for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz",
-                 "t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    for name in (
+        "train-images-idx3-ubyte.gz",
+        "train-labels-idx1-ubyte.gz",
+        "t10k-images-idx3-ubyte.gz",
+        "t10k-labels-idx1-ubyte.gz",
+    ):
         shutil.copy(data_dir / name, target / name)
     return target
 
@@ -50,6 +55,7 @@ def corrupt(folder: Path, key: str, how: str) -> Path:
     import struct
 
     from committee.data.fashion_mnist import FILES
+
     path = folder / FILES[key].name
     gz = path.read_bytes()
     if how == "delete":
@@ -88,11 +94,18 @@ def registered_checkpoints(storage: Path) -> int:
     return len(snapshot.get("checkpoint_results", []))
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: float = 600,
-            module: str = "committee") -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict | None = None, timeout: float = 600, module: str = "committee"
+) -> subprocess.CompletedProcess:
     """Run the command line in a fresh interpreter, as a user would."""
-    return subprocess.run([sys.executable, "-m", module, *args], capture_output=True, text=True,
-                          timeout=timeout, cwd=ROOT, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, "-m", module, *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**os.environ, **(env or {})},
+    )
 
 
 SMALL_RUN_MEMBERS = ("model1", "model2")
@@ -105,16 +118,30 @@ def small_run(tmp_path_factory) -> Path:
     the JAX backend when JAX is installed (the test extras install it), so that predicting it
     under TensorFlow also checks that members move between backends."""
     import importlib.util
+
     out = tmp_path_factory.mktemp("small-run")
     backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
-    proc = run_cli("run", "--backend", backend, "--members", ",".join(SMALL_RUN_MEMBERS),
-                   "--epochs", "1", "--limit-train", "1000", "--output", str(out),
-                   "--run-name", "small")
+    proc = run_cli(
+        "run",
+        "--backend",
+        backend,
+        "--members",
+        ",".join(SMALL_RUN_MEMBERS),
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--output",
+        str(out),
+        "--run-name",
+        "small",
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     return out / "small"
 
 
 # --------------------------------------------------------------------------- a real Ray head
+
 
 class RayHead:
     """`ray start --head --block` in a subprocess, dashboard on 127.0.0.1, token auth on.
@@ -124,20 +151,30 @@ class RayHead:
 
     def __init__(self, tmp: Path, num_cpus: int = 2, resources: str | None = None):
         import secrets
+
         self.port, self.dashboard_port = free_port(), free_port()
         self.client_port = free_port()  # ephemeral range: outside Ray's 10002-19999 workers
         self.token = secrets.token_hex(32)
         self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
         self.log = open(tmp / "ray-head.log", "w")
-        cmd = [str(Path(sys.executable).with_name("ray")), "start", "--head", "--block",
-               f"--port={self.port}", "--dashboard-host=127.0.0.1",
-               f"--dashboard-port={self.dashboard_port}",
-               f"--ray-client-server-port={self.client_port}", f"--num-cpus={num_cpus}",
-               "--include-dashboard=true", "--node-ip-address=127.0.0.1"]
+        cmd = [
+            str(Path(sys.executable).with_name("ray")),
+            "start",
+            "--head",
+            "--block",
+            f"--port={self.port}",
+            "--dashboard-host=127.0.0.1",
+            f"--dashboard-port={self.dashboard_port}",
+            f"--ray-client-server-port={self.client_port}",
+            f"--num-cpus={num_cpus}",
+            "--include-dashboard=true",
+            "--node-ip-address=127.0.0.1",
+        ]
         if resources:
             cmd.append(f"--resources={resources}")
-        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT,
-                                     env=self.env, start_new_session=True)
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
+        )
         self.gcs_address = f"127.0.0.1:{self.port}"
         self.nodes: list[subprocess.Popen] = []
         self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
@@ -146,13 +183,18 @@ class RayHead:
     def _wait_ready(self, timeout: float = 120) -> None:
         import time
         import urllib.request
+
         deadline = time.time() + timeout
         while time.time() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"ray start exited with {self.proc.returncode}; see {self.log.name}")
+                raise RuntimeError(
+                    f"ray start exited with {self.proc.returncode}; see {self.log.name}"
+                )
             try:
-                req = urllib.request.Request(f"{self.dashboard_url}/api/version",
-                                             headers={"Authorization": f"Bearer {self.token}"})
+                req = urllib.request.Request(
+                    f"{self.dashboard_url}/api/version",
+                    headers={"Authorization": f"Bearer {self.token}"},
+                )
                 with urllib.request.urlopen(req, timeout=2):
                     return
             except OSError:
@@ -162,10 +204,19 @@ class RayHead:
     def add_node(self, num_cpus: int = 1) -> subprocess.Popen:
         """Start one more node (a full raylet) joining this head."""
         proc = subprocess.Popen(
-            [str(Path(sys.executable).with_name("ray")), "start", f"--address={self.gcs_address}",
-             f"--num-cpus={num_cpus}", "--node-ip-address=127.0.0.1", "--block"],
-            stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True,
-            env={**self.env, "RAY_raylet_start_wait_time_s": "120"})
+            [
+                str(Path(sys.executable).with_name("ray")),
+                "start",
+                f"--address={self.gcs_address}",
+                f"--num-cpus={num_cpus}",
+                "--node-ip-address=127.0.0.1",
+                "--block",
+            ],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env={**self.env, "RAY_raylet_start_wait_time_s": "120"},
+        )
         self.nodes.append(proc)
         return proc
 
@@ -178,6 +229,7 @@ class RayHead:
 def _terminate(proc: subprocess.Popen) -> None:
     """SIGTERM the process we started; SIGKILL its own process group if it lingers."""
     import signal
+
     if proc.poll() is None:
         proc.send_signal(signal.SIGTERM)
         try:

@@ -25,8 +25,9 @@ BAD_ENV = [  # (RAY_ADDRESS, expected words)
 
 
 @pytest.mark.parametrize("value, expected", BAD_ENV, ids=[c[0] for c in BAD_ENV])
-def test_bad_ray_address_variable_is_one_line_before_ray(value, expected, monkeypatch, capsys,
-                                                          tmp_path):
+def test_bad_ray_address_variable_is_one_line_before_ray(
+    value, expected, monkeypatch, capsys, tmp_path
+):
     monkeypatch.setenv("RAY_ADDRESS", value)
     out = tmp_path / "runs"
     code = cli.main(["run", "--epochs", "1", "--output", str(out)])
@@ -40,10 +41,17 @@ def test_bad_ray_address_variable_is_one_line_before_ray(value, expected, monkey
     assert ray is None or not ray.is_initialized()  # no cluster was started
 
 
-@pytest.mark.parametrize("value, expected", [
-    ("localhost", "no port"), ("ray://h:1/path", "only host:port"), ("999.1.1.1:6379",
-                                                                     "not an IPv4 address"),
-    ("::1:6379", "[brackets]"), ("tcp://h:1", "unknown scheme 'tcp'"), ("", "it is empty")])
+@pytest.mark.parametrize(
+    "value, expected",
+    [
+        ("localhost", "no port"),
+        ("ray://h:1/path", "only host:port"),
+        ("999.1.1.1:6379", "not an IPv4 address"),
+        ("::1:6379", "[brackets]"),
+        ("tcp://h:1", "unknown scheme 'tcp'"),
+        ("", "it is empty"),
+    ],
+)
 def test_bad_address_option_names_the_option(value, expected, monkeypatch, capsys, tmp_path):
     monkeypatch.setenv("RAY_ADDRESS", "garbage")  # the option wins, as in ray.init
     code = cli.main(["run", "--address", value, "--output", str(tmp_path / "runs")])
@@ -53,16 +61,19 @@ def test_bad_address_option_names_the_option(value, expected, monkeypatch, capsy
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("given, env, resolved", [
-    (None, None, (None, "")),
-    (None, "", (None, "")),  # empty counts as unset, as in Ray
-    ("10.0.0.5:6379", "garbage", ("10.0.0.5:6379", "--address")),
-    ("auto", "10.0.0.5:6379", ("10.0.0.5:6379", "RAY_ADDRESS")),  # auto defers to the variable
-    ("auto", None, ("auto", "--address")),
-    ("local", "10.0.0.5:6379", (None, "--address")),
-    (None, "ray://head:10001", ("ray://head:10001", "RAY_ADDRESS")),
-    (None, "[::1]:6379", ("[::1]:6379", "RAY_ADDRESS")),
-])
+@pytest.mark.parametrize(
+    "given, env, resolved",
+    [
+        (None, None, (None, "")),
+        (None, "", (None, "")),  # empty counts as unset, as in Ray
+        ("10.0.0.5:6379", "garbage", ("10.0.0.5:6379", "--address")),
+        ("auto", "10.0.0.5:6379", ("10.0.0.5:6379", "RAY_ADDRESS")),  # auto defers to the variable
+        ("auto", None, ("auto", "--address")),
+        ("local", "10.0.0.5:6379", (None, "--address")),
+        (None, "ray://head:10001", ("ray://head:10001", "RAY_ADDRESS")),
+        (None, "[::1]:6379", ("[::1]:6379", "RAY_ADDRESS")),
+    ],
+)
 def test_resolve_follows_ray_init(given, env, resolved, monkeypatch):
     if env is None:
         monkeypatch.delenv("RAY_ADDRESS", raising=False)
@@ -75,8 +86,11 @@ def test_resolve_follows_ray_init(given, env, resolved, monkeypatch):
 def http_server():
     """`python -m http.server` on 127.0.0.1, stopped by its PID."""
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "http.server", str(port), "--bind",
-                             "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "http.server", str(port), "--bind", "127.0.0.1"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.time() + 30
         while True:
@@ -107,14 +121,16 @@ def silent_server():
 def test_http_server_is_no_ray_head(http_server, scheme, tmp_path):
     value = f"{scheme}127.0.0.1:{http_server}"
     started = time.time()
-    proc = run_cli("run", "--epochs", "1", "--address", value, "--output", str(tmp_path),
-                   timeout=120)
+    proc = run_cli(
+        "run", "--epochs", "1", "--address", value, "--output", str(tmp_path), timeout=120
+    )
     took = time.time() - started
     assert proc.returncode == 2, proc.stderr[-2000:]
     errors = [line for line in proc.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1, proc.stderr[-2000:]
-    assert errors[0].startswith(f"committee: error: no Ray head answered at {value} "
-                                "(from --address)")
+    assert errors[0].startswith(
+        f"committee: error: no Ray head answered at {value} (from --address)"
+    )
     assert "expected a running Ray head (ray start --head)" in errors[0]
     assert took < 30, took
     assert not any(tmp_path.iterdir())
@@ -123,8 +139,9 @@ def test_http_server_is_no_ray_head(http_server, scheme, tmp_path):
 def test_silent_port_fails_within_the_deadline(silent_server, tmp_path):
     value = f"127.0.0.1:{silent_server}"
     started = time.time()
-    proc = run_cli("run", "--epochs", "1", "--output", str(tmp_path),
-                   env={"RAY_ADDRESS": value}, timeout=120)
+    proc = run_cli(
+        "run", "--epochs", "1", "--output", str(tmp_path), env={"RAY_ADDRESS": value}, timeout=120
+    )
     took = time.time() - started
     assert proc.returncode == 2, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
@@ -135,11 +152,19 @@ def test_silent_port_fails_within_the_deadline(silent_server, tmp_path):
 
 def _probe_in_fresh_process(address: str, env: dict) -> subprocess.CompletedProcess:
     """check_ray_head in a new interpreter: Ray caches the auth token per process."""
-    code = ("import sys; from committee.distributed.cluster import check_ray_head\n"
-            "try:\n    check_ray_head(sys.argv[1], '--address')\n"
-            "except ConnectionError as exc:\n    sys.exit(f'error: {exc}')\nprint('answered')")
-    return subprocess.run([sys.executable, "-c", code, address], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT, env=env)
+    code = (
+        "import sys; from committee.distributed.cluster import check_ray_head\n"
+        "try:\n    check_ray_head(sys.argv[1], '--address')\n"
+        "except ConnectionError as exc:\n    sys.exit(f'error: {exc}')\nprint('answered')"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, address],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 @pytest.mark.ray

@@ -31,6 +31,7 @@ def _centres(images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 def test_translation_moves_like_keras_random_translation():
     import keras
+
     ours = translate(_impulses(N)[..., 0], 0.05, np.random.default_rng(0))[..., None]
     layer = keras.layers.RandomTranslation(0.05, 0.05, fill_mode="constant", seed=1)
     theirs = keras.ops.convert_to_numpy(layer(_impulses(N), training=True))
@@ -46,10 +47,12 @@ def test_translation_moves_like_keras_random_translation():
 
 def test_flips_are_horizontal_with_probability_one_half():
     import keras
+
     images = _impulses(N, row=3, col=5)
     ours = augment(images, Augmentation(flip=True), np.random.default_rng(0))
     theirs = keras.ops.convert_to_numpy(
-        keras.layers.RandomFlip("horizontal", seed=1)(images, training=True))
+        keras.layers.RandomFlip("horizontal", seed=1)(images, training=True)
+    )
     for out in (ours, theirs):
         assert np.all(out[:, 3, :, 0].sum(axis=1) == 1)  # the row never changes
         flipped = out[:, 3, 22, 0] == 1
@@ -69,11 +72,13 @@ def _erased_boxes(images: np.ndarray):
 
 def test_erasing_matches_keras_random_erasing():
     import keras
+
     n = 20_000
     images = np.full((n, 28, 28, 1), 2.0, np.float32)
     ours = erase(images[..., 0], 0.1, np.random.default_rng(0))[..., None]
-    layer = keras.layers.RandomErasing(factor=0.1, scale=(0.02, 0.2), value_range=(0.0, 1.0),
-                                       seed=1)
+    layer = keras.layers.RandomErasing(
+        factor=0.1, scale=(0.02, 0.2), value_range=(0.0, 1.0), seed=1
+    )
     theirs = keras.ops.convert_to_numpy(layer(images, training=True))
     (hit_o, h_o, w_o), (hit_t, h_t, w_t) = _erased_boxes(ours), _erased_boxes(theirs)
     assert hit_o.mean() == pytest.approx(0.05, abs=0.006)  # U(0, 0.1) on average
@@ -105,6 +110,7 @@ def test_augment_is_a_pure_function_of_the_generator_and_leaves_its_input_alone(
 
 def test_training_batches_are_reshuffled_each_epoch_and_a_resumed_epoch_repeats_them():
     from committee.training.loop import augmented_batches, one_hot
+
     spec = members.STRONG_PRESET[0].with_overrides(batch_size=32)
     x = np.random.default_rng(0).random((100, 28, 28, 1), dtype=np.float32)
     y = one_hot(np.arange(100) % 10)
@@ -120,16 +126,17 @@ def test_training_batches_are_reshuffled_each_epoch_and_a_resumed_epoch_repeats_
         np.testing.assert_array_equal(resumed[i][0], second[i][0])
         np.testing.assert_array_equal(resumed[i][1], second[i][1])
     # every image once per epoch: the labels' counts are those of the data
-    np.testing.assert_array_equal(np.concatenate([b[1] for b in second]).sum(axis=0),
-                                  y.sum(axis=0))
+    np.testing.assert_array_equal(np.concatenate([b[1] for b in second]).sum(axis=0), y.sum(axis=0))
 
 
 def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs():
     """airbench's alternating flips: a coin per image in epoch 0, then the other side every
     other epoch, whatever the order the batches take; a resumed epoch repeats them."""
     from committee.training.loop import augmented_batches, one_hot
-    spec = members.STRONG_PRESET[0].with_overrides(batch_size=50, flip="alternate", shift=0.0,
-                                                   erasing=0.0)
+
+    spec = members.STRONG_PRESET[0].with_overrides(
+        batch_size=50, flip="alternate", shift=0.0, erasing=0.0
+    )
     x = _impulses(200, row=3, col=5)
     y = one_hot(np.arange(200) % 10)
     batches = augmented_batches(spec, x, y, seed=7, epoch=0)
@@ -138,7 +145,7 @@ def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs():
         # which image each row is: the batch's rows in the epoch's order
         seen = np.zeros(200, bool)
         for i in range(len(batches)):
-            rows = batches.order[i * 50:(i + 1) * 50]
+            rows = batches.order[i * 50 : (i + 1) * 50]
             seen[rows] = batches[i][0][:, 3, 22, 0] == 1
         return seen
 
@@ -150,8 +157,9 @@ def test_alternating_flips_show_each_image_both_ways_in_consecutive_epochs():
     np.testing.assert_array_equal(epochs[1], ~epochs[0])
     np.testing.assert_array_equal(epochs[2], epochs[0])
     np.testing.assert_array_equal(epochs[0], alternating_flips(200, 7, 0))
-    np.testing.assert_array_equal(flips_by_image(augmented_batches(spec, x, y, seed=7, epoch=1)),
-                                  epochs[1])
+    np.testing.assert_array_equal(
+        flips_by_image(augmented_batches(spec, x, y, seed=7, epoch=1)), epochs[1]
+    )
     with pytest.raises(ValueError, match=r"alternating flips need `flipped` of shape \(4,\)"):
         augment(x[:4], Augmentation(flip="alternate"), np.random.default_rng(0))
 
@@ -165,39 +173,50 @@ def test_strong_members_augment_their_batches_and_their_models_hold_no_random_la
         assert not spec.augmentation.active
 
 
-@pytest.mark.parametrize("field, value, message", [
-    ("shift", 0.5, r"shift 0.5 must be a number in \[0, 0.5\)"),
-    ("shift", -0.1, r"shift -0.1 must be a number in \[0, 0.5\)"),
-    ("erasing", 1.5, r"erasing 1.5 must be a number in \[0, 1\]"),
-    ("flip", "yes", r"flip 'yes' must be true, false or 'alternate'"),
-    ("flip", 1, r"flip 1 must be true, false or 'alternate'"),
-])
+@pytest.mark.parametrize(
+    "field, value, message",
+    [
+        ("shift", 0.5, r"shift 0.5 must be a number in \[0, 0.5\)"),
+        ("shift", -0.1, r"shift -0.1 must be a number in \[0, 0.5\)"),
+        ("erasing", 1.5, r"erasing 1.5 must be a number in \[0, 1\]"),
+        ("flip", "yes", r"flip 'yes' must be true, false or 'alternate'"),
+        ("flip", 1, r"flip 1 must be true, false or 'alternate'"),
+    ],
+)
 def test_augmentation_settings_are_checked_in_the_spec(field, value, message):
     with pytest.raises(ValueError, match=message):
         members.STRONG_PRESET[0].with_overrides(**{field: value})
 
 
-@pytest.mark.parametrize("images, message", [
-    (np.zeros((28, 28), np.float32), r"shape \(28, 28\); expected \(b, h, w\) or \(b, h, w, 1\)"),
-    (np.zeros((2, 28, 28, 1, 1), np.float32), r"shape \(2, 28, 28, 1, 1\)"),
-    (np.zeros((2, 28, 28), np.uint8), r"dtype uint8; expected floats in \[0, 1\]"),
-    (np.full((2, 28, 28), np.nan, np.float32), r"NaN or infinite values"),
-])
+@pytest.mark.parametrize(
+    "images, message",
+    [
+        (
+            np.zeros((28, 28), np.float32),
+            r"shape \(28, 28\); expected \(b, h, w\) or \(b, h, w, 1\)",
+        ),
+        (np.zeros((2, 28, 28, 1, 1), np.float32), r"shape \(2, 28, 28, 1, 1\)"),
+        (np.zeros((2, 28, 28), np.uint8), r"dtype uint8; expected floats in \[0, 1\]"),
+        (np.full((2, 28, 28), np.nan, np.float32), r"NaN or infinite values"),
+    ],
+)
 def test_augment_refuses_what_it_cannot_augment(images, message):
     with pytest.raises(ValueError, match=message):
-        augment(images, Augmentation(shift=0.05, flip=True, erasing=0.5),
-                np.random.default_rng(0))
+        augment(images, Augmentation(shift=0.05, flip=True, erasing=0.5), np.random.default_rng(0))
     with pytest.raises(TypeError, match=r"rng is int; expected a numpy.random.Generator"):
         augment(np.zeros((2, 28, 28), np.float32), Augmentation(flip=True), 0)
 
 
-@pytest.mark.parametrize("settings, message", [
-    ({"shift": -0.2}, r"augmentation shift -0.2 must be a number in \[0, 0.5\)"),
-    ({"shift": float("inf")}, r"augmentation shift inf"),
-    ({"erasing": 5.0}, r"augmentation erasing 5.0 must be a number in \[0, 1\]"),
-    ({"flip": "no"}, r"augmentation flip 'no'"),
-    ({"flip": 0}, r"augmentation flip 0 must be true, false or 'alternate'"),
-])
+@pytest.mark.parametrize(
+    "settings, message",
+    [
+        ({"shift": -0.2}, r"augmentation shift -0.2 must be a number in \[0, 0.5\)"),
+        ({"shift": float("inf")}, r"augmentation shift inf"),
+        ({"erasing": 5.0}, r"augmentation erasing 5.0 must be a number in \[0, 1\]"),
+        ({"flip": "no"}, r"augmentation flip 'no'"),
+        ({"flip": 0}, r"augmentation flip 0 must be true, false or 'alternate'"),
+    ],
+)
 def test_an_augmentation_is_checked_when_made(settings, message):
     with pytest.raises(ValueError, match=message):
         Augmentation(**settings)

@@ -22,8 +22,11 @@ def test_the_option_wins_then_keras_backend_then_tensorflow(monkeypatch):
     assert backend.resolve(None) == "jax"
     monkeypatch.delenv("KERAS_BACKEND")
     assert backend.resolve(None) == "tensorflow"
-    with pytest.raises(ValueError, match=r"--backend 'torch' is not a backend this job runs on; "
-                                         r"expected one of tensorflow, jax"):
+    with pytest.raises(
+        ValueError,
+        match=r"--backend 'torch' is not a backend this job runs on; "
+        r"expected one of tensorflow, jax",
+    ):
         backend.resolve("torch")
     monkeypatch.setenv("KERAS_BACKEND", "numpy")
     with pytest.raises(ValueError, match=r"^KERAS_BACKEND 'numpy' is not a backend"):
@@ -32,7 +35,8 @@ def test_the_option_wins_then_keras_backend_then_tensorflow(monkeypatch):
 
 def test_each_backend_gets_its_thread_and_gpu_memory_settings():
     assert backend.process_env("tensorflow", threads=1, gpu_share=0.33) == {
-        "KERAS_BACKEND": "tensorflow"}  # TensorFlow's are set in the process (configure)
+        "KERAS_BACKEND": "tensorflow"
+    }  # TensorFlow's are set in the process (configure)
     env = backend.process_env("jax", threads=1, gpu_share=0.33)
     assert env["KERAS_BACKEND"] == "jax"
     assert env["XLA_PYTHON_CLIENT_PREALLOCATE"] == "false"  # not 75% of the GPU each
@@ -53,8 +57,9 @@ def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_pat
     configure_tensorflow(threads=1)
     x = np.random.default_rng(0).random((96, 28, 28, 1), dtype=np.float32)
     y = np.arange(96) % 10
-    model, state = train_member(members.SEED_PRESET[0].with_overrides(epochs=1), x, y,
-                                x[:32], y[:32], verbose=0)
+    model, state = train_member(
+        members.SEED_PRESET[0].with_overrides(epochs=1), x, y, x[:32], y[:32], verbose=0
+    )
     save_checkpoint(tmp_path / "tf", model, state)
     np.save(tmp_path / "x.npy", x)
     np.save(tmp_path / "tf_proba.npy", predict_proba(model, x[:8]))
@@ -88,8 +93,9 @@ def test_a_jax_process_trains_saves_and_loads_members_without_tensorflow(tmp_pat
         print(json.dumps(out))
     """)
     env = {**os.environ, **backend.process_env("jax", threads=1)}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
-                          text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=600
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     out = json.loads(done.stdout.strip().splitlines()[-1])
     assert out["backend"] == "jax" and out["tensorflow"] is False

@@ -46,8 +46,10 @@ OPTION_CASES = [  # (arguments, expected words)
     (["--seed", "-1"], "--seed: -1 is out of range; expected an integer in 0..4294967295"),
     (["--seed", "4294967296"], "--seed: 4294967296 is out of range"),
     (["--storage", ""], "--storage '' is empty"),
-    (["--storage", "ftp://nowhere/x"], "--storage 'ftp://nowhere/x': scheme ftp:// is not "
-                                       "supported"),
+    (
+        ["--storage", "ftp://nowhere/x"],
+        "--storage 'ftp://nowhere/x': scheme ftp:// is not supported",
+    ),
     (["--split", "random"], "invalid choice: 'random'"),
     (["--member-minutes", "0"], "--member-minutes: 0 must be a finite number > 0"),
     (["--member-minutes", "inf"], "--member-minutes: inf must be a finite number > 0"),
@@ -97,18 +99,32 @@ def test_help_lists_the_options(capsys):
         cli.main(["run", "--help"])
     assert exit_.value.code == 0
     out = capsys.readouterr().out
-    for flag in ("--preset", "--members", "--epochs", "--data-dir", "--output", "--address",
-                 "--seed", "--limit-train", "--run-name", "--overwrite", "--max-failures"):
+    for flag in (
+        "--preset",
+        "--members",
+        "--epochs",
+        "--data-dir",
+        "--output",
+        "--address",
+        "--seed",
+        "--limit-train",
+        "--run-name",
+        "--overwrite",
+        "--max-failures",
+    ):
         assert flag in out
 
 
-@pytest.mark.parametrize("args, minutes", [
-    (["--preset", "strong"], 42.0),  # the preset's default budget
-    (["--preset", "strong", "--member-minutes", "5"], 5.0),
-    (["--preset", "strong", "--epochs", "2"], None),  # epochs asked for are trained in full
-    (["--preset", "strong", "--epochs", "2", "--member-minutes", "5"], 5.0),
-    (["--preset", "seed"], None),
-])
+@pytest.mark.parametrize(
+    "args, minutes",
+    [
+        (["--preset", "strong"], 42.0),  # the preset's default budget
+        (["--preset", "strong", "--member-minutes", "5"], 5.0),
+        (["--preset", "strong", "--epochs", "2"], None),  # epochs asked for are trained in full
+        (["--preset", "strong", "--epochs", "2", "--member-minutes", "5"], 5.0),
+        (["--preset", "seed"], None),
+    ],
+)
 def test_time_budget_defaults_to_the_presets(args, minutes):
     options = cli.options_from_args(cli.build_parser().parse_args(["run", *args]))
     assert options.budget_minutes() == minutes
@@ -128,22 +144,37 @@ def _error_lines(err: str) -> list[str]:
 def _fake_cluster(monkeypatch, cpus=2.0):
     """No Ray: connect does nothing, the cluster is one node of ``cpus`` CPUs."""
     from committee.distributed import cluster
+
     monkeypatch.setattr(cluster, "connect", lambda *args, **kwargs: None)
     monkeypatch.setattr(cluster, "cluster_nodes", lambda: [{"CPU": cpus}])
 
 
 def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(
-        monkeypatch, capsys, tmp_path):
+    monkeypatch, capsys, tmp_path
+):
     """A ValueError from the work itself (here, in place of training and scoring) is a
     failure, not bad input: exit 1, one line naming it and where its traceback is."""
     from committee.distributed import driver as orchestration
+
     _fake_cluster(monkeypatch)
 
     def broken(*args, **kwargs):
         raise ValueError("internal shapes disagree")
+
     monkeypatch.setattr(orchestration, "run_members", broken)
-    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "broken",
-                     "--limit-train", "100", "--epochs", "1"])
+    code = cli.main(
+        [
+            "run",
+            "--output",
+            str(tmp_path),
+            "--run-name",
+            "broken",
+            "--limit-train",
+            "100",
+            "--epochs",
+            "1",
+        ]
+    )
     # The run's progress lines ([committee] ...) go to stderr too; the error is one line.
     err = _error_lines(capsys.readouterr().err)
     assert code == 1, err
@@ -157,31 +188,66 @@ def test_an_internal_value_error_during_a_run_exits_1_with_its_traceback_logged(
 def test_an_unexpected_os_error_is_logged_too(monkeypatch, capsys, tmp_path):
     """An OSError other than a full disk is a failure as well: exit 1, traceback logged."""
     from committee.distributed import driver as orchestration
+
     _fake_cluster(monkeypatch)
 
     def broken(*args, **kwargs):
         raise PermissionError(13, "Permission denied", "/somewhere/else")
+
     monkeypatch.setattr(orchestration, "run_members", broken)
-    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "denied",
-                     "--limit-train", "100", "--epochs", "1"])
+    code = cli.main(
+        [
+            "run",
+            "--output",
+            str(tmp_path),
+            "--run-name",
+            "denied",
+            "--limit-train",
+            "100",
+            "--epochs",
+            "1",
+        ]
+    )
     err = _error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1, err  # PermissionError keeps its one-line exit 2
 
     def io_error(*args, **kwargs):
         raise OSError(5, "Input/output error")
+
     monkeypatch.setattr(orchestration, "run_members", io_error)
-    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "io",
-                     "--limit-train", "100", "--epochs", "1"])
+    code = cli.main(
+        [
+            "run",
+            "--output",
+            str(tmp_path),
+            "--run-name",
+            "io",
+            "--limit-train",
+            "100",
+            "--epochs",
+            "1",
+        ]
+    )
     err = _error_lines(capsys.readouterr().err)
     assert code == 1 and len(err) == 1, err
     assert str(tmp_path / "io" / "logs" / "error.log") in err[0]
 
 
-def test_a_placement_the_cluster_cannot_host_is_still_a_usage_error(monkeypatch, capsys,
-                                                                   tmp_path):
+def test_a_placement_the_cluster_cannot_host_is_still_a_usage_error(monkeypatch, capsys, tmp_path):
     _fake_cluster(monkeypatch, cpus=2.0)
-    code = cli.main(["run", "--output", str(tmp_path), "--run-name", "big",
-                     "--limit-train", "100", "--cpus-per-member", "8"])
+    code = cli.main(
+        [
+            "run",
+            "--output",
+            str(tmp_path),
+            "--run-name",
+            "big",
+            "--limit-train",
+            "100",
+            "--cpus-per-member",
+            "8",
+        ]
+    )
     err = _error_lines(capsys.readouterr().err)
     assert code == 2 and len(err) == 1, err
     assert "no node" in err[0] or "cpus-per-member" in err[0]

@@ -36,6 +36,7 @@ GPU_INSTANCE_PREFIXES = ("g4dn.", "g5.", "g6.", "g6e.", "p3.", "p4d.", "p5.")
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _job_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="train_committee.py", exit_on_error=False)
     add_run_arguments(parser)
@@ -59,7 +60,7 @@ def _args_after_script(command: str) -> list[str]:
     words = shlex.split(command, comments=True)
     for i in range(len(words) - 1):
         if words[i] in ("python", "python3") and words[i + 1] == JOB_SCRIPT:
-            return words[i + 2:]
+            return words[i + 2 :]
     raise AssertionError(f"no 'python {JOB_SCRIPT}' in {command!r}")
 
 
@@ -69,11 +70,11 @@ def _readme_job_commands() -> list[str]:
     commands: list[str] = []
     for block in re.findall(r"```[a-z]*\n(.*?)```", text, flags=re.S):
         block = re.sub(r"\\\n\s*", " ", block)  # join backslash continuations
-        commands += [line.strip() for line in block.splitlines()
-                     if f"python {JOB_SCRIPT}" in line]
+        commands += [line.strip() for line in block.splitlines() if f"python {JOB_SCRIPT}" in line]
     outside = re.sub(r"```.*?```", "", text, flags=re.S)
-    commands += [span for span in re.findall(r"`([^`\n]+)`", outside)
-                 if f"python {JOB_SCRIPT}" in span]
+    commands += [
+        span for span in re.findall(r"`([^`\n]+)`", outside) if f"python {JOB_SCRIPT}" in span
+    ]
     return commands
 
 
@@ -95,6 +96,7 @@ def rayjob() -> dict:
 
 
 # --------------------------------------------------------------------------- AWS launcher
+
 
 def test_aws_config_passes_rays_launcher_validation(aws_prepared):
     from ray.autoscaler._private.util import validate_config
@@ -124,9 +126,12 @@ def test_aws_provider_and_node_types(aws_raw, aws_prepared):
     assert not head["node_config"]["InstanceType"].startswith(GPU_INSTANCE_PREFIXES)
     assert head["max_workers"] == 0
 
-    gpu_types = {name: t for name, t in workers.items()
-                 if t["resources"].get("GPU", 0) >= 1
-                 or t["node_config"]["InstanceType"].startswith(GPU_INSTANCE_PREFIXES)}
+    gpu_types = {
+        name: t
+        for name, t in workers.items()
+        if t["resources"].get("GPU", 0) >= 1
+        or t["node_config"]["InstanceType"].startswith(GPU_INSTANCE_PREFIXES)
+    }
     assert gpu_types, "no GPU worker node type"
     for t in gpu_types.values():
         assert t["resources"].get("GPU", 0) >= 1
@@ -175,6 +180,7 @@ def test_aws_dashboard_is_not_exposed_and_token_auth_is_on(aws_prepared):
 
 # --------------------------------------------------------------------------- KubeRay
 
+
 def test_rayjob_kind_and_required_fields(rayjob):
     assert rayjob["apiVersion"] == "ray.io/v1"
     assert rayjob["kind"] == "RayJob"
@@ -208,8 +214,16 @@ def test_rayjob_kind_and_required_fields(rayjob):
 def test_rayjob_runtime_env_parses(rayjob):
     runtime_env = yaml.safe_load(rayjob["spec"]["runtimeEnvYAML"])
     assert isinstance(runtime_env, dict)
-    assert set(runtime_env) <= {"working_dir", "pip", "env_vars", "py_modules", "uv",
-                                "conda", "excludes", "config"}
+    assert set(runtime_env) <= {
+        "working_dir",
+        "pip",
+        "env_vars",
+        "py_modules",
+        "uv",
+        "conda",
+        "excludes",
+        "config",
+    }
     assert any(p.startswith("tensorflow") for p in runtime_env.get("pip", []))
     for key, value in (runtime_env.get("env_vars") or {}).items():
         assert isinstance(value, str), f"env var {key} must be a string"
@@ -223,7 +237,8 @@ def test_rayjob_shared_volume_is_mounted_where_the_job_writes(rayjob):
     for pod in pods:
         mounts = [m["mountPath"] for c in pod["containers"] for m in c.get("volumeMounts", [])]
         assert any(output == m or output.startswith(m.rstrip("/") + "/") for m in mounts), (
-            f"--output {output} is not on a mounted volume in every pod")
+            f"--output {output} is not on a mounted volume in every pod"
+        )
 
 
 def test_rayjob_entrypoint_options_exist(rayjob):
@@ -240,6 +255,7 @@ def test_rayjob_entrypoint_options_exist(rayjob):
 
 # --------------------------------------------------------------------------- README
 
+
 def test_readme_job_commands_use_existing_options():
     commands = _readme_job_commands()
     assert len(commands) >= 3, commands
@@ -253,8 +269,11 @@ def test_readme_job_commands_use_existing_options():
 def _submit_commands(path: Path) -> list[str]:
     """The ``ray job submit ... -- python jobs/train_committee.py ...`` lines of a README."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())  # join backslash continuations
-    return [line.strip() for line in text.splitlines()
-            if "ray job submit" in line and f"python {JOB_SCRIPT}" in line]
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if "ray job submit" in line and f"python {JOB_SCRIPT}" in line
+    ]
 
 
 @pytest.mark.parametrize("path", [README, ROOT / "README.md"], ids=["cluster", "top"])
@@ -274,19 +293,30 @@ def test_readme_submit_commands_name_their_run(path):
 
 def test_readme_lists_every_job_option():
     text = README.read_text()
-    options = {opt for action in _job_parser()._actions for opt in action.option_strings
-               if opt.startswith("--") and opt != "--help"}
+    options = {
+        opt
+        for action in _job_parser()._actions
+        for opt in action.option_strings
+        if opt.startswith("--") and opt != "--help"
+    }
     missing = sorted(opt for opt in options if f"`{opt}`" not in text)
     assert not missing, f"cluster/README.md does not mention {missing}"
 
 
 def test_readme_covers_the_workflow():
     text = README.read_text()
-    for needle in ("ray up cluster/aws-gpu.yaml", "ray dashboard cluster/aws-gpu.yaml",
-                   "ray rsync-down cluster/aws-gpu.yaml", "ray down cluster/aws-gpu.yaml",
-                   "kubectl apply -f cluster/kuberay-rayjob.yaml", "kubectl port-forward",
-                   "RAY_AUTH_MODE=token", "--gpus-per-member 0.33", "--storage s3://",
-                   "offline"):
+    for needle in (
+        "ray up cluster/aws-gpu.yaml",
+        "ray dashboard cluster/aws-gpu.yaml",
+        "ray rsync-down cluster/aws-gpu.yaml",
+        "ray down cluster/aws-gpu.yaml",
+        "kubectl apply -f cluster/kuberay-rayjob.yaml",
+        "kubectl port-forward",
+        "RAY_AUTH_MODE=token",
+        "--gpus-per-member 0.33",
+        "--storage s3://",
+        "offline",
+    ):
         assert needle in text, needle
 
 

@@ -23,6 +23,7 @@ from committee.errors import DataError
 
 # --------------------------------------------------------------------------- the real files
 
+
 def test_real_files_parse_with_known_statistics(dataset):
     assert dataset.x_train.shape == (60_000, 28, 28) and dataset.x_train.dtype == np.uint8
     assert dataset.x_test.shape == (10_000, 28, 28)
@@ -39,6 +40,7 @@ def test_official_gz_md5_accepted_as_well_as_content_sha(data_dir):
     # The label files here are byte-identical to the official ones (MD5 path); the image
     # files were re-compressed (SHA-256 of the content path). Both must load.
     import hashlib
+
     labels = FILES["train_labels"]
     assert hashlib.md5((data_dir / labels.name).read_bytes()).hexdigest() == labels.gz_md5
     images = FILES["test_images"]
@@ -48,8 +50,10 @@ def test_official_gz_md5_accepted_as_well_as_content_sha(data_dir):
 
 # --------------------------------------------------------------------------- every check
 
-def _idx(kind: str, count: int, rows: int = 28, cols: int = 28, magic: int | None = None,
-         fill: int = 0) -> bytes:
+
+def _idx(
+    kind: str, count: int, rows: int = 28, cols: int = 28, magic: int | None = None, fill: int = 0
+) -> bytes:
     if kind == "images":
         header = struct.pack(">IIII", magic or data.IMAGE_MAGIC, count, rows, cols)
         return header + bytes([fill]) * (count * rows * cols)
@@ -60,16 +64,27 @@ LABELS_SPEC = data.IdxFile("t10k-labels-idx1-ubyte.gz", "labels", 5, "0" * 32, "
 IMAGES_SPEC = data.IdxFile("t10k-images-idx3-ubyte.gz", "images", 3, "0" * 32, "0" * 64)
 
 
-@pytest.mark.parametrize("raw, spec, message", [
-    (_idx("labels", 5, magic=2051), LABELS_SPEC, "magic number 2051, expected 2049"),
-    (_idx("images", 3, magic=2049), IMAGES_SPEC, "magic number 2049, expected 2051"),
-    (_idx("labels", 4), LABELS_SPEC, "holds 4 labels, expected 5"),
-    (_idx("images", 3, rows=32, cols=32), IMAGES_SPEC, "image size 32x32, expected 28x28"),
-    (_idx("labels", 5, fill=10), LABELS_SPEC, "label 10 found, expected labels in 0..9"),
-    (_idx("images", 3)[:-7], IMAGES_SPEC, "expected 2368"),
-    (b"\x00\x00", LABELS_SPEC, "too short"),
-], ids=["label-magic", "image-magic", "count", "image-size", "label-range", "short-body",
-        "short-header"])
+@pytest.mark.parametrize(
+    "raw, spec, message",
+    [
+        (_idx("labels", 5, magic=2051), LABELS_SPEC, "magic number 2051, expected 2049"),
+        (_idx("images", 3, magic=2049), IMAGES_SPEC, "magic number 2049, expected 2051"),
+        (_idx("labels", 4), LABELS_SPEC, "holds 4 labels, expected 5"),
+        (_idx("images", 3, rows=32, cols=32), IMAGES_SPEC, "image size 32x32, expected 28x28"),
+        (_idx("labels", 5, fill=10), LABELS_SPEC, "label 10 found, expected labels in 0..9"),
+        (_idx("images", 3)[:-7], IMAGES_SPEC, "expected 2368"),
+        (b"\x00\x00", LABELS_SPEC, "too short"),
+    ],
+    ids=[
+        "label-magic",
+        "image-magic",
+        "count",
+        "image-size",
+        "label-range",
+        "short-body",
+        "short-header",
+    ],
+)
 def test_parse_idx_rejects(raw, spec, message):
     with pytest.raises(DataError, match=message):
         data.parse_idx(raw, spec, source="f.gz")
@@ -81,12 +96,15 @@ def test_parse_idx_accepts_valid_synthetic():
     assert data.parse_idx(_idx("images", 3), IMAGES_SPEC).shape == (3, 28, 28)
 
 
-@pytest.mark.parametrize("key, how, message", [
-    ("train_labels", "truncate", "truncated gzip data"),
-    ("test_images", "not-gzip", "not valid gzip"),
-    ("test_images", "flip-pixel", "checksum mismatch"),
-    ("train_labels", "wrong-count", "holds 10000 labels, expected 60000"),
-])
+@pytest.mark.parametrize(
+    "key, how, message",
+    [
+        ("train_labels", "truncate", "truncated gzip data"),
+        ("test_images", "not-gzip", "not valid gzip"),
+        ("test_images", "flip-pixel", "checksum mismatch"),
+        ("train_labels", "wrong-count", "holds 10000 labels, expected 60000"),
+    ],
+)
 def test_load_names_the_bad_file(data_copy, key, how, message):
     path = _corrupt(data_copy, key, how)
     with pytest.raises(DataError, match=message) as err:
@@ -109,6 +127,7 @@ def test_checksum_can_be_skipped_but_structure_cannot(data_copy):
 
 
 # --------------------------------------------------------------------------- where files come from
+
 
 @pytest.fixture
 def home(tmp_path, monkeypatch) -> Path:
@@ -146,7 +165,8 @@ def mirror(tmp_path, data_dir):
     root = tmp_path / "mirror"
     shutil.copytree(data_dir, root)
     server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root)))
+        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     yield root, f"http://127.0.0.1:{server.server_address[1]}/"
@@ -183,6 +203,7 @@ def test_download_falls_back_to_the_next_mirror(home, mirror):
 
 # --------------------------------------------------------------------------- the split
 
+
 def test_tail_split_is_keras_validation_split(dataset):
     split = data.split_train_val(dataset.x_train, dataset.y_train)
     assert split.x_train.shape == (48_000, 28, 28, 1) and split.x_val.shape == (12_000, 28, 28, 1)
@@ -192,21 +213,26 @@ def test_tail_split_is_keras_validation_split(dataset):
 
 
 def test_stratified_split_is_balanced_seeded_and_disjoint(dataset):
-    a = data.split_train_val(dataset.x_train, dataset.y_train, method="stratified", seed=3,
-                             limit=5000)
-    b = data.split_train_val(dataset.x_train, dataset.y_train, method="stratified", seed=3,
-                             limit=5000)
+    a = data.split_train_val(
+        dataset.x_train, dataset.y_train, method="stratified", seed=3, limit=5000
+    )
+    b = data.split_train_val(
+        dataset.x_train, dataset.y_train, method="stratified", seed=3, limit=5000
+    )
     np.testing.assert_array_equal(a.y_val, b.y_val)
     assert len(a.y_train) == 4000 and len(a.y_val) == 1000
     full = np.bincount(dataset.y_train[:5000], minlength=10) / 5000
     np.testing.assert_allclose(np.bincount(a.y_val, minlength=10) / 1000, full, atol=0.002)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"method": "random"}, "split method 'random' is unknown"),
-    ({"val_fraction": 1.0}, "val_fraction 1.0 must lie strictly between 0 and 1"),
-    ({"limit": 5}, "limit 5 must lie in 10..60000"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"method": "random"}, "split method 'random' is unknown"),
+        ({"val_fraction": 1.0}, "val_fraction 1.0 must lie strictly between 0 and 1"),
+        ({"limit": 5}, "limit 5 must lie in 10..60000"),
+    ],
+)
 def test_split_rejects_bad_options(dataset, kwargs, message):
     with pytest.raises(ValueError, match=message):
         data.split_train_val(dataset.x_train, dataset.y_train, **kwargs)
@@ -255,9 +281,13 @@ def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):
     bomb = tmp_path / FILES["train_images"].name
     _write_bomb(bomb, FILES["train_images"])
     assert bomb.stat().st_size < 4 << 20
-    run = subprocess.run([sys.executable, "-c", _READ_AND_MEASURE, str(bomb)],
-                         capture_output=True, text=True, timeout=300,
-                         cwd=Path(__file__).resolve().parents[1])
+    run = subprocess.run(
+        [sys.executable, "-c", _READ_AND_MEASURE, str(bomb)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=Path(__file__).resolve().parents[1],
+    )
     assert run.returncode == 0, run.stderr
     message, peak_mib = run.stdout.strip().splitlines()
     assert message.startswith(f"{bomb}: IDX content too long"), message
@@ -294,10 +324,14 @@ class _Endless(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("announce, message", [
-    (None, "more than 1,048,576 bytes"),  # the stream is cut off at the cap
-    (10**12, "announces 1,000,000,000,000 bytes"),  # refused before reading the body
-], ids=["unannounced", "announced"])
+@pytest.mark.parametrize(
+    "announce, message",
+    [
+        (None, "more than 1,048,576 bytes"),  # the stream is cut off at the cap
+        (10**12, "announces 1,000,000,000,000 bytes"),  # refused before reading the body
+    ],
+    ids=["unannounced", "announced"],
+)
 def test_download_stops_at_the_size_cap(home, monkeypatch, announce, message):
     monkeypatch.setattr(data, "MAX_GZ_BYTES", 1 << 20)
     handler = type("Handler", (_Endless,), {"announce": announce})

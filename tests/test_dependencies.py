@@ -35,8 +35,10 @@ DISTRIBUTIONS = {"sklearn": "scikit-learn", "PIL": "pillow", "yaml": "pyyaml"}
 # Imported only when Keras runs on that backend (training._has_gpu); not dependencies.
 OPTIONAL = {"jax", "torch"}
 # Imported, and installed by a declared requirement: module -> (requirement, extra).
-PROVIDED = {"grpc": ("ray", "default"),  # ray's own generated gRPC stubs need ray's grpcio
-            "tensorboardX": ("ray", "tune")}  # tensorboard.EpochScalars (non-TF backends)
+PROVIDED = {
+    "grpc": ("ray", "default"),  # ray's own generated gRPC stubs need ray's grpcio
+    "tensorboardX": ("ray", "tune"),
+}  # tensorboard.EpochScalars (non-TF backends)
 # The oldest version each distribution works at here, and why.
 API_NEEDS = {
     "scikit-learn": ("1.7", "diagnostics: brier_score_loss(labels=...) on (n, k) probabilities"),
@@ -61,8 +63,11 @@ def _declared() -> dict[str, Requirement]:
 
 def _floor(req: Requirement) -> Version | None:
     """The lowest version ``req`` allows (its >=, == or ~= bound), else None."""
-    bounds = [Version(s.version.replace(".*", "")) for s in req.specifier
-              if s.operator in (">=", "==", "~=")]
+    bounds = [
+        Version(s.version.replace(".*", ""))
+        for s in req.specifier
+        if s.operator in (">=", "==", "~=")
+    ]
     return max(bounds) if bounds else None
 
 
@@ -111,7 +116,8 @@ def test_floor_meets_the_api_the_code_needs(name):
     assert req is not None, f"{name} is not declared ({why})"
     floor = _floor(req)
     assert floor is not None and floor >= Version(need), (
-        f"pyproject.toml allows {req}; expected a floor >= {need}: {why}")
+        f"pyproject.toml allows {req}; expected a floor >= {need}: {why}"
+    )
 
 
 def test_floors_meet_rays_own():
@@ -149,4 +155,5 @@ def test_installed_sklearn_has_the_api_diagnostics_calls():
 
     proba = np.array([[0.8, 0.1, 0.1], [0.2, 0.7, 0.1]])
     assert brier_score_loss([0, 1], proba, labels=[0, 1, 2]) == pytest.approx(
-        np.mean([0.04 + 0.01 + 0.01, 0.04 + 0.09 + 0.01]))
+        np.mean([0.04 + 0.01 + 0.01, 0.04 + 0.09 + 0.01])
+    )

@@ -21,9 +21,14 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _cli_popen(*args, env):
-    return subprocess.Popen([sys.executable, "-m", "committee", "run", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            cwd=ROOT, env=env)
+    return subprocess.Popen(
+        [sys.executable, "-m", "committee", "run", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def _wait_for(predicate, timeout: float, what: str, proc=None):
@@ -40,10 +45,25 @@ def _wait_for(predicate, timeout: float, what: str, proc=None):
 
 def _alive_train_worker_pids(head) -> list[int]:
     """PIDs of alive Ray Train workers, from Ray's own state API."""
-    proc = subprocess.run([RAY, "list", "actors", "--address", head.gcs_address,
-                           "--filter", "class_name=RayTrainWorker", "--filter", "state=ALIVE",
-                           "--format", "json"], capture_output=True, text=True, timeout=60,
-                          env=head.env)
+    proc = subprocess.run(
+        [
+            RAY,
+            "list",
+            "actors",
+            "--address",
+            head.gcs_address,
+            "--filter",
+            "class_name=RayTrainWorker",
+            "--filter",
+            "state=ALIVE",
+            "--format",
+            "json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=head.env,
+    )
     start = proc.stdout.find("[")
     if proc.returncode != 0 or start < 0:
         return []
@@ -52,13 +72,31 @@ def _alive_train_worker_pids(head) -> list[int]:
 
 def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
     run_dir = tmp_path / "killed"
-    proc = _cli_popen("--address", ray_head.gcs_address, "--members", "model3", "--epochs", "4",
-                      "--limit-train", "20000", "--output", str(tmp_path), "--run-name", "killed",
-                      "--max-failures", "2", env=ray_head.env)
+    proc = _cli_popen(
+        "--address",
+        ray_head.gcs_address,
+        "--members",
+        "model3",
+        "--epochs",
+        "4",
+        "--limit-train",
+        "20000",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "killed",
+        "--max-failures",
+        "2",
+        env=ray_head.env,
+    )
     pids = _wait_for(lambda: _alive_train_worker_pids(ray_head), 300, "the worker's pid", proc)
     assert len(pids) == 1
-    _wait_for(lambda: _registered_checkpoints(run_dir / "train" / "model3"), 300,
-              "the first registered checkpoint", proc)
+    _wait_for(
+        lambda: _registered_checkpoints(run_dir / "train" / "model3"),
+        300,
+        "the first registered checkpoint",
+        proc,
+    )
     os.kill(pids[0], signal.SIGKILL)
     killed_at = time.time()
     out, _ = proc.communicate(timeout=420)
@@ -69,17 +107,34 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
     assert training["resumed_at"][0] < 4  # killed part way, continued from the checkpoint
     assert training["epochs_run"] == 4 and len(training["history"]["loss"]) == 4
     assert results["committee"]["mean"]["accuracy"] > 0
-    print(f"killed after epoch >= 1; resumed at epochs {training['resumed_at']}; "
-          f"{time.time() - killed_at:.0f} s from kill to finished run")
+    print(
+        f"killed after epoch >= 1; resumed at epochs {training['resumed_at']}; "
+        f"{time.time() - killed_at:.0f} s from kill to finished run"
+    )
 
 
 def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "interrupted"
     env = {**os.environ}
-    proc = _cli_popen("--members", "model2", "--epochs", "3", "--limit-train", "3000",
-                      "--output", str(tmp_path), "--run-name", "interrupted", env=env)
-    _wait_for(lambda: _registered_checkpoints(run_dir / "train" / "model2"), 300,
-              "the first registered checkpoint", proc)
+    proc = _cli_popen(
+        "--members",
+        "model2",
+        "--epochs",
+        "3",
+        "--limit-train",
+        "3000",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "interrupted",
+        env=env,
+    )
+    _wait_for(
+        lambda: _registered_checkpoints(run_dir / "train" / "model2"),
+        300,
+        "the first registered checkpoint",
+        proc,
+    )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130, out[-3000:]
@@ -87,8 +142,19 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     assert (run_dir / "INCOMPLETE").exists() and not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp"))
 
-    again = run_cli("run", "--members", "model2", "--epochs", "3", "--limit-train", "3000",
-                    "--output", str(tmp_path), "--run-name", "interrupted")
+    again = run_cli(
+        "run",
+        "--members",
+        "model2",
+        "--epochs",
+        "3",
+        "--limit-train",
+        "3000",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "interrupted",
+    )
     assert again.returncode == 0, again.stderr[-3000:]
     training = json.loads((run_dir / "results.json").read_text())["training"]["model2"]
     assert training["resumed_at"] and training["resumed_at"][0] >= 1
@@ -97,8 +163,18 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
 
 def test_impossible_gpu_request_fails_fast(tmp_path):
     started = time.time()
-    proc = run_cli("run", "--limit-train", "2000", "--epochs", "1", "--gpus-per-member", "1",
-                   "--output", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--limit-train",
+        "2000",
+        "--epochs",
+        "1",
+        "--gpus-per-member",
+        "1",
+        "--output",
+        str(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 2
     err = proc.stderr.strip().splitlines()[-1]
     assert "asks for" in err and "1 GPU" in err and "0 GPU" in err
@@ -108,9 +184,18 @@ def test_impossible_gpu_request_fails_fast(tmp_path):
 
 def test_unreachable_address_fails_within_bounded_time(tmp_path):
     from conftest import free_port
+
     started = time.time()
-    proc = run_cli("run", "--epochs", "1", "--address", f"127.0.0.1:{free_port()}",
-                   "--output", str(tmp_path), timeout=300)
+    proc = run_cli(
+        "run",
+        "--epochs",
+        "1",
+        "--address",
+        f"127.0.0.1:{free_port()}",
+        "--output",
+        str(tmp_path),
+        timeout=300,
+    )
     assert proc.returncode == 2, proc.stderr[-2000:]
     assert "could not connect to the Ray cluster" in proc.stderr.strip().splitlines()[-1]
     assert time.time() - started < 120

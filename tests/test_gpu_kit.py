@@ -36,18 +36,38 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(600)]
 
 
 def node_names() -> set[str]:
-    return {canonicalize_name(line.split("#", 1)[0].strip())
-            for line in (KIT_SRC / "node_packages.txt").read_text().splitlines()
-            if line.split("#", 1)[0].strip()}
+    return {
+        canonicalize_name(line.split("#", 1)[0].strip())
+        for line in (KIT_SRC / "node_packages.txt").read_text().splitlines()
+        if line.split("#", 1)[0].strip()
+    }
 
 
 def index_unreachable() -> str | None:
     """Why pip cannot download from a package index here, or None if it can."""
     with tempfile.TemporaryDirectory() as tmp:
-        proc = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps",
-                               "--only-binary=:all:", "--no-cache-dir", "--timeout", "10",
-                               "--retries", "0", "--disable-pip-version-check", "-d", tmp,
-                               "namex"], capture_output=True, text=True, timeout=120)
+        proc = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--only-binary=:all:",
+                "--no-cache-dir",
+                "--timeout",
+                "10",
+                "--retries",
+                "0",
+                "--disable-pip-version-check",
+                "-d",
+                tmp,
+                "namex",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
     if proc.returncode == 0:
         return None
     lines = [ln for ln in (proc.stderr + proc.stdout).splitlines() if ln.strip()]
@@ -68,8 +88,11 @@ def link_node_stand_in(target: Path) -> int:
         for text in installed[name].requires or []:
             req = Requirement(text)
             dep = canonicalize_name(req.name)
-            if dep in installed and dep not in chosen and (
-                    req.marker is None or req.marker.evaluate({"extra": ""})):
+            if (
+                dep in installed
+                and dep not in chosen
+                and (req.marker is None or req.marker.evaluate({"extra": ""}))
+            ):
                 todo.append(dep)
     for name in chosen:
         dist = installed[name]
@@ -89,13 +112,25 @@ def link_node_stand_in(target: Path) -> int:
 def kit(tmp_path_factory) -> Path:
     why = index_unreachable()
     if why:
-        pytest.skip(f"no package index answers pip download here ({why}); the kit's build "
-                    "needs one")
+        pytest.skip(
+            f"no package index answers pip download here ({why}); the kit's build needs one"
+        )
     out = tmp_path_factory.mktemp("gpu-kit") / "kit"
     started = time.monotonic()
-    proc = subprocess.run([sys.executable, str(KIT_SRC / "build.py"), "--local", "--out",
-                           str(out), "--cache", str(CACHE)],
-                          capture_output=True, text=True, timeout=600)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(KIT_SRC / "build.py"),
+            "--local",
+            "--out",
+            str(out),
+            "--cache",
+            str(CACHE),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     print(f"kit built in {time.monotonic() - started:.1f} s:\n{proc.stdout[-400:]}")
     return out
@@ -125,23 +160,30 @@ def test_kit_installs_and_runs_in_a_node_like_venv(kit, tmp_path):
     venv = tmp_path / "node-venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = venv / "bin" / "python"
-    venv_site = Path(subprocess.check_output(
-        [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        text=True).strip())
+    venv_site = Path(
+        subprocess.check_output(
+            [str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+            text=True,
+        ).strip()
+    )
     stand_in = tmp_path / "node-site"
     assert link_node_stand_in(stand_in) >= 10
     (venv_site / "node-stand-in.pth").write_text(f"{stand_in}\n")
     for module in ("ray", "keras", "committee", "pydantic", "tensorflow"):  # not on the node
-        probe = subprocess.run([str(python), "-c", f"import {module}"], capture_output=True,
-                               cwd=tmp_path, env={k: v for k, v in os.environ.items()
-                                                  if k != "PYTHONPATH"})
+        probe = subprocess.run(
+            [str(python), "-c", f"import {module}"],
+            capture_output=True,
+            cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"},
+        )
         assert probe.returncode != 0, f"{module} imports in the stand-in without the kit"
 
     site = tmp_path / "site"
     env = {**os.environ, "PYTHON": str(python), "KIT_SITE": str(site), "KERAS_BACKEND": "jax"}
     env.pop("PYTHONPATH", None)
-    proc = subprocess.run(["bash", str(kit / "install.sh")], capture_output=True, text=True,
-                          env=env, timeout=300)
+    proc = subprocess.run(
+        ["bash", str(kit / "install.sh")], capture_output=True, text=True, env=env, timeout=300
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("kit installed:"), proc.stdout
@@ -173,11 +215,23 @@ print("ok", ray.__version__, keras.__version__)
 """
     env = {**env, "PYTHONPATH": str(site), "RAY_ADDRESS": ""}
     env.pop("RAY_ADDRESS")
-    proc = subprocess.run([str(python), "-c", script], capture_output=True, text=True,
-                          env=env, timeout=300, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(python), "-c", script],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and "ok" in proc.stdout, (proc.stdout + proc.stderr)[-4000:]
-    proc = subprocess.run([str(python), "-m", "committee", "run", "--help"],
-                          capture_output=True, text=True, env=env, timeout=120, cwd=tmp_path)
+    proc = subprocess.run(
+        [str(python), "-m", "committee", "run", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=tmp_path,
+    )
     assert proc.returncode == 0 and "--member-minutes" in proc.stdout, proc.stderr[-2000:]
 
 
@@ -186,14 +240,17 @@ def test_the_output_folder_is_emptied_only_when_it_is_an_earlier_kit(tmp_path):
     and what a build writes) is emptied; any other non-empty folder is refused untouched."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("kit_build", ROOT / "bench" / "gpu_kit" /
-                                                  "build.py")
+    spec = importlib.util.spec_from_file_location(
+        "kit_build", ROOT / "bench" / "gpu_kit" / "build.py"
+    )
     build = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(build)
-    for name, files in {"wheels": ["old-download.whl", "thesis.tex"],
-                        "one-wheel": ["some-1.0-py3-none-any.whl"],
-                        "not-a-kit": ["notes.txt"],
-                        "kit-and-more": ["kit.json", "a.whl", "notes.txt"]}.items():
+    for name, files in {
+        "wheels": ["old-download.whl", "thesis.tex"],
+        "one-wheel": ["some-1.0-py3-none-any.whl"],
+        "not-a-kit": ["notes.txt"],
+        "kit-and-more": ["kit.json", "a.whl", "notes.txt"],
+    }.items():
         folder = tmp_path / name
         folder.mkdir()
         for file in files:

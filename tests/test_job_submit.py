@@ -20,20 +20,38 @@ RAY = str(Path(sys.executable).with_name("ray"))
 
 
 def _job_cli(head, *args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run([RAY, "job", *args], capture_output=True, text=True, timeout=timeout,
-                          cwd=ROOT, env={**head.env, "RAY_ADDRESS": head.dashboard_url})
+    return subprocess.run(
+        [RAY, "job", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env={**head.env, "RAY_ADDRESS": head.dashboard_url},
+    )
 
 
 def _submit(head, out: Path, run_name: str, *extra: str, wait: bool = True):
-    runtime_env = {"working_dir": str(ROOT),
-                   "excludes": [".venv", ".git", "runs", "data"],
-                   "env_vars": {"FASHION_MNIST_DIR": os.environ["FASHION_MNIST_DIR"],
-                                "TF_CPP_MIN_LOG_LEVEL": "2"}}
+    runtime_env = {
+        "working_dir": str(ROOT),
+        "excludes": [".venv", ".git", "runs", "data"],
+        "env_vars": {
+            "FASHION_MNIST_DIR": os.environ["FASHION_MNIST_DIR"],
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+        },
+    }
     args = ["submit", "--runtime-env-json", json.dumps(runtime_env)]
     if not wait:
         args.append("--no-wait")
-    args += ["--", sys.executable, "jobs/train_committee.py", "--output", str(out),
-             "--run-name", run_name, *extra]
+    args += [
+        "--",
+        sys.executable,
+        "jobs/train_committee.py",
+        "--output",
+        str(out),
+        "--run-name",
+        run_name,
+        *extra,
+    ]
     # A head answers on its dashboard before its job agent has registered; until then a
     # submission is refused with "No available agent ... try again later" (seen on a busy
     # 2-core machine), so the submission is retried for a minute, as Ray's message says.
@@ -51,15 +69,21 @@ def _job_id(logs: str) -> str:
 
 def _status(head, job_id: str) -> str:
     from ray.job_submission import JobSubmissionClient
-    client = JobSubmissionClient(head.dashboard_url,
-                                 headers={"Authorization": f"Bearer {head.token}"})
+
+    client = JobSubmissionClient(
+        head.dashboard_url, headers={"Authorization": f"Bearer {head.token}"}
+    )
     return str(client.get_job_status(job_id).value)
 
 
 def test_dashboard_listens_on_loopback_only(ray_head):
     import psutil
-    listeners = {c.laddr.ip for c in psutil.net_connections("inet")
-                 if c.status == psutil.CONN_LISTEN and c.laddr.port == ray_head.dashboard_port}
+
+    listeners = {
+        c.laddr.ip
+        for c in psutil.net_connections("inet")
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == ray_head.dashboard_port
+    }
     assert listeners == {"127.0.0.1"}
 
 
@@ -79,8 +103,13 @@ def test_job_submit_runs_the_committee(ray_head, tmp_path):
 def test_job_submit_without_token_is_refused(ray_head, tmp_path):
     env = {k: v for k, v in ray_head.env.items() if not k.startswith("RAY_AUTH")}
     env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
-    proc = subprocess.run([RAY, "job", "list", "--address", ray_head.dashboard_url],
-                          capture_output=True, text=True, timeout=120, env=env)
+    proc = subprocess.run(
+        [RAY, "job", "list", "--address", ray_head.dashboard_url],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert proc.returncode != 0
     assert "401" in proc.stdout + proc.stderr or "auth" in (proc.stdout + proc.stderr).lower()
 
@@ -88,8 +117,18 @@ def test_job_submit_without_token_is_refused(ray_head, tmp_path):
 def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_path):
     run_dir = tmp_path / "stopped"
     # model3 (128 filters at 14x14) takes over twice as long per epoch as model1
-    proc = _submit(ray_head, tmp_path, "stopped", "--members", "model1,model3", "--epochs", "4",
-                   "--limit-train", "20000", wait=False)
+    proc = _submit(
+        ray_head,
+        tmp_path,
+        "stopped",
+        "--members",
+        "model1,model3",
+        "--epochs",
+        "4",
+        "--limit-train",
+        "20000",
+        wait=False,
+    )
     assert proc.returncode == 0, proc.stderr
     job_id = _job_id(proc.stdout + proc.stderr)
     # Stop once model1 has finished and model3 has checkpointed but not finished.
@@ -117,8 +156,17 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
     assert not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
-    again = _submit(ray_head, tmp_path, "stopped", "--members", "model1,model3", "--epochs", "4",
-                    "--limit-train", "20000")
+    again = _submit(
+        ray_head,
+        tmp_path,
+        "stopped",
+        "--members",
+        "model1,model3",
+        "--epochs",
+        "4",
+        "--limit-train",
+        "20000",
+    )
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]
     assert "model1: finished in an earlier run of this folder, reusing it" in logs

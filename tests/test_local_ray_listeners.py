@@ -23,6 +23,7 @@ def _is_loopback(ip: str) -> bool:
 def ray_listeners() -> list[tuple[str, int, str]]:
     """(ip, port, process name) of each TCP listener of this process and its children."""
     import psutil
+
     me = psutil.Process()
     procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
     out = []

@@ -15,9 +15,17 @@ from committee.rundir import member_files
 from committee.training.state import TrainState
 
 IDENTITY = {"seed": 0, "spec": {"name": "m"}}
-INFO = {"identity": IDENTITY, "spec": {"name": "m"}, "history": {"loss": [1.0, 0.5]},
-        "epochs_run": 2, "stopped_early": False, "started_at": 1.0, "finished_at": 2.0,
-        "resumed_at": [], "epochs_planned": None}
+INFO = {
+    "identity": IDENTITY,
+    "spec": {"name": "m"},
+    "history": {"loss": [1.0, 0.5]},
+    "epochs_run": 2,
+    "stopped_early": False,
+    "started_at": 1.0,
+    "finished_at": 2.0,
+    "resumed_at": [],
+    "epochs_planned": None,
+}
 
 
 def _member(tmp_path, info=INFO, model_parts=("config.json", "model.weights.h5")):
@@ -26,8 +34,11 @@ def _member(tmp_path, info=INFO, model_parts=("config.json", "model.weights.h5")
         for part in model_parts:
             archive.writestr(part, "{}")
     rng = np.random.default_rng(0)
-    runfolder.write_npz(tmp_path / "members" / "m.npz", val=rng.dirichlet(np.ones(10), 4),
-                        test=rng.dirichlet(np.ones(10), 5))
+    runfolder.write_npz(
+        tmp_path / "members" / "m.npz",
+        val=rng.dirichlet(np.ones(10), 4),
+        test=rng.dirichlet(np.ones(10), 5),
+    )
     runfolder.write_json(tmp_path / "members" / "m.json", info)
 
 
@@ -37,12 +48,15 @@ def test_a_whole_member_of_the_same_identity_is_reused(tmp_path):
     assert done is not None and done.reused and done.epochs_run == 2
 
 
-@pytest.mark.parametrize("change, words", [
-    ({"epochs_run": "2"}, "state field 'epoch' has '2'"),
-    ({"history": {"loss": ["x"]}}, "state field 'history'"),
-    ({"resumed_at": [-1]}, "state field 'resumed_at'"),
-    ({"started_at": None}, "started_at / finished_at missing"),
-])
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"epochs_run": "2"}, "state field 'epoch' has '2'"),
+        ({"history": {"loss": ["x"]}}, "state field 'history'"),
+        ({"resumed_at": [-1]}, "state field 'resumed_at'"),
+        ({"started_at": None}, "started_at / finished_at missing"),
+    ],
+)
 def test_a_member_json_of_wrong_types_is_predicted_again(tmp_path, capsys, change, words):
     _member(tmp_path, {**INFO, **change})
     assert member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5) is None
@@ -73,15 +87,23 @@ def test_a_checkpoint_state_of_wrong_types_is_refused():
 def test_a_saved_member_loads_back_with_the_same_record(tmp_path):
     """save_member and load_finished_member agree on every saved field (no Ray)."""
     from committee.members import spec as members
+
     model = tmp_path / "final.keras"
     with zipfile.ZipFile(model, "w") as archive:
         for part in ("config.json", "model.weights.h5"):
             archive.writestr(part, "{}")
     rng = np.random.default_rng(0)
     probs = {"val": rng.dirichlet(np.ones(10), 4), "test": rng.dirichlet(np.ones(10), 5)}
-    state = TrainState(epoch=3, history={"loss": [1.0, 0.7, 0.5]}, resumed_at=[2],
-                       started_at=10.0, finished_at=20.0, epochs_planned=3, precision="float32",
-                       device={"cpu": "x", "gpus": []})
+    state = TrainState(
+        epoch=3,
+        history={"loss": [1.0, 0.7, 0.5]},
+        resumed_at=[2],
+        started_at=10.0,
+        finished_at=20.0,
+        epochs_planned=3,
+        precision="float32",
+        device={"cpu": "x", "gpus": []},
+    )
     spec = dataclasses.replace(members.SEED_PRESET[0], name="m", epochs=3)
     saved = member_files.save_member(tmp_path, spec, model, state, probs, IDENTITY)
     loaded = member_files.load_finished_member(tmp_path, "m", IDENTITY, 4, 5)

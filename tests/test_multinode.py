@@ -33,8 +33,18 @@ def cluster(tmp_path_factory):
 
 
 def _state(head, kind: str, *filters: str) -> list[dict]:
-    args = [RAY, "list", kind, "--address", head.gcs_address, "--format", "json", "--detail",
-            "--limit", "1000"]
+    args = [
+        RAY,
+        "list",
+        kind,
+        "--address",
+        head.gcs_address,
+        "--format",
+        "json",
+        "--detail",
+        "--limit",
+        "1000",
+    ]
     for f in filters:
         args += ["--filter", f]
     proc = subprocess.run(args, capture_output=True, text=True, timeout=60, env=head.env)
@@ -48,9 +58,23 @@ def _nodes(head) -> list[dict]:
 
 
 def test_members_run_on_different_nodes_at_the_same_time(cluster, tmp_path):
-    proc = run_cli("run", "--address", cluster.gcs_address, "--limit-train", "2000",
-                   "--epochs", "1", "--cpus-per-member", "1", "--output", str(tmp_path),
-                   "--run-name", "spread", env=cluster.env, timeout=600)
+    proc = run_cli(
+        "run",
+        "--address",
+        cluster.gcs_address,
+        "--limit-train",
+        "2000",
+        "--epochs",
+        "1",
+        "--cpus-per-member",
+        "1",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "spread",
+        env=cluster.env,
+        timeout=600,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     head_id = next(n["node_id"] for n in _nodes(cluster) if n["is_head_node"])
     workers = _state(cluster, "actors", "class_name=RayTrainWorker")
@@ -61,8 +85,11 @@ def test_members_run_on_different_nodes_at_the_same_time(cluster, tmp_path):
     # members' own training spans are too short here to overlap reliably: on one epoch of 1,600
     # images the fastest can finish before the last worker has imported TensorFlow).
     pids = {a["pid"] for a in workers}
-    lives = [(w["start_time_ms"], w["end_time_ms"]) for w in _state(cluster, "workers")
-             if w["pid"] in pids]
+    lives = [
+        (w["start_time_ms"], w["end_time_ms"])
+        for w in _state(cluster, "workers")
+        if w["pid"] in pids
+    ]
     assert len(lives) == 3 and max(s for s, _ in lives) < min(e for _, e in lives), lives
     results = json.loads((tmp_path / "spread" / "results.json").read_text())
     assert results["run"]["placement"] == "1 CPU"
@@ -70,9 +97,19 @@ def test_members_run_on_different_nodes_at_the_same_time(cluster, tmp_path):
 
 def test_request_no_node_can_hold_fails_fast(cluster, tmp_path):
     started = time.time()
-    proc = run_cli("run", "--address", cluster.gcs_address, "--limit-train", "2000",
-                   "--cpus-per-member", "2", "--output", str(tmp_path), env=cluster.env,
-                   timeout=300)
+    proc = run_cli(
+        "run",
+        "--address",
+        cluster.gcs_address,
+        "--limit-train",
+        "2000",
+        "--cpus-per-member",
+        "2",
+        "--output",
+        str(tmp_path),
+        env=cluster.env,
+        timeout=300,
+    )
     assert proc.returncode == 2
     last = proc.stderr.strip().splitlines()[-1]
     assert "asks for 2 CPU and 0 GPU on one node" in last and "largest: 1 CPU" in last

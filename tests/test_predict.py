@@ -55,6 +55,7 @@ def local_ray():
     import ray
 
     from committee.distributed.cluster import connect
+
     connect()
     yield
     ray.shutdown()
@@ -67,15 +68,16 @@ def _probas(table, column: str) -> np.ndarray:
 def _same_as_run(table, expected, rows: slice = slice(None)) -> None:
     """The predicted rows equal the run's own, member by member and rule by rule."""
     for column in ("model1", "model2", *(f"committee_{r}" for r in RULES)):
-        np.testing.assert_allclose(_probas(table, f"{column}_proba")[rows],
-                                   _probas(expected, f"{column}_proba"), atol=1e-5)
-        assert (table[f"{column}_pred"].to_numpy()[rows]
-                == expected[f"{column}_pred"].to_numpy()).all()
+        np.testing.assert_allclose(
+            _probas(table, f"{column}_proba")[rows], _probas(expected, f"{column}_proba"), atol=1e-5
+        )
+        assert (
+            table[f"{column}_pred"].to_numpy()[rows] == expected[f"{column}_pred"].to_numpy()
+        ).all()
     assert (table["class"].to_numpy()[rows] == expected["committee_mean_pred"].to_numpy()).all()
 
 
-def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, local_ray,
-                                                    tmp_path):
+def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, local_ray, tmp_path):
     from committee.app.options import PredictOptions
     from committee.app.predict import predict
     from committee.data.fashion_mnist import CLASS_NAMES
@@ -86,21 +88,25 @@ def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, l
     table = pq.read_table(out)
     assert table.num_rows == N
     _same_as_run(table, expected)
-    assert table["input"].to_pylist() == [str(inputs / "pngs" / f"test_{i:03d}.png")
-                                          for i in range(N)]
+    assert table["input"].to_pylist() == [
+        str(inputs / "pngs" / f"test_{i:03d}.png") for i in range(N)
+    ]
     assert set(table["index"].to_pylist()) == {0}
     assert table["class_name"].to_pylist() == [CLASS_NAMES[c] for c in table["class"].to_pylist()]
     members = np.stack([table["model1_pred"].to_numpy(), table["model2_pred"].to_numpy()])
-    np.testing.assert_allclose(table["disagreement"].to_numpy(),
-                               (members != table["class"].to_numpy()).mean(axis=0))
+    np.testing.assert_allclose(
+        table["disagreement"].to_numpy(), (members != table["class"].to_numpy()).mean(axis=0)
+    )
     p = _probas(table, "committee_mean_proba").astype(np.float64)
-    np.testing.assert_allclose(table["entropy"].to_numpy(), -(p * np.log(p)).sum(axis=1),
-                               rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        table["entropy"].to_numpy(), -(p * np.log(p)).sum(axis=1), rtol=1e-5, atol=1e-6
+    )
     assert not list(run_dir.glob("predictions-*"))  # the run folder is left as it was
 
 
-def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(run_dir, expected, inputs,
-                                                              local_ray, tmp_path, capfd):
+def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(
+    run_dir, expected, inputs, local_ray, tmp_path, capfd
+):
     from committee.app.options import PredictOptions
     from committee.app.predict import predict
 
@@ -121,14 +127,13 @@ def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(run_dir, expected,
         rows = slice(k * N, (k + 1) * N)
         for column in ("model1", "model2", *(f"committee_{r}" for r in RULES)):
             flat = np.stack([table[f"{column}_proba_{c}"].to_numpy() for c in range(10)], axis=1)
-            np.testing.assert_allclose(flat[rows], _probas(expected, f"{column}_proba"),
-                                       atol=1e-5)
-        assert (table["class"].to_numpy()[rows]
-                == expected["committee_weighted_pred"].to_numpy()).all()
+            np.testing.assert_allclose(flat[rows], _probas(expected, f"{column}_proba"), atol=1e-5)
+        assert (
+            table["class"].to_numpy()[rows] == expected["committee_weighted_pred"].to_numpy()
+        ).all()
 
 
-def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, local_ray,
-                                                          tmp_path):
+def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, local_ray, tmp_path):
     import zipfile
 
     from committee.app.options import PredictOptions
@@ -143,8 +148,9 @@ def test_a_model_that_does_not_load_is_one_error_naming_it(run_dir, inputs, loca
         archive.writestr("model.weights.h5", "not HDF5")
     with pytest.raises(RunFolderError) as error:
         predict(PredictOptions(damaged, [str(inputs / "u8.npy")], output=str(tmp_path / "o.csv")))
-    assert str(error.value).startswith(f"{damaged / 'models' / 'model2.keras'} could not be "
-                                       f"loaded in Keras' safe mode")
+    assert str(error.value).startswith(
+        f"{damaged / 'models' / 'model2.keras'} could not be loaded in Keras' safe mode"
+    )
     assert "\n" not in str(error.value) and not (tmp_path / "o.csv").exists()
     with zipfile.ZipFile(damaged / "models" / "model2.keras", "w") as archive:
         archive.writestr("notes.txt", "a zip, but no model in it")  # refused before Ray
@@ -161,14 +167,17 @@ def _bad_inputs(folder, run_dir):
     no_models.mkdir()
     shutil.copy(run_dir / "results.json", no_models / "results.json")
     ok = str(folder / "wide.npy")
-    return {"text as png": ([str(run_dir), str(folder / "x.png")], "x.png"),
-            "wrong shape": ([str(run_dir), ok], "wide.npy"),
-            "float up to 255": ([str(run_dir), str(folder / "scaled.npy")], "scaled.npy"),
-            "no models": ([str(no_models), ok], str(no_models / "models" / "model1.keras")),
-            "unknown extension": ([str(run_dir), ok, "--output", str(folder / "o.txt")],
-                                  "o.txt"),
-            "missing folder": ([str(run_dir), ok, "--output", str(folder / "no" / "o.csv")],
-                               str(folder / "no"))}
+    return {
+        "text as png": ([str(run_dir), str(folder / "x.png")], "x.png"),
+        "wrong shape": ([str(run_dir), ok], "wide.npy"),
+        "float up to 255": ([str(run_dir), str(folder / "scaled.npy")], "scaled.npy"),
+        "no models": ([str(no_models), ok], str(no_models / "models" / "model1.keras")),
+        "unknown extension": ([str(run_dir), ok, "--output", str(folder / "o.txt")], "o.txt"),
+        "missing folder": (
+            [str(run_dir), ok, "--output", str(folder / "no" / "o.csv")],
+            str(folder / "no"),
+        ),
+    }
 
 
 def test_bad_inputs_are_one_line_and_exit_2(run_dir, tmp_path, capsys):
@@ -185,17 +194,28 @@ def test_the_command_line_exits_2_on_a_bad_array(run_dir, tmp_path):
     np.save(tmp_path / "wide.npy", np.zeros((5, 32, 32), np.uint8))
     proc = run_cli("predict", str(run_dir), str(tmp_path / "wide.npy"), timeout=120)
     assert proc.returncode == 2
-    assert proc.stderr == (f"committee: error: input {tmp_path / 'wide.npy'}: array of shape "
-                           f"(5, 32, 32); expected (n, 28, 28) or (28, 28)\n")
+    assert proc.stderr == (
+        f"committee: error: input {tmp_path / 'wide.npy'}: array of shape "
+        f"(5, 32, 32); expected (n, 28, 28) or (28, 28)\n"
+    )
 
 
 def test_an_unknown_keras_backend_is_refused_before_ray_starts(run_dir, tmp_path):
     np.save(tmp_path / "ok.npy", np.zeros((2, 28, 28), np.uint8))
-    proc = run_cli("predict", str(run_dir), str(tmp_path / "ok.npy"), "--output",
-                   str(tmp_path / "out.csv"), env={"KERAS_BACKEND": "numpy"}, timeout=120)
+    proc = run_cli(
+        "predict",
+        str(run_dir),
+        str(tmp_path / "ok.npy"),
+        "--output",
+        str(tmp_path / "out.csv"),
+        env={"KERAS_BACKEND": "numpy"},
+        timeout=120,
+    )
     assert proc.returncode == 2
-    assert proc.stderr == ("committee: error: KERAS_BACKEND 'numpy' is not a backend this job "
-                           "runs on; expected one of tensorflow, jax\n")
+    assert proc.stderr == (
+        "committee: error: KERAS_BACKEND 'numpy' is not a backend this job "
+        "runs on; expected one of tensorflow, jax\n"
+    )
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -239,10 +259,19 @@ def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
     from committee.errors import InputError
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return (struct.pack(">I", len(data)) + kind + data
-                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
+
     header = struct.pack(">IIBBBBB", 100_000, 100_000, 8, 0, 0, 0, 0)
-    (tmp_path / "bomb.png").write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header)
-                                        + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    (tmp_path / "bomb.png").write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", header)
+        + chunk(b"IDAT", zlib.compress(b""))
+        + chunk(b"IEND", b"")
+    )
     with pytest.raises(InputError, match=r"input .*bomb.png: Image size \(10000000000 pixels\)"):
         read_image(tmp_path / "bomb.png")

@@ -6,14 +6,21 @@ import io
 
 from committee.app.progress import Display, duration, epoch_line
 
-EPOCH = {"member": "model1", "kind": "epoch", "epoch": 2, "planned": 5, "seconds": 75.0,
-         "metrics": {"accuracy": 0.81234, "val_accuracy": 0.8, "loss": 0.5}}
+EPOCH = {
+    "member": "model1",
+    "kind": "epoch",
+    "epoch": 2,
+    "planned": 5,
+    "seconds": 75.0,
+    "metrics": {"accuracy": 0.81234, "val_accuracy": 0.8, "loss": 0.5},
+}
 
 
 def test_duration_and_epoch_line():
     assert [duration(s) for s in (5, 75, 3700)] == ["5 s", "1 min 15 s", "1 h 1 min"]
-    assert epoch_line(EPOCH) == ("[model1] epoch 2/5: accuracy 0.8123, val_accuracy 0.8000, "
-                                 "75.0 s/epoch, ETA 3 min 45 s")
+    assert epoch_line(EPOCH) == (
+        "[model1] epoch 2/5: accuracy 0.8123, val_accuracy 0.8000, 75.0 s/epoch, ETA 3 min 45 s"
+    )
 
 
 def test_plain_lines_without_a_terminal_and_every_line_in_the_member_log(tmp_path):
@@ -25,8 +32,11 @@ def test_plain_lines_without_a_terminal_and_every_line_in_the_member_log(tmp_pat
     display.event({"member": "model2", "kind": "line", "text": "[model2] resuming after epoch 1"})
     display.close()
     out = stream.getvalue()
-    assert out.splitlines() == ["[committee] placement", epoch_line(EPOCH),
-                                "[model2] resuming after epoch 1"]
+    assert out.splitlines() == [
+        "[committee] placement",
+        epoch_line(EPOCH),
+        "[model2] resuming after epoch 1",
+    ]
     assert "\x1b" not in out
     assert (tmp_path / "logs" / "model1.log").read_text() == epoch_line(EPOCH) + "\n"
     assert (tmp_path / "logs" / "model2.log").read_text() == "[model2] resuming after epoch 1\n"
@@ -37,11 +47,18 @@ def test_bars_on_a_terminal_show_progress_and_warnings_only(tmp_path):
     display = Display(["model1", "model2"], log_dir=tmp_path / "logs", stream=stream, live=True)
     display.event(EPOCH)
     display.event({"member": "model2", "kind": "line", "text": "[model2] plan: 4 epochs"})
-    display.event({"member": "model2", "kind": "line",
-                   "text": "[model2] warning: checkpoint x could not be loaded"})
+    display.event(
+        {
+            "member": "model2",
+            "kind": "line",
+            "text": "[model2] warning: checkpoint x could not be loaded",
+        }
+    )
     display.close()
     out = stream.getvalue()
-    assert "model1   2/5 epochs" in out and "acc 0.8123 val 0.8000, 75 s/epoch, ETA 3 min 45 s" in out
+    assert (
+        "model1   2/5 epochs" in out and "acc 0.8123 val 0.8000, 75 s/epoch, ETA 3 min 45 s" in out
+    )
     assert "[model2] warning: checkpoint x could not be loaded" in out
     assert "plan: 4 epochs" not in out  # in the member's log only
     assert "plan: 4 epochs" in (tmp_path / "logs" / "model2.log").read_text()

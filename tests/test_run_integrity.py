@@ -28,8 +28,9 @@ ARGS = ("--members", "model1,model2", "--epochs", "2", "--limit-train", "600")
 
 
 def _run(output: Path, name: str, *extra: str, timeout: float = 600):
-    return run_cli("run", *ARGS, "--output", str(output), "--run-name", name, *extra,
-                   timeout=timeout)
+    return run_cli(
+        "run", *ARGS, "--output", str(output), "--run-name", name, *extra, timeout=timeout
+    )
 
 
 def _last_line(proc) -> str:
@@ -41,8 +42,11 @@ def _last_line(proc) -> str:
 
 def _listing(folder: Path) -> dict[str, tuple[int, int]]:
     """Every file under ``folder`` with its size and mtime: equal listings, nothing changed."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _unfinish(run_dir: Path) -> None:
@@ -58,9 +62,22 @@ def finished(tmp_path_factory) -> Path:
     """A finished run; while it trained, a second run of the same folder was refused."""
     output = tmp_path_factory.mktemp("finished")
     first = subprocess.Popen(
-        [sys.executable, "-m", "committee", "run", *ARGS, "--output", str(output),
-         "--run-name", "base"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        cwd=ROOT)
+        [
+            sys.executable,
+            "-m",
+            "committee",
+            "run",
+            *ARGS,
+            "--output",
+            str(output),
+            "--run-name",
+            "base",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        cwd=ROOT,
+    )
     deadline = time.time() + 120
     while not (output / "base" / "config.json").exists():  # written under the lock
         assert first.poll() is None and time.time() < deadline, first.stdout.read()[-3000:]
@@ -68,9 +85,11 @@ def finished(tmp_path_factory) -> Path:
     started = time.time()
     second = _run(output, "base")
     assert second.returncode == 2, second.stderr[-2000:]
-    assert _last_line(second) == (f"committee: error: run folder {output / 'base'} is in use "
-                                  f"by another run (process {first.pid}); wait for it to end "
-                                  f"or choose another --run-name")
+    assert _last_line(second) == (
+        f"committee: error: run folder {output / 'base'} is in use "
+        f"by another run (process {first.pid}); wait for it to end "
+        f"or choose another --run-name"
+    )
     assert time.time() - started < 30  # refused at once, not after training
     out, _ = first.communicate(timeout=600)
     assert first.returncode == 0, out[-4000:]
@@ -89,10 +108,15 @@ def test_a_rerun_with_other_settings_is_refused_before_anything_changes(finished
     _unfinish(run_dir)
     before = _listing(run_dir)
     for extra, words in [
-        (("--split", "stratified", "--seed", "3"), "(data.split: tail -> stratified; seed: 0 -> "
-                                                   "3; model1.seed: 0 -> 3; model2.seed: 1 -> 4)"),
-        (("--learning-rate", "0.5"), "model1.learning_rate: 0.001 -> 0.5; "
-                                     "model2.learning_rate: 0.01 -> 0.5"),
+        (
+            ("--split", "stratified", "--seed", "3"),
+            "(data.split: tail -> stratified; seed: 0 -> "
+            "3; model1.seed: 0 -> 3; model2.seed: 1 -> 4)",
+        ),
+        (
+            ("--learning-rate", "0.5"),
+            "model1.learning_rate: 0.001 -> 0.5; model2.learning_rate: 0.01 -> 0.5",
+        ),
         (("--limit-train", "2000"), "(data.limit_train: 600 -> 2000)"),
         (("--members", "model1"), "(members: model1,model2 -> model1)"),
     ]:
@@ -111,8 +135,11 @@ def test_resumption_survives_damaged_state(finished, tmp_path):
     run_dir = _copy(finished, tmp_path)
     _unfinish(run_dir)
     # model1: its saved files gone and its newest checkpoint torn -> the older checkpoint
-    for path in (run_dir / "members" / "model1.npz", run_dir / "members" / "model1.json",
-                 run_dir / "models" / "model1.keras"):
+    for path in (
+        run_dir / "members" / "model1.npz",
+        run_dir / "members" / "model1.json",
+        run_dir / "models" / "model1.keras",
+    ):
         path.unlink()
     newest = sorted((run_dir / "train" / "model1").glob("checkpoint_2*"))[-1] / "model.keras"
     os.truncate(newest, 20_000)
@@ -138,7 +165,8 @@ def test_resumption_survives_damaged_state(finished, tmp_path):
     mean = (probs["model1"] + probs["model2"]) / 2  # the figures recompute from saved outputs
     labels = pq.read_table(run_dir / "predictions.parquet")["label"].to_numpy()
     assert results["committee"]["mean"]["accuracy"] == pytest.approx(
-        float((mean.argmax(axis=1) == labels).mean()), abs=1e-12)
+        float((mean.argmax(axis=1) == labels).mean()), abs=1e-12
+    )
 
 
 def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_path):
@@ -146,15 +174,20 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
     before = _listing(run_dir)
     # bad input is refused before anything is touched
     proc = _run(tmp_path, "base", "--overwrite", "--storage", "ftp://nowhere/x")
-    assert proc.returncode == 2 and "--storage 'ftp://nowhere/x': scheme ftp:// is not " \
-        "supported" in _last_line(proc), proc.stderr[-2000:]
+    assert (
+        proc.returncode == 2
+        and "--storage 'ftp://nowhere/x': scheme ftp:// is not supported" in _last_line(proc)
+    ), proc.stderr[-2000:]
     assert _listing(run_dir) == before
     # a new run that fails part way (its members diverge) puts the finished run back
     proc = _run(tmp_path, "base", "--overwrite", "--learning-rate", "1e30", "--epochs", "1")
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = _last_line(proc)
-    assert "diverged in epoch 1 at learning rate 1e+30 (loss nan); it was stopped and not " \
-        "saved" in line and line.startswith("committee: error: member model"), line
+    assert (
+        "diverged in epoch 1 at learning rate 1e+30 (loss nan); it was stopped and not saved"
+        in line
+        and line.startswith("committee: error: member model")
+    ), line
     assert "--overwrite did not finish" in proc.stderr
     assert _listing(run_dir) == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["base"]  # nothing set aside, no lock
@@ -169,19 +202,44 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
 
 
 def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_finishes(tmp_path):
-    proc = run_cli("run", "--members", "model1", "--epochs", "1", "--limit-train", "600",
-                   "--learning-rate", "1e30", "--output", str(tmp_path), "--run-name", "nan")
+    proc = run_cli(
+        "run",
+        "--members",
+        "model1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "600",
+        "--learning-rate",
+        "1e30",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "nan",
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
-    assert _last_line(proc).startswith("committee: error: member model1 diverged in epoch 1 "
-                                       "at learning rate 1e+30")
+    assert _last_line(proc).startswith(
+        "committee: error: member model1 diverged in epoch 1 at learning rate 1e+30"
+    )
     run_dir = tmp_path / "nan"
     assert not (run_dir / "members" / "model1.json").exists()
     assert not (run_dir / "models" / "model1.keras").exists()
-    proc = run_cli("run", "--members", "model1", "--epochs", "1", "--limit-train", "600",
-                   "--output", str(tmp_path), "--run-name", "nan", "--overwrite")
+    proc = run_cli(
+        "run",
+        "--members",
+        "model1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "600",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "nan",
+        "--overwrite",
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((run_dir / "results.json").read_text())["members"]["model1"][
-        "accuracy"] > 0.3
+    assert json.loads((run_dir / "results.json").read_text())["members"]["model1"]["accuracy"] > 0.3
 
 
 @pytest.fixture
@@ -189,8 +247,11 @@ def small_disk(tmp_path):
     """A 6 MB tmpfs (root only): room for one checkpoint of model1, not two."""
     mount = tmp_path / "disk"
     mount.mkdir()
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
-                          capture_output=True, text=True)
+    proc = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=6m", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         pytest.skip(f"cannot mount a small tmpfs here: {proc.stderr.strip()}")
     yield mount
@@ -198,8 +259,20 @@ def small_disk(tmp_path):
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_with_space_finishes(small_disk):
-    args = ("--members", "model1", "--epochs", "3", "--limit-train", "600", "--max-failures",
-            "0", "--output", str(small_disk), "--run-name", "full")
+    args = (
+        "--members",
+        "model1",
+        "--epochs",
+        "3",
+        "--limit-train",
+        "600",
+        "--max-failures",
+        "0",
+        "--output",
+        str(small_disk),
+        "--run-name",
+        "full",
+    )
     proc = run_cli("run", *args)
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = _last_line(proc)
@@ -213,14 +286,29 @@ def test_a_full_disk_is_one_line_and_a_rerun_with_space_finishes(small_disk):
 
 
 def test_a_tune_budget_too_short_is_one_line_and_a_changed_rerun_is_refused(tmp_path):
-    args = ("--members", "model1", "--num-samples", "2", "--epochs", "1", "--limit-train",
-            "1000", "--scheduler", "fifo", "--output", str(tmp_path), "--run-name", "t")
+    args = (
+        "--members",
+        "model1",
+        "--num-samples",
+        "2",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--scheduler",
+        "fifo",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "t",
+    )
     proc = run_cli("tune", *args, "--time-budget-s", "2")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert _last_line(proc) == (
         "committee: error: no trial of model1 finished an epoch within --time-budget-s 2; "
         "expected a budget of at least one epoch plus start-up (tens of seconds to minutes): "
-        "raise --time-budget-s and rerun with --overwrite")
+        "raise --time-budget-s and rerun with --overwrite"
+    )
     proc = run_cli("tune", *args, "--time-budget-s", "600")
     assert proc.returncode == 2
     assert "(search.time_budget_s: 2 -> 600)" in _last_line(proc)

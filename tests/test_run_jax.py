@@ -46,12 +46,14 @@ def test_committee_accuracy_recomputed_from_predictions(jax_run):
     labels = table["label"].to_numpy()
     members = [np.stack(table[f"{m}_proba"].to_numpy(zero_copy_only=False)) for m in MEMBERS]
     assert accuracy_score(labels, np.mean(members, axis=0).argmax(1)) == pytest.approx(
-        results["committee"]["mean"]["accuracy"], abs=1e-12)
+        results["committee"]["mean"]["accuracy"], abs=1e-12
+    )
     for name, proba in zip(MEMBERS, members):
         assert proba.shape == (10_000, 10)
         np.testing.assert_allclose(proba.sum(axis=1), 1.0, atol=1e-4)
         assert accuracy_score(labels, proba.argmax(1)) == pytest.approx(
-            results["members"][name]["accuracy"], abs=1e-12)
+            results["members"][name]["accuracy"], abs=1e-12
+        )
     assert results["members"]["model1"]["accuracy"] > 0.5  # one epoch of Adam learns
 
 

@@ -97,15 +97,26 @@ def test_lock_is_exclusive_names_the_holder_and_is_freed_by_death(tmp_path):
     import os
     import subprocess
     import sys
+
     run = tmp_path / "r"
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import sys, time; from committee.rundir.folder import RunLock\n"
-        f"lock = RunLock({str(run)!r}).__enter__(); print('held', flush=True); time.sleep(60)")],
-        stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            (
+                "import sys, time; from committee.rundir.folder import RunLock\n"
+                f"lock = RunLock({str(run)!r}).__enter__(); print('held', flush=True); "
+                "time.sleep(60)"
+            ),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
-        with pytest.raises(runfolder.RunFolderError, match=f"in use by another run "
-                           f"\\(process {holder.pid}\\)"):
+        with pytest.raises(
+            runfolder.RunFolderError, match=f"in use by another run \\(process {holder.pid}\\)"
+        ):
             with runfolder.RunLock(run):
                 pass
     finally:
@@ -145,8 +156,7 @@ def test_code_version_of_this_checkout_and_of_a_plain_folder(tmp_path):
     from committee.app import provenance as job
 
     package = Path(job.__file__).resolve().parent
-    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True,
-                          text=True)
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package, capture_output=True, text=True)
     got = job.code_version()
     if head.returncode == 0:
         assert got["git_commit"] == head.stdout.strip()

@@ -48,8 +48,9 @@ def test_rules_by_hand():
     p1 = np.array([[0.8, 0.2], [0.5, 0.5]])
     p2 = np.array([[0.2, 0.8], [0.9, 0.1]])
     np.testing.assert_allclose(fusion.mean_rule([p1, p2]), [[0.5, 0.5], [0.7, 0.3]])
-    np.testing.assert_allclose(fusion.weighted_rule([p1, p2], [0.25, 0.75]),
-                               [[0.35, 0.65], [0.8, 0.2]])
+    np.testing.assert_allclose(
+        fusion.weighted_rule([p1, p2], [0.25, 0.75]), [[0.35, 0.65], [0.8, 0.2]]
+    )
     g = np.sqrt(p1 * p2)
     np.testing.assert_allclose(fusion.geometric_rule([p1, p2]), g / g.sum(1, keepdims=True))
 
@@ -75,13 +76,16 @@ def test_weighted_rule_uses_validation_arrays_only():
     assert results["members"]["a"]["val_accuracy"] == 1.0
 
 
-@pytest.mark.parametrize("probas, message", [
-    ([], "no member probabilities"),
-    ([np.ones(10) / 10], r"shape \(10,\); expected \(n, k\)"),
-    ([np.full((2, 10), 0.1), np.full((3, 10), 0.1)], "differs from member 0"),
-    ([np.full((2, 10), 0.2)], "rows sum to 1"),
-    ([np.full((2, 10), np.nan)], "finite"),
-])
+@pytest.mark.parametrize(
+    "probas, message",
+    [
+        ([], "no member probabilities"),
+        ([np.ones(10) / 10], r"shape \(10,\); expected \(n, k\)"),
+        ([np.full((2, 10), 0.1), np.full((3, 10), 0.1)], "differs from member 0"),
+        ([np.full((2, 10), 0.2)], "rows sum to 1"),
+        ([np.full((2, 10), np.nan)], "finite"),
+    ],
+)
 def test_fusion_input_validation(probas, message):
     with pytest.raises(ValueError, match=message):
         fusion.mean_rule(probas)

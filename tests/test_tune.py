@@ -19,10 +19,24 @@ pytestmark = pytest.mark.ray
 
 
 def test_fifo_search_through_the_cli(tmp_path):
-    proc = run_cli("tune", "--members", "model1,model3", "--num-samples", "2", "--epochs", "1",
-                   "--limit-train", "1000",
-                   "--scheduler", "fifo", "--output", str(tmp_path), "--run-name", "search",
-                   timeout=900)
+    proc = run_cli(
+        "tune",
+        "--members",
+        "model1,model3",
+        "--num-samples",
+        "2",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--scheduler",
+        "fifo",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "search",
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run_dir = tmp_path / "search"
     best = json.loads((run_dir / "best_configs.json").read_text())
@@ -55,9 +69,17 @@ def _search_on_two_cpus(spec, space, split, where, **options):
 
     connect(num_cpus=2)
     try:
-        grid = tuning.search(spec, space, split, where, max_concurrent=2, seed=0,
-                             placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2),
-                                                 gpus=0.0), steps_per_execution=8, **options)
+        grid = tuning.search(
+            spec,
+            space,
+            split,
+            where,
+            max_concurrent=2,
+            seed=0,
+            placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2), gpus=0.0),
+            steps_per_execution=8,
+            **options,
+        )
         return grid, tuning.summarize(spec, space, grid)
     finally:
         ray.shutdown()
@@ -78,8 +100,15 @@ def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
     spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
     space = tuning.member_space(spec, epochs=1)
-    grid, summary = _search_on_two_cpus(spec, space, split, tmp_path / "tune" / "resnet",
-                                        num_samples=2, scheduler="fifo", time_budget_s=None)
+    grid, summary = _search_on_two_cpus(
+        spec,
+        space,
+        split,
+        tmp_path / "tune" / "resnet",
+        num_samples=2,
+        scheduler="fifo",
+        time_budget_s=None,
+    )
     assert summary["trials"] == 2 and summary["errored"] == 0
     configs = [r.config for r in grid]
     assert {c["erasing"] for c in configs} != {spec.erasing}  # one trial sampled its own
@@ -101,8 +130,15 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     monkeypatch.setitem(data.FILES, "test_labels", None)
     spec = members.SEED_PRESET[0].with_overrides(epochs=2)
     space = tuning.member_space(spec, epochs=2)
-    grid, summary = _search_on_two_cpus(spec, space, split, tmp_path / "tune" / "model1",
-                                        num_samples=4, scheduler="asha", time_budget_s=400)
+    grid, summary = _search_on_two_cpus(
+        spec,
+        space,
+        split,
+        tmp_path / "tune" / "model1",
+        num_samples=4,
+        scheduler="asha",
+        time_budget_s=400,
+    )
     assert summary["trials"] == 4 and summary["errored"] == 0
     assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
     assert summary["default_config"]["learning_rate"] == 0.001
@@ -111,14 +147,19 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
     assert summary["best_checkpoint"]
 
 
-@pytest.mark.parametrize("args, expected", [
-    (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
-    (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
-    (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
-    (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
-    (["--member-minutes", "5"], "--member-minutes 5 applies to committee run; bound a "
-                                "search with --time-budget-s"),
-])
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
+        (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
+        (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
+        (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
+        (
+            ["--member-minutes", "5"],
+            "--member-minutes 5 applies to committee run; bound a search with --time-budget-s",
+        ),
+    ],
+)
 def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
     proc = run_cli("tune", *args, "--output", str(tmp_path))
     assert proc.returncode == 2
@@ -128,6 +169,7 @@ def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
 
 def test_search_space_of_the_wrong_type_is_refused():
     from committee.members import spec as members
+
     spec = members.SEED_PRESET[1]
     for space, expected in [
         ({"batch_size": ("choice", ["big"])}, "'batch_size': member 'model2': batch size 'big'"),
@@ -179,12 +221,18 @@ def test_train_cleaner_finds_this_ray_despite_a_stale_cluster_file():
     root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: socket paths are limited
     (root / "ray").mkdir()
     (root / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")}
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    }
     env["RAY_TMPDIR"] = str(root)
     try:
-        proc = subprocess.run([sys.executable, "-c", STALE_CLUSTER_PROBE], env=env,
-                              capture_output=True, text=True, timeout=180)
+        proc = subprocess.run(
+            [sys.executable, "-c", STALE_CLUSTER_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
     finally:
         shutil.rmtree(root, ignore_errors=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -195,7 +243,13 @@ def test_default_config_is_the_members_own_values():
     """The first trial: the spec's fields, its arch_params, else the builder's defaults."""
     from committee.distributed import tuning
     from committee.members import spec as members
+
     spec = members.SEED_PRESET[0].with_overrides(arch_params={"filters": 64})
     assert tuning.default_config(spec, members.SEARCH_SPACES["model1"]) == {
-        "learning_rate": 0.001, "batch_size": 32, "optimizer": "adam", "arch.filters": 64,
-        "arch.dense_units": 256, "epochs": 20}
+        "learning_rate": 0.001,
+        "batch_size": 32,
+        "optimizer": "adam",
+        "arch.filters": 64,
+        "arch.dense_units": 256,
+        "epochs": 20,
+    }

@@ -28,19 +28,41 @@ def test_experiment_location_under_a_storage_path_and_uri(tmp_path):
 
 def test_split_location_of_a_path_and_a_uri(tmp_path):
     assert tuning._split_location("s3://b/p/tune/model1/") == (
-        "s3://b/p/tune/model1", "s3://b/p/tune", "model1")
+        "s3://b/p/tune/model1",
+        "s3://b/p/tune",
+        "model1",
+    )
     path, parent, name = tuning._split_location(tmp_path / "tune" / "model1")
-    assert (path, parent, name) == (str(tmp_path.resolve() / "tune" / "model1"),
-                                    str(tmp_path.resolve() / "tune"), "model1")
+    assert (path, parent, name) == (
+        str(tmp_path.resolve() / "tune" / "model1"),
+        str(tmp_path.resolve() / "tune"),
+        "model1",
+    )
 
 
 @pytest.mark.ray
 def test_tune_writes_trials_under_storage(tmp_path):
     storage = tmp_path / "shared"
-    proc = run_cli("tune", "--members", "model1", "--num-samples", "1", "--epochs", "1",
-                   "--limit-train", "300", "--scheduler", "fifo", "--output",
-                   str(tmp_path / "runs"), "--run-name", "search", "--storage", str(storage),
-                   timeout=900)
+    proc = run_cli(
+        "tune",
+        "--members",
+        "model1",
+        "--num-samples",
+        "1",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "300",
+        "--scheduler",
+        "fifo",
+        "--output",
+        str(tmp_path / "runs"),
+        "--run-name",
+        "search",
+        "--storage",
+        str(storage),
+        timeout=900,
+    )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run_dir = tmp_path / "runs" / "search"
     instance = json.loads((run_dir / "config.json").read_text())["instance"]

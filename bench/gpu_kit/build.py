@@ -61,11 +61,13 @@ NODE_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_17_x86_64", "manylinux20
 EXCLUDE = {  # never packed, nor what they alone need
     "tensorflow": "the node trains on Keras' JAX backend",
     "virtualenv": "only Ray's pip/uv runtime environments use it, and they need a package "
-                  "index, which the node has not (5.5 MiB with its dependencies)",
+    "index, which the node has not (5.5 MiB with its dependencies)",
 }
 STRIP = {  # files left out of a wheel: (path prefixes, path suffixes)
-    "ray": (("ray/jars/",),  # ray_dist.jar: Java workers only, 31 MiB of the wheel
-            (".js.map",)),  # the dashboard's JavaScript source maps: debugging only, 1.5 MiB
+    "ray": (
+        ("ray/jars/",),  # ray_dist.jar: Java workers only, 31 MiB of the wheel
+        (".js.map",),
+    ),  # the dashboard's JavaScript source maps: debugging only, 1.5 MiB
 }
 KIT_FILES = ("install.sh", "run.sh", "figures.py")  # copied from beside this file
 
@@ -92,8 +94,10 @@ def expand_platforms(platforms: list[str]) -> list[str]:
         m_legacy = re.fullmatch(r"(manylinux2014|manylinux2010|manylinux1)_(\w+)", plat)
         if m_legacy:
             glibc = {v: k for k, v in legacy.items()}[m_legacy.group(1)]
-            m = re.fullmatch(r"manylinux_(\d+)_(\d+)_(\w+)",
-                             f"manylinux_{glibc[0]}_{glibc[1]}_{m_legacy.group(2)}")
+            m = re.fullmatch(
+                r"manylinux_(\d+)_(\d+)_(\w+)",
+                f"manylinux_{glibc[0]}_{glibc[1]}_{m_legacy.group(2)}",
+            )
         if not m:
             out.append(plat)
             continue
@@ -118,17 +122,26 @@ class Target:
         expanded = expand_platforms(platforms)
         interpreter = f"cp{self.py[0]}{self.py[1]}"
         self.tags = set(pkg_tags.cpython_tags(python_version=self.py, platforms=expanded))
-        self.tags |= set(pkg_tags.compatible_tags(python_version=self.py, interpreter=interpreter,
-                                                  platforms=expanded))
+        self.tags |= set(
+            pkg_tags.compatible_tags(
+                python_version=self.py, interpreter=interpreter, platforms=expanded
+            )
+        )
         machine = platforms[0].rsplit("_", 1)[-1] if platforms else "x86_64"
         machine = "x86_64" if platforms and platforms[0].endswith("x86_64") else machine
         full = python_version if len(parts) >= 3 else f"{python_version}.0"
         self.environment = {
-            "python_version": f"{self.py[0]}.{self.py[1]}", "python_full_version": full,
-            "implementation_name": "cpython", "implementation_version": full,
-            "platform_python_implementation": "CPython", "os_name": "posix",
-            "sys_platform": "linux", "platform_system": "Linux", "platform_machine": machine,
-            "platform_release": "", "platform_version": "",
+            "python_version": f"{self.py[0]}.{self.py[1]}",
+            "python_full_version": full,
+            "implementation_name": "cpython",
+            "implementation_version": full,
+            "platform_python_implementation": "CPython",
+            "os_name": "posix",
+            "sys_platform": "linux",
+            "platform_system": "Linux",
+            "platform_machine": machine,
+            "platform_release": "",
+            "platform_version": "",
         }
 
     def wheel_fits(self, filename: str) -> bool:
@@ -144,8 +157,7 @@ class Target:
 
 def wheel_metadata(path: Path):
     with zipfile.ZipFile(path) as z:
-        names = [n for n in z.namelist()
-                 if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
+        names = [n for n in z.namelist() if n.count("/") == 1 and n.endswith(".dist-info/METADATA")]
         if not names:
             raise BuildError(f"{path.name}: not a wheel (no .dist-info/METADATA)")
         return email.parser.BytesParser().parsebytes(z.read(names[0]))
@@ -156,8 +168,9 @@ def requirements_of(path: Path, extras: set[str], target: Target) -> list[Requir
     out = []
     for text in wheel_metadata(path).get_all("Requires-Dist") or []:
         req = Requirement(text)
-        if req.marker is None or any(req.marker.evaluate({**target.environment, "extra": e})
-                                     for e in {"", *extras}):
+        if req.marker is None or any(
+            req.marker.evaluate({**target.environment, "extra": e}) for e in {"", *extras}
+        ):
             req.marker = None
             out.append(req)
     return out
@@ -171,13 +184,19 @@ def installed_version(name: str) -> str | None:
 
 
 def run_pip(args: list[str]) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
-                          capture_output=True, text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "pip", *args, "--disable-pip-version-check"],
+        capture_output=True,
+        text=True,
+    )
 
 
 def last_error_line(proc: subprocess.CompletedProcess) -> str:
-    lines = [ln.strip() for ln in (proc.stderr + proc.stdout).splitlines()
-             if ln.strip() and not ln.startswith("WARNING: Location")]
+    lines = [
+        ln.strip()
+        for ln in (proc.stderr + proc.stdout).splitlines()
+        if ln.strip() and not ln.startswith("WARNING: Location")
+    ]
     errors = [ln for ln in lines if ln.startswith("ERROR")]
     return (errors or lines or ["(no output)"])[-1]
 
@@ -185,8 +204,9 @@ def last_error_line(proc: subprocess.CompletedProcess) -> str:
 class Resolver:
     """Wheels for the target, one ``pip download --no-deps`` per round of new names."""
 
-    def __init__(self, target: Target, cache: Path, node: set[str], exclude: set[str],
-                 local_pins: bool):
+    def __init__(
+        self, target: Target, cache: Path, node: set[str], exclude: set[str], local_pins: bool
+    ):
         self.target, self.cache, self.node, self.exclude = target, cache, node, exclude
         self.local_pins = local_pins
         self.wheels: dict[str, Path] = {}  # canonical name -> wheel in the cache
@@ -202,24 +222,36 @@ class Resolver:
             return None
         for path in self.cache.glob("*.whl"):
             wname, version, _, _ = parse_wheel_filename(path.name)
-            if (canonicalize_name(wname) == name and version == Version(pins[0])
-                    and self.target.wheel_fits(path.name)):
+            if (
+                canonicalize_name(wname) == name
+                and version == Version(pins[0])
+                and self.target.wheel_fits(path.name)
+            ):
                 return path
         return None
 
     def _download(self, wanted: dict[str, str]) -> dict[str, Path]:
         """``{name: requirement string}`` -> ``{name: wheel}``, by pip, into the cache."""
-        args = ["download", "--only-binary=:all:", "--no-deps", "--progress-bar", "off",
-                "--python-version", self.target.python_version, "--implementation", "cp",
-                *[f"--platform={p}" for p in self.target.platforms], "-d", str(self.cache),
-                *wanted.values()]
+        args = [
+            "download",
+            "--only-binary=:all:",
+            "--no-deps",
+            "--progress-bar",
+            "off",
+            "--python-version",
+            self.target.python_version,
+            "--implementation",
+            "cp",
+            *[f"--platform={p}" for p in self.target.platforms],
+            "-d",
+            str(self.cache),
+            *wanted.values(),
+        ]
         proc = run_pip(args)
         if proc.returncode != 0:
-            raise BuildError(f"pip download {' '.join(wanted.values())}: "
-                             f"{last_error_line(proc)}")
+            raise BuildError(f"pip download {' '.join(wanted.values())}: {last_error_line(proc)}")
         found: dict[str, Path] = {}
-        for match in re.finditer(r"(?:Saved|File was already downloaded) (\S+\.whl)",
-                                 proc.stdout):
+        for match in re.finditer(r"(?:Saved|File was already downloaded) (\S+\.whl)", proc.stdout):
             path = Path(match.group(1))
             path = path if path.is_absolute() else Path.cwd() / path
             found[canonicalize_name(parse_wheel_filename(path.name)[0])] = path
@@ -249,8 +281,11 @@ class Resolver:
                     try:
                         self.wheels.update(self._download({name: text}))
                     except BuildError as error:
-                        print(f"note: {text} for {self.target.describe()}: {error}; "
-                              f"taking the newest {name}{wanted[name]} instead", flush=True)
+                        print(
+                            f"note: {text} for {self.target.describe()}: {error}; "
+                            f"taking the newest {name}{wanted[name]} instead",
+                            flush=True,
+                        )
                         loose[name] = f"{name}{wanted[name]}"
         if loose:
             self.wheels.update(self._download(loose))
@@ -274,8 +309,10 @@ class Resolver:
                 if name in self.wheels:
                     version = parse_wheel_filename(self.wheels[name].name)[1]
                     if not req.specifier.contains(version, prereleases=True):
-                        raise BuildError(f"{by} needs {req}, but {name} {version} was chosen "
-                                         f"for {', '.join(self.why[name][:-1])}")
+                        raise BuildError(
+                            f"{by} needs {req}, but {name} {version} was chosen "
+                            f"for {', '.join(self.why[name][:-1])}"
+                        )
                 else:
                     wanted[name] = wanted.get(name, SpecifierSet()) & req.specifier
                 follow.append((name, {canonicalize_name(e) for e in req.extras}))
@@ -289,8 +326,11 @@ class Resolver:
                 self.extras_done[name] = (done or set()) | extras
                 wheel = self.wheels[name]
                 version = parse_wheel_filename(wheel.name)[1]
-                seen = set() if done is None else \
-                    {str(r) for r in requirements_of(wheel, done, self.target)}
+                seen = (
+                    set()
+                    if done is None
+                    else {str(r) for r in requirements_of(wheel, done, self.target)}
+                )
                 for req in requirements_of(wheel, extras, self.target):
                     if str(req) not in seen:  # only what new extras add
                         pending.append((req, f"{name} {version}"))
@@ -305,14 +345,27 @@ def build_project_wheel(dest: Path) -> Path:
         for name in ("pyproject.toml", "README.md", "LICENSE", "setup.cfg"):
             if (ROOT / name).exists():
                 shutil.copy2(ROOT / name, src / name)
-        shutil.copytree(ROOT / "committee", src / "committee",
-                        ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        shutil.copytree(
+            ROOT / "committee",
+            src / "committee",
+            ignore=shutil.ignore_patterns("__pycache__", "*.pyc"),
+        )
         setuptools = installed_version("setuptools")
-        isolated = not (setuptools and Version(setuptools) >= Version("68")
-                        and installed_version("wheel"))
+        isolated = not (
+            setuptools and Version(setuptools) >= Version("68") and installed_version("wheel")
+        )
         out = Path(tmp) / "wheel"
-        proc = run_pip(["wheel", "--no-deps", "-q", "-w", str(out), str(src),
-                        *([] if isolated else ["--no-build-isolation"])])
+        proc = run_pip(
+            [
+                "wheel",
+                "--no-deps",
+                "-q",
+                "-w",
+                str(out),
+                str(src),
+                *([] if isolated else ["--no-build-isolation"]),
+            ]
+        )
         if proc.returncode != 0:
             raise BuildError(f"pip wheel of the project: {last_error_line(proc)}")
         built = list(out.glob("*.whl"))
@@ -323,8 +376,9 @@ def build_project_wheel(dest: Path) -> Path:
         return target
 
 
-def strip_wheel(source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str, ...]]
-                ) -> list[str]:
+def strip_wheel(
+    source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str, ...]]
+) -> list[str]:
     """Copy wheel ``source`` to ``dest`` without the files whose paths start with one of
     ``rule[0]`` or end with one of ``rule[1]``, and without their RECORD lines. The other
     entries are copied compressed as they are (no recompression); the RECORD is rewritten.
@@ -336,8 +390,9 @@ def strip_wheel(source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str
 
     removed: list[str] = []
     with zipfile.ZipFile(source) as zin:
-        record_name = next(n for n in zin.namelist()
-                           if n.count("/") == 1 and n.endswith(".dist-info/RECORD"))
+        record_name = next(
+            n for n in zin.namelist() if n.count("/") == 1 and n.endswith(".dist-info/RECORD")
+        )
         keep = []
         for info in zin.infolist():
             if dropped(info.filename):
@@ -345,8 +400,7 @@ def strip_wheel(source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str
             elif info.filename != record_name:
                 keep.append(info)
         record = zin.read(record_name).decode()
-        lines = [ln for ln in record.splitlines()
-                 if ln and not dropped(ln.rsplit(",", 2)[0])]
+        lines = [ln for ln in record.splitlines() if ln and not dropped(ln.rsplit(",", 2)[0])]
         tmp = dest.with_name(dest.name + ".part")
         with open(source, "rb") as raw, zipfile.ZipFile(tmp, "w") as zout:
             for info in keep:
@@ -357,13 +411,25 @@ def strip_wheel(source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str
                 header = raw.read(30)
                 if header[:4] != b"PK\x03\x04":
                     raise BuildError(f"{source.name}: bad local header for {info.filename}")
-                name_len, extra_len = int.from_bytes(header[26:28], "little"), \
-                    int.from_bytes(header[28:30], "little")
+                name_len, extra_len = (
+                    int.from_bytes(header[26:28], "little"),
+                    int.from_bytes(header[28:30], "little"),
+                )
                 body = raw.read(name_len + extra_len + info.compress_size)
                 copied = zipfile.ZipInfo(info.filename, info.date_time)
-                for field in ("compress_type", "CRC", "compress_size", "file_size",
-                              "external_attr", "create_system", "create_version",
-                              "extract_version", "flag_bits", "internal_attr", "extra"):
+                for field in (
+                    "compress_type",
+                    "CRC",
+                    "compress_size",
+                    "file_size",
+                    "external_attr",
+                    "create_system",
+                    "create_version",
+                    "extract_version",
+                    "flag_bits",
+                    "internal_attr",
+                    "extra",
+                ):
                     setattr(copied, field, getattr(info, field))
                 copied.header_offset = zout.fp.tell()
                 zout.fp.write(header + body)
@@ -371,8 +437,11 @@ def strip_wheel(source: Path, dest: Path, rule: tuple[tuple[str, ...], tuple[str
                 zout.NameToInfo[copied.filename] = copied
                 zout.start_dir = zout.fp.tell()
             zout._didModify = True
-            zout.writestr(zipfile.ZipInfo(record_name, (2020, 1, 1, 0, 0, 0)),
-                          "\n".join(lines) + "\n", compress_type=zipfile.ZIP_DEFLATED)
+            zout.writestr(
+                zipfile.ZipInfo(record_name, (2020, 1, 1, 0, 0, 0)),
+                "\n".join(lines) + "\n",
+                compress_type=zipfile.ZIP_DEFLATED,
+            )
         with zipfile.ZipFile(tmp) as check:  # every entry readable where it says it is
             bad = check.testzip() if os.environ.get("KIT_TESTZIP") else None
             if bad or len(check.namelist()) != len(keep) + 1:
@@ -397,41 +466,67 @@ def prepare_out(out: Path) -> None:
         ours = {"kit.json", "node_requirements.txt", "site", *KIT_FILES}
         foreign = [e.name for e in entries if e.name not in ours and not e.name.endswith(".whl")]
         if entries and (not (out / "kit.json").is_file() or foreign or out.is_symlink()):
-            raise BuildError(f"--out {out}: exists, is not empty and is not a kit this script "
-                             f"built{f' (it holds {foreign[0]})' if foreign else ''}; choose "
-                             "another folder")
+            raise BuildError(
+                f"--out {out}: exists, is not empty and is not a kit this script "
+                f"built{f' (it holds {foreign[0]})' if foreign else ''}; choose "
+                "another folder"
+            )
         shutil.rmtree(out)
     out.mkdir(parents=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--out", type=Path, default=ROOT / ".kit",
-                        help="the kit's folder, emptied first (default: .kit/)")
-    parser.add_argument("--python-version", default=None,
-                        help=f"target Python (default {NODE_PYTHON}, the node's)")
-    parser.add_argument("--platform", action="append", dest="platforms",
-                        help=f"target platform tag, repeatable (default: "
-                             f"{' '.join(NODE_PLATFORMS)})")
-    parser.add_argument("--local", action="store_true",
-                        help="target this interpreter's Python version (e.g. to test the kit)")
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "committee-gpu-kit",
-                        help="where downloaded wheels are kept between builds "
-                             "(default ~/.cache/committee-gpu-kit)")
-    parser.add_argument("--node-packages", type=Path, default=HERE / "node_packages.txt",
-                        help="what the node already has, one name a line")
-    parser.add_argument("--exclude", action="append", default=[],
-                        help="a distribution never to pack, repeatable, besides "
-                             f"{' and '.join(EXCLUDE)}")
-    parser.add_argument("--no-local-pins", action="store_true",
-                        help="take the newest allowed version of each package instead of the "
-                             "version installed beside this interpreter")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=ROOT / ".kit",
+        help="the kit's folder, emptied first (default: .kit/)",
+    )
+    parser.add_argument(
+        "--python-version", default=None, help=f"target Python (default {NODE_PYTHON}, the node's)"
+    )
+    parser.add_argument(
+        "--platform",
+        action="append",
+        dest="platforms",
+        help=f"target platform tag, repeatable (default: {' '.join(NODE_PLATFORMS)})",
+    )
+    parser.add_argument(
+        "--local",
+        action="store_true",
+        help="target this interpreter's Python version (e.g. to test the kit)",
+    )
+    parser.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "committee-gpu-kit",
+        help="where downloaded wheels are kept between builds (default ~/.cache/committee-gpu-kit)",
+    )
+    parser.add_argument(
+        "--node-packages",
+        type=Path,
+        default=HERE / "node_packages.txt",
+        help="what the node already has, one name a line",
+    )
+    parser.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        help=f"a distribution never to pack, repeatable, besides {' and '.join(EXCLUDE)}",
+    )
+    parser.add_argument(
+        "--no-local-pins",
+        action="store_true",
+        help="take the newest allowed version of each package instead of the "
+        "version installed beside this interpreter",
+    )
     args = parser.parse_args(argv)
 
     python_version = args.python_version or (
-        "{}.{}.{}".format(*sys.version_info[:3]) if args.local else NODE_PYTHON)
+        "{}.{}.{}".format(*sys.version_info[:3]) if args.local else NODE_PYTHON
+    )
     try:
         target = Target(python_version, args.platforms or list(NODE_PLATFORMS))
         args.cache.mkdir(parents=True, exist_ok=True)
@@ -439,12 +534,15 @@ def main(argv: list[str] | None = None) -> int:
         prepare_out(out)
         print(f"building the GPU kit for {target.describe()} into {out}", flush=True)
         project = build_project_wheel(out)
-        resolver = Resolver(target, args.cache.resolve(), read_node_packages(args.node_packages),
-                            {canonicalize_name(e) for e in [*EXCLUDE, *args.exclude]},
-                            local_pins=not args.no_local_pins)
+        resolver = Resolver(
+            target,
+            args.cache.resolve(),
+            read_node_packages(args.node_packages),
+            {canonicalize_name(e) for e in [*EXCLUDE, *args.exclude]},
+            local_pins=not args.no_local_pins,
+        )
         project_name = canonicalize_name(parse_wheel_filename(project.name)[0])
-        resolver.resolve([(req, project_name)
-                          for req in requirements_of(project, set(), target)])
+        resolver.resolve([(req, project_name) for req in requirements_of(project, set(), target)])
         stripped: dict[str, list[str]] = {}
         for name, wheel in sorted(resolver.wheels.items()):
             if name in STRIP:
@@ -453,25 +551,43 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copy2(wheel, out / wheel.name)
         for name in KIT_FILES:
             shutil.copy2(HERE / name, out / name)
-        node_lines = list(dict.fromkeys(
-            f"{req:<40} # {by}" for name in sorted(resolver.node_requirements)
-            for req, by in resolver.node_requirements[name]))
+        node_lines = list(
+            dict.fromkeys(
+                f"{req:<40} # {by}"
+                for name in sorted(resolver.node_requirements)
+                for req, by in resolver.node_requirements[name]
+            )
+        )
         (out / "node_requirements.txt").write_text(
             "# What the kit's wheels ask of the node's own packages (install.sh checks them)\n"
-            + "\n".join(node_lines) + "\n")
+            + "\n".join(node_lines)
+            + "\n"
+        )
         wheels = sorted(out.glob("*.whl"))
         manifest = {
             "target": {"python_version": target.python_version, "platforms": target.platforms},
-            "wheels": [{"file": w.name, "bytes": w.stat().st_size, "sha256": sha256(w),
-                        "for": resolver.why.get(
-                            canonicalize_name(parse_wheel_filename(w.name)[0]), ["(the project)"])}
-                       for w in wheels],
+            "wheels": [
+                {
+                    "file": w.name,
+                    "bytes": w.stat().st_size,
+                    "sha256": sha256(w),
+                    "for": resolver.why.get(
+                        canonicalize_name(parse_wheel_filename(w.name)[0]), ["(the project)"]
+                    ),
+                }
+                for w in wheels
+            ],
             "stripped": stripped,
-            "node_requirements": {n: [r for r, _ in v]
-                                  for n, v in sorted(resolver.node_requirements.items())},
-            "excluded": {name: {"asked_for_by": list(dict.fromkeys(by)),
-                                "why": EXCLUDE.get(name, "--exclude")}
-                         for name, by in sorted(resolver.excluded.items())},
+            "node_requirements": {
+                n: [r for r, _ in v] for n, v in sorted(resolver.node_requirements.items())
+            },
+            "excluded": {
+                name: {
+                    "asked_for_by": list(dict.fromkeys(by)),
+                    "why": EXCLUDE.get(name, "--exclude"),
+                }
+                for name, by in sorted(resolver.excluded.items())
+            },
         }
         (out / "kit.json").write_text(json.dumps(manifest, indent=1) + "\n")
     except BuildError as error:
@@ -481,17 +597,27 @@ def main(argv: list[str] | None = None) -> int:
     for w in wheels:
         print(f"  {w.stat().st_size / 2**20:7.2f} MiB  {w.name}")
     for name, paths in stripped.items():
-        print(f"  ({name}: left out {len(paths)} files: {', '.join(paths[:3])}"
-              f"{', ...' if len(paths) > 3 else ''})")
+        print(
+            f"  ({name}: left out {len(paths)} files: {', '.join(paths[:3])}"
+            f"{', ...' if len(paths) > 3 else ''})"
+        )
     for name, by in sorted(resolver.excluded.items()):
-        print(f"  (not packed: {name}, asked for by {', '.join(dict.fromkeys(by))}: "
-              f"{EXCLUDE.get(name, '--exclude')})")
+        print(
+            f"  (not packed: {name}, asked for by {', '.join(dict.fromkeys(by))}: "
+            f"{EXCLUDE.get(name, '--exclude')})"
+        )
     total = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"kit: {len(wheels)} wheels, {total / 2**20:.2f} MiB in all ({total} bytes; "
-          f"limit 64 MiB) in {out}", flush=True)
+    print(
+        f"kit: {len(wheels)} wheels, {total / 2**20:.2f} MiB in all ({total} bytes; "
+        f"limit 64 MiB) in {out}",
+        flush=True,
+    )
     if total > LIMIT:
-        print(f"build.py: FAIL: the kit is {total / 2**20:.2f} MiB, over the 64 MiB one call "
-              "to the GPU machine can carry", file=sys.stderr)
+        print(
+            f"build.py: FAIL: the kit is {total / 2**20:.2f} MiB, over the 64 MiB one call "
+            "to the GPU machine can carry",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

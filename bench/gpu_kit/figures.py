@@ -48,22 +48,33 @@ def run_line(label: str, run_dir: Path, wall: float) -> str:
         gpus.update((training.get("device") or {}).get("gpus") or [])
     committee = results["committee"]["mean"]["accuracy"]
     planned = {n: t.get("epochs_planned") for n, t in results["training"].items()}
-    plan = ("; epochs planned " + ", ".join(f"{n} {p}" for n, p in planned.items())
-            if any(planned.values()) else "")
+    plan = (
+        "; epochs planned " + ", ".join(f"{n} {p}" for n, p in planned.items())
+        if any(planned.values())
+        else ""
+    )
     precision = next(iter(results["training"].values())).get("precision")
-    return (f"{label}: wall {wall:.1f} s (job {results['run']['wall_s']:.1f} s); "
-            + "; ".join(parts) + f"; committee mean {committee:.4f}{plan}; "
-            + (f"precision {precision}; " if precision else "")
-            + f"gpus {', '.join(sorted(gpus)) or 'none'}")
+    return (
+        f"{label}: wall {wall:.1f} s (job {results['run']['wall_s']:.1f} s); "
+        + "; ".join(parts)
+        + f"; committee mean {committee:.4f}{plan}; "
+        + (f"precision {precision}; " if precision else "")
+        + f"gpus {', '.join(sorted(gpus)) or 'none'}"
+    )
 
 
 def plain_line(label: str, result: Path, wall: float, ray_wall: float | None) -> str:
     plain = json.loads(result.read_text())
-    parts = [f"{name} {plain['epochs'][name]} ep "
-             f"{plain['train_s'][name] / max(1, plain['epochs'][name]):.2f} s/ep acc {acc:.4f}"
-             for name, acc in plain["members"].items()]
-    line = (f"{label}: wall {wall:.1f} s; " + "; ".join(parts)
-            + f"; committee mean {plain['committee']['mean']:.4f}")
+    parts = [
+        f"{name} {plain['epochs'][name]} ep "
+        f"{plain['train_s'][name] / max(1, plain['epochs'][name]):.2f} s/ep acc {acc:.4f}"
+        for name, acc in plain["members"].items()
+    ]
+    line = (
+        f"{label}: wall {wall:.1f} s; "
+        + "; ".join(parts)
+        + f"; committee mean {plain['committee']['mean']:.4f}"
+    )
     if ray_wall:
         line += f"; ratio (a)/(b) {ray_wall / wall:.3f}"
     return line

@@ -35,22 +35,25 @@ class OneLineParser(argparse.ArgumentParser):
 # be > 0"); the options' tables (options.RUN_CONSTRAINTS, options.PREDICT_CONSTRAINTS) check the
 # same fields again for callers that build the options themselves.
 _positive_int = argument_type(Interval(int, 0, None, closed="neither"))
-_positive_float = argument_type(Interval(float, 0, math.inf, closed="neither",
-                                         noun="a finite number"))
-_nonneg_float = argument_type(Interval(float, 0, math.inf, closed="left",
-                                       noun="a finite number"))
+_positive_float = argument_type(
+    Interval(float, 0, math.inf, closed="neither", noun="a finite number")
+)
+_nonneg_float = argument_type(Interval(float, 0, math.inf, closed="left", noun="a finite number"))
 
 
 def _seed(text: str) -> int:
     from committee.members.seeds import MAX_SEED
+
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer; expected an integer in "
-                                         f"0..{MAX_SEED}") from None
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not an integer; expected an integer in 0..{MAX_SEED}"
+        ) from None
     if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"{value} is out of range; expected an integer in "
-                                         f"0..{MAX_SEED}")
+        raise argparse.ArgumentTypeError(
+            f"{value} is out of range; expected an integer in 0..{MAX_SEED}"
+        )
     return value
 
 
@@ -74,91 +77,169 @@ def _preset_epochs() -> str:
 def _preset_minutes() -> str:
     """The presets' default budgets for --help, e.g. "42 for strong; none for seed"."""
     budgets = [f"{m:g} for {p}" for p, m in PRESET_MEMBER_MINUTES.items()]
-    return "; ".join(budgets + [f"none for {p}" for p in PRESETS
-                                if p not in PRESET_MEMBER_MINUTES])
+    return "; ".join(budgets + [f"none for {p}" for p in PRESETS if p not in PRESET_MEMBER_MINUTES])
 
 
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of a committee run (shared by ``committee run`` and jobs/train_committee.py)."""
     g = parser.add_argument_group("members")
-    g.add_argument("--preset", default="seed", choices=sorted(PRESETS),
-                   help="which set of members to train (default: seed, the notebook's three)")
-    g.add_argument("--members", type=_member_list, metavar="A,B",
-                   help="train only these members of the preset, e.g. model1,model3")
-    g.add_argument("--epochs", type=_positive_int, help="epoch ceiling for every member "
-                   f"(default: the preset's, {_preset_epochs()}; early stopping or a time "
-                   "budget may end sooner). Given, it turns off the preset's time budget")
-    g.add_argument("--member-minutes", type=_positive_float, metavar="M",
-                   help="each member trains and predicts within about M minutes: after "
-                   "every epoch it measures its pace (and, from the validation pass, what its "
-                   "prediction will take) and plans only the epochs that fit, its "
-                   "learning-rate schedule following the plan (default: the preset's, "
-                   f"{_preset_minutes()}, unless --epochs is given). The job adds about a "
-                   "minute for start-up and scoring")
+    g.add_argument(
+        "--preset",
+        default="seed",
+        choices=sorted(PRESETS),
+        help="which set of members to train (default: seed, the notebook's three)",
+    )
+    g.add_argument(
+        "--members",
+        type=_member_list,
+        metavar="A,B",
+        help="train only these members of the preset, e.g. model1,model3",
+    )
+    g.add_argument(
+        "--epochs",
+        type=_positive_int,
+        help="epoch ceiling for every member "
+        f"(default: the preset's, {_preset_epochs()}; early stopping or a time "
+        "budget may end sooner). Given, it turns off the preset's time budget",
+    )
+    g.add_argument(
+        "--member-minutes",
+        type=_positive_float,
+        metavar="M",
+        help="each member trains and predicts within about M minutes: after "
+        "every epoch it measures its pace (and, from the validation pass, what its "
+        "prediction will take) and plans only the epochs that fit, its "
+        "learning-rate schedule following the plan (default: the preset's, "
+        f"{_preset_minutes()}, unless --epochs is given). The job adds about a "
+        "minute for start-up and scoring",
+    )
     g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
-    g.add_argument("--learning-rate", type=_positive_float,
-                   help="override every member's initial learning rate")
+    g.add_argument(
+        "--learning-rate",
+        type=_positive_float,
+        help="override every member's initial learning rate",
+    )
     g = parser.add_argument_group("data")
-    g.add_argument("--data-dir", help="folder with the four Fashion-MNIST .gz files (default: "
-                   "$FASHION_MNIST_DIR, then ~/.keras/datasets/fashion-mnist, else download)")
-    g.add_argument("--limit-train", type=_positive_int, metavar="N",
-                   help="use only the first N training images (quick runs)")
-    g.add_argument("--split", default="tail", choices=("tail", "stratified"),
-                   help="validation split: tail = the last 20%% as in the notebook (default); "
-                   "stratified = seeded, class-balanced")
-    g.add_argument("--seed", type=_seed, default=0, help="random seed, 0..2**32-1 (default 0); "
-                   "a member's seed is this plus its place in the preset")
+    g.add_argument(
+        "--data-dir",
+        help="folder with the four Fashion-MNIST .gz files (default: "
+        "$FASHION_MNIST_DIR, then ~/.keras/datasets/fashion-mnist, else download)",
+    )
+    g.add_argument(
+        "--limit-train",
+        type=_positive_int,
+        metavar="N",
+        help="use only the first N training images (quick runs)",
+    )
+    g.add_argument(
+        "--split",
+        default="tail",
+        choices=("tail", "stratified"),
+        help="validation split: tail = the last 20%% as in the notebook (default); "
+        "stratified = seeded, class-balanced",
+    )
+    g.add_argument(
+        "--seed",
+        type=_seed,
+        default=0,
+        help="random seed, 0..2**32-1 (default 0); "
+        "a member's seed is this plus its place in the preset",
+    )
     g = parser.add_argument_group("outputs")
     g.add_argument("--output", default="runs", help="parent folder of run folders (default runs/)")
-    g.add_argument("--run-name", help="run folder name (default: timestamp-preset); rerunning "
-                   "an unfinished run's name with the same settings resumes it")
-    g.add_argument("--overwrite", action="store_true",
-                   help="replace the run folder of the same name; the old run is kept until "
-                   "the new one has finished, and restored if it fails")
-    g.add_argument("--storage", help="Ray Train checkpoint storage (and a search's trials): a "
-                   "shared path or a URI such as s3://bucket/prefix, under which the run keeps "
-                   "RUN_NAME/<instance id>/ (default: RUN_DIR/train, RUN_DIR/tune for a search; "
-                   "multi-node clusters need shared storage)")
+    g.add_argument(
+        "--run-name",
+        help="run folder name (default: timestamp-preset); rerunning "
+        "an unfinished run's name with the same settings resumes it",
+    )
+    g.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="replace the run folder of the same name; the old run is kept until "
+        "the new one has finished, and restored if it fails",
+    )
+    g.add_argument(
+        "--storage",
+        help="Ray Train checkpoint storage (and a search's trials): a "
+        "shared path or a URI such as s3://bucket/prefix, under which the run keeps "
+        "RUN_NAME/<instance id>/ (default: RUN_DIR/train, RUN_DIR/tune for a search; "
+        "multi-node clusters need shared storage)",
+    )
     g = parser.add_argument_group("Ray")
-    g.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
-                   "private local Ray is started)")
-    g.add_argument("--cpus-per-member", type=_positive_float,
-                   help="CPUs per member (default: the cluster's CPUs shared evenly)")
-    g.add_argument("--gpus-per-member", type=_nonneg_float,
-                   help="GPUs per member, fractions allowed (default: 1 with >= 3 GPUs, an even "
-                   "share with fewer, 0 without)")
-    g.add_argument("--workers-per-member", type=_positive_int, default=1,
-                   help="data-parallel workers per member; only 1 works with Keras 3")
-    g.add_argument("--max-failures", type=int, default=1,
-                   help="retries of a member's training after a worker dies (default 1)")
-    g.add_argument("--backend", choices=BACKENDS,
-                   help="Keras backend of every worker: tensorflow or jax (default: "
-                   "$KERAS_BACKEND, else tensorflow; jax needs the project's [jax] extra, or "
-                   "jax[cuda12] on GPUs)")
-    g.add_argument("--verbose", action="store_true",
-                   help="show every worker's output (TensorFlow, Keras, Ray) instead of the "
-                   "live per-member display; the display's lines are always in "
-                   "RUN_DIR/logs/<member>.log")
-    g.add_argument("--steps-per-execution", type=_positive_int, default=32,
-                   help="Keras steps_per_execution: batches per compiled call (default 32; "
-                   "same updates, less per-step overhead)")
+    g.add_argument(
+        "--address",
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a private local Ray is started)",
+    )
+    g.add_argument(
+        "--cpus-per-member",
+        type=_positive_float,
+        help="CPUs per member (default: the cluster's CPUs shared evenly)",
+    )
+    g.add_argument(
+        "--gpus-per-member",
+        type=_nonneg_float,
+        help="GPUs per member, fractions allowed (default: 1 with >= 3 GPUs, an even "
+        "share with fewer, 0 without)",
+    )
+    g.add_argument(
+        "--workers-per-member",
+        type=_positive_int,
+        default=1,
+        help="data-parallel workers per member; only 1 works with Keras 3",
+    )
+    g.add_argument(
+        "--max-failures",
+        type=int,
+        default=1,
+        help="retries of a member's training after a worker dies (default 1)",
+    )
+    g.add_argument(
+        "--backend",
+        choices=BACKENDS,
+        help="Keras backend of every worker: tensorflow or jax (default: "
+        "$KERAS_BACKEND, else tensorflow; jax needs the project's [jax] extra, or "
+        "jax[cuda12] on GPUs)",
+    )
+    g.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show every worker's output (TensorFlow, Keras, Ray) instead of the "
+        "live per-member display; the display's lines are always in "
+        "RUN_DIR/logs/<member>.log",
+    )
+    g.add_argument(
+        "--steps-per-execution",
+        type=_positive_int,
+        default=32,
+        help="Keras steps_per_execution: batches per compiled call (default 32; "
+        "same updates, less per-step overhead)",
+    )
 
 
 def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("search")
-    g.add_argument("--num-samples", type=int, default=8,
-                   help="configurations per member, the default one included (default 8)")
-    g.add_argument("--max-concurrent", type=int,
-                   help="trials at once (default: as many as the cluster's CPUs allow)")
+    g.add_argument(
+        "--num-samples",
+        type=int,
+        default=8,
+        help="configurations per member, the default one included (default 8)",
+    )
+    g.add_argument(
+        "--max-concurrent",
+        type=int,
+        help="trials at once (default: as many as the cluster's CPUs allow)",
+    )
     g.add_argument("--time-budget-s", type=float, help="stop each member's search after T s")
-    g.add_argument("--scheduler", default="asha",
-                   help="asha (stop poor trials early, default) or fifo")
+    g.add_argument(
+        "--scheduler", default="asha", help="asha (stop poor trials early, default) or fifo"
+    )
 
 
 def options_from_args(args: argparse.Namespace):
     """``committee run``'s or ``tune``'s options (:class:`~committee.app.options.RunOptions` or
     :class:`~committee.app.options.TuneOptions`) from parsed arguments."""
     from committee.app.options import RunOptions, TuneOptions
+
     if getattr(args, "num_samples", None) is not None:
         return options_from(TuneOptions, args)
     return options_from(RunOptions, args)
@@ -176,12 +257,16 @@ def options_from(cls, args: argparse.Namespace):
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="committee",
-        description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.")
+        description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="train the members concurrently and score the committee")
     add_run_arguments(run)
-    tune = sub.add_parser("tune", help="search each member's hyper-parameters with Ray Tune, "
-                          "then score default and tuned committees")
+    tune = sub.add_parser(
+        "tune",
+        help="search each member's hyper-parameters with Ray Tune, "
+        "then score default and tuned committees",
+    )
     add_run_arguments(tune)
     add_tune_arguments(tune)
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
@@ -215,31 +300,61 @@ lists of 10 float32 in Parquet, 10 columns <column>_0.._9 in CSV."""
 def add_predict_parser(sub) -> None:
     from committee.ensemble.fusion import RULES
 
-    pred = sub.add_parser("predict", help="classify new images with a trained committee",
-                          description=PREDICT_DESCRIPTION,
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    pred.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                      help="the folder of a finished committee run")
-    pred.add_argument("inputs", nargs="+", metavar="INPUT",
-                      help="PNG/JPEG files, .npy arrays, IDX .gz files, or folders of them")
-    pred.add_argument("--output", metavar="FILE",
-                      help="a .parquet or .csv file in an existing folder (default: "
-                      "predictions-<run name>-<timestamp>.parquet in the current folder; the "
-                      "run folder is left as the run wrote it)")
-    pred.add_argument("--rule", default="mean", choices=RULES,
-                      help="the fusion rule that gives the class, disagreement and entropy "
-                      "columns (default mean); every rule of the run gets its own columns")
-    pred.add_argument("--invert", action="store_true",
-                      help="invert PNG/JPEG images (255 - pixel) after conversion: for dark "
-                      "garments on a light background (arrays and IDX files are never inverted)")
-    pred.add_argument("--batch-size", type=_positive_int, default=1024,
-                      help="images per Ray Data batch (default 1024)")
-    pred.add_argument("--address", help="Ray cluster to join (default: $RAY_ADDRESS, else a "
-                      "private local Ray is started)")
-    pred.add_argument("--cpus-per-member", type=_positive_float,
-                      help="CPUs per member's actor (default: the cluster's CPUs shared evenly)")
-    pred.add_argument("--gpus-per-member", type=_nonneg_float,
-                      help="GPUs per member's actor (default as for committee run)")
+    pred = sub.add_parser(
+        "predict",
+        help="classify new images with a trained committee",
+        description=PREDICT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    pred.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="the folder of a finished committee run"
+    )
+    pred.add_argument(
+        "inputs",
+        nargs="+",
+        metavar="INPUT",
+        help="PNG/JPEG files, .npy arrays, IDX .gz files, or folders of them",
+    )
+    pred.add_argument(
+        "--output",
+        metavar="FILE",
+        help="a .parquet or .csv file in an existing folder (default: "
+        "predictions-<run name>-<timestamp>.parquet in the current folder; the "
+        "run folder is left as the run wrote it)",
+    )
+    pred.add_argument(
+        "--rule",
+        default="mean",
+        choices=RULES,
+        help="the fusion rule that gives the class, disagreement and entropy "
+        "columns (default mean); every rule of the run gets its own columns",
+    )
+    pred.add_argument(
+        "--invert",
+        action="store_true",
+        help="invert PNG/JPEG images (255 - pixel) after conversion: for dark "
+        "garments on a light background (arrays and IDX files are never inverted)",
+    )
+    pred.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=1024,
+        help="images per Ray Data batch (default 1024)",
+    )
+    pred.add_argument(
+        "--address",
+        help="Ray cluster to join (default: $RAY_ADDRESS, else a private local Ray is started)",
+    )
+    pred.add_argument(
+        "--cpus-per-member",
+        type=_positive_float,
+        help="CPUs per member's actor (default: the cluster's CPUs shared evenly)",
+    )
+    pred.add_argument(
+        "--gpus-per-member",
+        type=_nonneg_float,
+        help="GPUs per member's actor (default as for committee run)",
+    )
 
 
 def predict_command(args: argparse.Namespace) -> int:
@@ -276,24 +391,36 @@ def run_command(args: argparse.Namespace) -> int:
     interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
     try:
         run_dir = run(options)  # validates every option before anything starts
-    except (CommitteeError, FileExistsError, PermissionError, FileNotFoundError,
-            ConnectionError) as exc:
+    except (
+        CommitteeError,
+        FileExistsError,
+        PermissionError,
+        FileNotFoundError,
+        ConnectionError,
+    ) as exc:
         print(f"committee: error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
             return _unexpected(exc, options)
         from committee.errors import disk_full
+
         where = options.run_dir() if options.run_name else options.output
         print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        kept = ("the earlier run is kept" if options.overwrite else
-                "finished members and checkpoints are kept")
-        print(f"committee: interrupted; {kept} in "
-              f"{options.run_dir() if options.run_name else options.output}: rerun with the "
-              f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
-              f"{'start over' if options.overwrite else 'resume'}", file=sys.stderr)
+        kept = (
+            "the earlier run is kept"
+            if options.overwrite
+            else "finished members and checkpoints are kept"
+        )
+        print(
+            f"committee: interrupted; {kept} in "
+            f"{options.run_dir() if options.run_name else options.output}: rerun with the "
+            f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
+            f"{'start over' if options.overwrite else 'resume'}",
+            file=sys.stderr,
+        )
         return 130
     except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
         return _unexpected(exc, options)
@@ -305,8 +432,10 @@ def _unexpected(exc: BaseException, options) -> int:
     """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
     log = log_failure(exc, options.run_dir() if options.run_name else None)
     first = one_line(exc, 300, pick="first", empty="")
-    print(f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
-          file=sys.stderr)
+    print(
+        f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
+        file=sys.stderr,
+    )
     return 1
 
 
@@ -341,6 +470,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "predict":
         return predict_command(args)
     from committee.report.render import render
+
     try:
         for path in render(args.run_dir):
             print(path)

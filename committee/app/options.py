@@ -49,9 +49,13 @@ class RunOptions:
 
     def specs(self) -> list[members_mod.MemberSpec]:
         """The members to train, with overrides applied; raises ValueError on bad values."""
-        return members_mod.select_members(self.preset, self.members, epochs=self.epochs,
-                                          batch_size=self.batch_size,
-                                          learning_rate=self.learning_rate)
+        return members_mod.select_members(
+            self.preset,
+            self.members,
+            epochs=self.epochs,
+            batch_size=self.batch_size,
+            learning_rate=self.learning_rate,
+        )
 
     def budget_minutes(self) -> float | None:
         """Each member's time budget: ``member_minutes``, else the preset's default
@@ -77,8 +81,10 @@ RUN_CONSTRAINTS = {
     "gpus_per_member": [None, Interval(float, 0, None, closed="left", noun="a number")],
     "max_failures": Interval(int, 0, None, closed="left"),
     "steps_per_execution": Interval(int, 1, None, closed="left"),
-    "member_minutes": [None, Interval(float, 0, math.inf, closed="neither",
-                                      noun="a finite number")],
+    "member_minutes": [
+        None,
+        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
+    ],
 }
 
 
@@ -87,7 +93,8 @@ def _one_worker_per_member(options: RunOptions) -> None:
         raise ValueError(
             f"--workers-per-member {options.workers_per_member} is not supported; expected 1. "
             "Keras 3 fails under MultiWorkerMirroredStrategy with 2 or more workers "
-            "(ray-project/ray#47464, keras-team/keras#20585); each member trains on one worker")
+            "(ray-project/ray#47464, keras-team/keras#20585); each member trains on one worker"
+        )
 
 
 def _seed_in_range(options: RunOptions) -> None:
@@ -117,8 +124,15 @@ def _known_backend(options: RunOptions) -> None:
 
 
 # RunOptions' other checks, after the table, in this order.
-RUN_CHECKS = (_one_worker_per_member, _seed_in_range, _plain_run_name, _address_form,
-              _writable_output, _usable_storage, _known_backend)
+RUN_CHECKS = (
+    _one_worker_per_member,
+    _seed_in_range,
+    _plain_run_name,
+    _address_form,
+    _writable_output,
+    _usable_storage,
+    _known_backend,
+)
 
 
 def validate(options: RunOptions) -> list[members_mod.MemberSpec]:
@@ -133,13 +147,24 @@ def check_run_name(name: str) -> str:
     nor hidden, no leading or trailing space, at most 245 bytes in UTF-8 (the lock and
     ``--overwrite``'s ``.<name>.replaced`` beside it must fit the 255-byte limit of file
     names). Raises ValueError naming the value."""
-    if (not name or "/" in name or "\\" in name or name in (".", "..") or name.startswith(".")
-            or name != name.strip() or any(ord(c) < 32 or ord(c) == 127 for c in name)):
-        raise ValueError(f"--run-name {name!r} must be a plain folder name (no '/', no control "
-                         f"characters, no leading or trailing space, not starting with '.')")
+    if (
+        not name
+        or "/" in name
+        or "\\" in name
+        or name in (".", "..")
+        or name.startswith(".")
+        or name != name.strip()
+        or any(ord(c) < 32 or ord(c) == 127 for c in name)
+    ):
+        raise ValueError(
+            f"--run-name {name!r} must be a plain folder name (no '/', no control "
+            f"characters, no leading or trailing space, not starting with '.')"
+        )
     if len(name.encode("utf-8")) > MAX_RUN_NAME_BYTES:
-        raise ValueError(f"--run-name of {len(name.encode('utf-8'))} bytes is too long; "
-                         f"expected at most {MAX_RUN_NAME_BYTES} bytes")
+        raise ValueError(
+            f"--run-name of {len(name.encode('utf-8'))} bytes is too long; "
+            f"expected at most {MAX_RUN_NAME_BYTES} bytes"
+        )
     return name
 
 
@@ -158,6 +183,7 @@ def _schedulers() -> tuple[str, ...]:
     from committee.distributed.tuning import (
         SCHEDULERS,  # imports Ray: only when a search is checked
     )
+
     return SCHEDULERS
 
 
@@ -172,17 +198,22 @@ TUNE_CONSTRAINTS = {
 
 def _no_member_minutes(options: TuneOptions) -> None:
     if options.member_minutes is not None:
-        raise ValueError(f"--member-minutes {options.member_minutes:g} applies to committee "
-                         "run; bound a search with --time-budget-s")
+        raise ValueError(
+            f"--member-minutes {options.member_minutes:g} applies to committee "
+            "run; bound a search with --time-budget-s"
+        )
 
 
 def _searchable_members(options: TuneOptions) -> None:
     """Every member has a search space, valid for its spec and ``--epochs``."""
     from committee.distributed.tuning import member_space
+
     for spec in options.specs():
         if spec.name not in members_mod.SEARCH_SPACES:
-            raise ValueError(f"member {spec.name!r} has no search space; expected one of "
-                             f"{', '.join(members_mod.SEARCH_SPACES)}")
+            raise ValueError(
+                f"member {spec.name!r} has no search space; expected one of "
+                f"{', '.join(members_mod.SEARCH_SPACES)}"
+            )
         member_space(spec, options.epochs)
 
 
@@ -196,6 +227,7 @@ def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
 
 
 # --------------------------------------------------------------------------- predict
+
 
 @dataclass
 class PredictOptions:
@@ -215,20 +247,23 @@ class PredictOptions:
 PREDICT_CONSTRAINTS = {
     "rule": Options(fusion.RULES),
     "batch_size": Interval(int, 1, None, closed="left"),
-    "cpus_per_member": [None, Interval(float, 0, math.inf, closed="neither",
-                                       noun="a finite number")],
-    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left",
-                                       noun="a finite number")],
+    "cpus_per_member": [
+        None,
+        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
+    ],
+    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left", noun="a finite number")],
 }
 
 
 def _predict_address_form(options: PredictOptions) -> None:
     from committee.distributed.address import resolve
+
     resolve(options.address)  # its form; connect() checks that a Ray head answers
 
 
 def _predict_backend(options: PredictOptions) -> None:
     from committee.training.backend import resolve
+
     resolve(None)  # KERAS_BACKEND, the actors' backend; a bad name fails before Ray starts
 
 

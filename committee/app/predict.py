@@ -49,23 +49,32 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
         return Path(f"predictions-{plain}-{datetime.now():%Y%m%d-%H%M%S}.parquet")
     path = Path(output).expanduser()
     if path.suffix.lower() not in FORMATS:
-        raise ValueError(f"--output {output}: extension {path.suffix or '(none)'!r} is unknown; "
-                         f"expected {' or '.join(FORMATS)}")
+        raise ValueError(
+            f"--output {output}: extension {path.suffix or '(none)'!r} is unknown; "
+            f"expected {' or '.join(FORMATS)}"
+        )
     folder = path.parent
     if not folder.is_dir():
-        raise ValueError(f"--output {output}: folder {folder} does not exist; expected an "
-                         f"existing folder")
+        raise ValueError(
+            f"--output {output}: folder {folder} does not exist; expected an existing folder"
+        )
     if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"--output {output}: folder {folder} is not writable; expected a "
-                         f"writable folder")
+        raise ValueError(
+            f"--output {output}: folder {folder} is not writable; expected a writable folder"
+        )
     if path.is_dir():
-        raise ValueError(f"--output {output} is a folder; expected a file name ending in "
-                         f"{' or '.join(FORMATS)}")
+        raise ValueError(
+            f"--output {output} is a folder; expected a file name ending in {' or '.join(FORMATS)}"
+        )
     resolved = path.resolve()
-    if resolved.is_relative_to(run_dir.resolve()) and \
-            resolved.relative_to(run_dir.resolve()).parts[0] in runfolder.KNOWN_ENTRIES:
-        raise ValueError(f"--output {output} would replace a file of the run folder "
-                         f"{run_dir}; expected another path")
+    if (
+        resolved.is_relative_to(run_dir.resolve())
+        and resolved.relative_to(run_dir.resolve()).parts[0] in runfolder.KNOWN_ENTRIES
+    ):
+        raise ValueError(
+            f"--output {output} would replace a file of the run folder "
+            f"{run_dir}; expected another path"
+        )
     return path
 
 
@@ -75,8 +84,10 @@ def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
     validation.check(options, PREDICT_CONSTRAINTS, PREDICT_CHECKS)
     committee = load_committee(options.run_dir)
     if options.rule not in committee.rules:
-        raise ValueError(f"--rule {options.rule}: run {committee.name} has no such rule; "
-                         f"expected one of {', '.join(committee.rules)}")
+        raise ValueError(
+            f"--rule {options.rule}: run {committee.name} has no such rule; "
+            f"expected one of {', '.join(committee.rules)}"
+        )
     out = output_path(options.output, committee.name, Path(options.run_dir))
     images = inputs.read_inputs(options.inputs, invert=options.invert)
     return committee, images, out
@@ -85,8 +96,12 @@ def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
 def fuse_all(committee: Committee, member_probas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each of the run's rules applied to the members' ``(n, 10)`` probabilities."""
     probas = [member_probas[name] for name in committee.members]
-    return {rule: fusion.fuse(probas, rule, committee.weights if rule == "weighted" else None)
-            .astype(np.float32) for rule in committee.rules}
+    return {
+        rule: fusion.fuse(probas, rule, committee.weights if rule == "weighted" else None).astype(
+            np.float32
+        )
+        for rule in committee.rules
+    }
 
 
 def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
@@ -100,28 +115,39 @@ def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     for note in images.notes:
         logger.info(note)
     members = ", ".join(f"{n} (tta {t})" for n, (_, t) in committee.members.items())
-    logger.info(f"{len(images.images):,} images from {len(set(images.sources))} file(s); "
-                f"committee {committee.name}: {members}; rules {', '.join(committee.rules)}; "
-                f"class by {options.rule}")
+    logger.info(
+        f"{len(images.images):,} images from {len(set(images.sources))} file(s); "
+        f"committee {committee.name}: {members}; rules {', '.join(committee.rules)}; "
+        f"class by {options.rule}"
+    )
     cluster.connect(options.address)
-    placement = cluster.plan_placement(len(committee.members), cluster.cluster_nodes(),
-                                       options.cpus_per_member, options.gpus_per_member)
-    logger.info(f"Ray Data batch inference on {backend.resolve(None)}: one actor per member, "
-                f"{placement.describe()} each, batches of {options.batch_size}")
+    placement = cluster.plan_placement(
+        len(committee.members),
+        cluster.cluster_nodes(),
+        options.cpus_per_member,
+        options.gpus_per_member,
+    )
+    logger.info(
+        f"Ray Data batch inference on {backend.resolve(None)}: one actor per member, "
+        f"{placement.describe()} each, batches of {options.batch_size}"
+    )
     try:
-        member_probas = batch_inference.predict_members(images.images, committee.members,
-                                                        placement, options.batch_size)
+        member_probas = batch_inference.predict_members(
+            images.images, committee.members, placement, options.batch_size
+        )
     except batch_inference.MemberLoadError as exc:  # its message starts with models/<name>.keras
         raise RunFolderError(f"{Path(options.run_dir) / str(exc)}") from None
-    table = prediction_table(images, member_probas, fuse_all(committee, member_probas),
-                             options.rule)
+    table = prediction_table(
+        images, member_probas, fuse_all(committee, member_probas), options.rule
+    )
     write_table(out, table)
     return out, table
 
 
 def summary(table: pa.Table) -> str:
     """One line: how many images went to each class."""
-    names, counts = np.unique(table["class_name"].to_numpy(zero_copy_only=False),
-                              return_counts=True)
+    names, counts = np.unique(
+        table["class_name"].to_numpy(zero_copy_only=False), return_counts=True
+    )
     order = np.argsort(-counts, kind="stable")
     return f"{table.num_rows} images: " + ", ".join(f"{names[i]} {counts[i]}" for i in order)

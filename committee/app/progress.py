@@ -40,10 +40,12 @@ def epoch_line(event: dict) -> str:
     """One plain line for an epoch event."""
     m = event["metrics"]
     left = (event["planned"] - event["epoch"]) * event["seconds"]
-    return (f"[{event['member']}] epoch {event['epoch']}/{event['planned']}: accuracy "
-            f"{m.get('accuracy', float('nan')):.4f}, val_accuracy "
-            f"{m.get('val_accuracy', float('nan')):.4f}, {event['seconds']:.1f} s/epoch, "
-            f"ETA {duration(left)}")
+    return (
+        f"[{event['member']}] epoch {event['epoch']}/{event['planned']}: accuracy "
+        f"{m.get('accuracy', float('nan')):.4f}, val_accuracy "
+        f"{m.get('val_accuracy', float('nan')):.4f}, {event['seconds']:.1f} s/epoch, "
+        f"ETA {duration(left)}"
+    )
 
 
 class Display:
@@ -53,20 +55,34 @@ class Display:
     member's lines are appended (``<log_dir>/<member>.log``); None writes no logs.
     """
 
-    def __init__(self, members: list[str], log_dir: Path | None = None,
-                 stream: TextIO | None = None, live: bool | None = None):
+    def __init__(
+        self,
+        members: list[str],
+        log_dir: Path | None = None,
+        stream: TextIO | None = None,
+        live: bool | None = None,
+    ):
         self.stream = stream or sys.stderr
         self.live = self.stream.isatty() if live is None else live
         self.log_dir = log_dir
         self.bars = {}
         if self.live:
             from tqdm import tqdm
-            self.bars = {name: tqdm(total=None, desc=f"{name:<8}", unit="epoch", position=i,
-                                    file=self.stream, leave=True, dynamic_ncols=True,
-                                    postfix=["starting"],
-                                    bar_format="{desc} {n_fmt}/{total_fmt} epochs "
-                                               "|{bar:20}| {postfix[0]}")
-                         for i, name in enumerate(members)}
+
+            self.bars = {
+                name: tqdm(
+                    total=None,
+                    desc=f"{name:<8}",
+                    unit="epoch",
+                    position=i,
+                    file=self.stream,
+                    leave=True,
+                    dynamic_ncols=True,
+                    postfix=["starting"],
+                    bar_format="{desc} {n_fmt}/{total_fmt} epochs |{bar:20}| {postfix[0]}",
+                )
+                for i, name in enumerate(members)
+            }
 
     def message(self, text: str) -> None:
         """A line from the driver (placement, a member done, a warning)."""
@@ -85,9 +101,11 @@ class Display:
                 left = (event["planned"] - event["epoch"]) * event["seconds"]
                 bar.total = event["planned"]
                 bar.n = event["epoch"]
-                bar.postfix[0] = (f"acc {m.get('accuracy', float('nan')):.4f} val "
-                                  f"{m.get('val_accuracy', float('nan')):.4f}, "
-                                  f"{event['seconds']:.0f} s/epoch, ETA {duration(left)}")
+                bar.postfix[0] = (
+                    f"acc {m.get('accuracy', float('nan')):.4f} val "
+                    f"{m.get('val_accuracy', float('nan')):.4f}, "
+                    f"{event['seconds']:.0f} s/epoch, ETA {duration(left)}"
+                )
                 bar.refresh()
             else:
                 print(line, file=self.stream, flush=True)

@@ -7,8 +7,17 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("ray", "tensorflow", "keras", "jax", "jaxlib", "numpy", "scikit-learn", "pyarrow",
-            "matplotlib")
+PACKAGES = (
+    "ray",
+    "tensorflow",
+    "keras",
+    "jax",
+    "jaxlib",
+    "numpy",
+    "scikit-learn",
+    "pyarrow",
+    "matplotlib",
+)
 
 
 def versions() -> dict[str, str]:
@@ -31,8 +40,9 @@ def code_version(folder: Path | None = None) -> dict:
 
     def git(*args: str) -> str | None:
         try:
-            done = subprocess.run(["git", *args], cwd=folder, capture_output=True, text=True,
-                                  timeout=10)
+            done = subprocess.run(
+                ["git", *args], cwd=folder, capture_output=True, text=True, timeout=10
+            )
         except (OSError, subprocess.SubprocessError):
             return None
         return done.stdout.strip() if done.returncode == 0 else None
@@ -48,4 +58,5 @@ def code_version(folder: Path | None = None) -> dict:
 def machine_info() -> dict:
     """The driver's machine: CPU model and platform (each member's own is in training)."""
     from committee.training.device import cpu_model
+
     return {"cpu": cpu_model(), "platform": platform.platform()}

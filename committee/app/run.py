@@ -35,6 +35,7 @@ def interrupt_on_sigterm() -> None:
 
     Called again after ``ray.init``, which installs a SIGTERM handler of its own.
     """
+
     def handler(signum, frame):
         raise KeyboardInterrupt(f"signal {signum}")
 
@@ -55,18 +56,32 @@ def prepare(options: RunOptions, label: str):
         options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-{label}")
     run_dir = options.run_dir()
     dataset = data_mod.load(options.data_dir)
-    split = data_mod.split_train_val(dataset.x_train, dataset.y_train, options.val_fraction,
-                                     options.split, options.seed, options.limit_train)
+    split = data_mod.split_train_val(
+        dataset.x_train,
+        dataset.y_train,
+        options.val_fraction,
+        options.split,
+        options.seed,
+        options.limit_train,
+    )
     return run_dir, dataset, split
 
 
 def identity_of(options: RunOptions, specs, dataset, kind: str, search=None) -> dict:
     minutes = options.budget_minutes() if kind == "run" else None
-    return identity_mod.runidentity_of(
-        kind=kind, preset=options.preset, specs=specs, seed=options.seed, split=options.split,
-        val_fraction=options.val_fraction, limit_train=options.limit_train,
-        data_sha256=dataset.sha256, time_budget_s=None if minutes is None else 60 * minutes,
-        search=search, backend=options.backend)
+    return identity_mod.run_identity(
+        kind=kind,
+        preset=options.preset,
+        specs=specs,
+        seed=options.seed,
+        split=options.split,
+        val_fraction=options.val_fraction,
+        limit_train=options.limit_train,
+        data_sha256=dataset.sha256,
+        time_budget_s=None if minutes is None else 60 * minutes,
+        search=search,
+        backend=options.backend,
+    )
 
 
 @contextmanager
@@ -94,8 +109,11 @@ def writing(run_dir: Path, mode: str, config: dict):
 
 def _class_counts_of(split, y_test) -> dict[str, list[int]]:
     """Class counts of the images actually used: training and validation parts, test set."""
-    return {"train": _class_counts(split.y_train), "validation": _class_counts(split.y_val),
-            "test": _class_counts(y_test)}
+    return {
+        "train": _class_counts(split.y_train),
+        "validation": _class_counts(split.y_val),
+        "test": _class_counts(y_test),
+    }
 
 
 def run(options: RunOptions) -> Path:
@@ -119,60 +137,97 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
 
     x_test = data_mod.preprocess(dataset.x_test)
     y_test = dataset.y_test.astype(np.int64)
-    logger.info(f"data from {dataset.source}: {len(split.y_train):,} train / "
-                f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test")
+    logger.info(
+        f"data from {dataset.source}: {len(split.y_train):,} train / "
+        f"{len(split.y_val):,} validation ({options.split}) / {len(y_test):,} test"
+    )
 
     started = time.time()
     with usage_errors():  # the address, and members the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()
-        placement = cluster.plan_placement(len(specs), cluster.cluster_nodes(),
-                                           options.cpus_per_member, options.gpus_per_member)
+        placement = cluster.plan_placement(
+            len(specs), cluster.cluster_nodes(), options.cpus_per_member, options.gpus_per_member
+        )
     minutes = options.budget_minutes()
-    config = {"identity": identity, "options": asdict(options), "member_minutes": minutes,
-              "members": [s.to_dict() for s in specs], "placement": asdict(placement)}
+    config = {
+        "identity": identity,
+        "options": asdict(options),
+        "member_minutes": minutes,
+        "members": [s.to_dict() for s in specs],
+        "placement": asdict(placement),
+    }
     with writing(run_dir, mode, config) as config:
-        logger.info(f"run folder {run_dir} ({mode}); {len(specs)} members concurrently on "
-                    f"{options.backend}, {placement.describe()} each")
+        logger.info(
+            f"run folder {run_dir} ({mode}); {len(specs)} members concurrently on "
+            f"{options.backend}, {placement.describe()} each"
+        )
         rng = np.random.default_rng(options.seed)
         pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
-        runfolder.write_npz(run_dir / report.SAMPLES, images=dataset.x_train[pick],
-                            labels=dataset.y_train[pick])
+        runfolder.write_npz(
+            run_dir / report.SAMPLES, images=dataset.x_train[pick], labels=dataset.y_train[pick]
+        )
 
-        display = None if options.verbose else progress.Display(
-            [s.name for s in specs], log_dir=run_dir / "logs")
+        display = (
+            None
+            if options.verbose
+            else progress.Display([s.name for s in specs], log_dir=run_dir / "logs")
+        )
         with progress.displaying(display):
             outcomes, scores, committee_probas = orch.run_members(
-                specs, split, x_test, y_test, run_dir, identity=identity, placement=placement,
+                specs,
+                split,
+                x_test,
+                y_test,
+                run_dir,
+                identity=identity,
+                placement=placement,
                 max_failures=options.max_failures,
                 storage=orch.storage_for(run_dir, options.storage, config["instance"]),
                 steps_per_execution=options.steps_per_execution,
-                time_budget_s=None if minutes is None else 60 * minutes, display=display,
-                tensorboard=run_dir / "tensorboard", backend=options.backend)
+                time_budget_s=None if minutes is None else 60 * minutes,
+                display=display,
+                tensorboard=run_dir / "tensorboard",
+                backend=options.backend,
+            )
 
         finished = time.time()
         results = {
-            "run": {"name": run_dir.name, "preset": options.preset,
-                    "members": [s.name for s in specs], "seed": options.seed,
-                    "backend": options.backend, "placement": placement.describe(),
-                    "mode": mode,
-                    "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
-                    "wall_s": finished - started},
+            "run": {
+                "name": run_dir.name,
+                "preset": options.preset,
+                "members": [s.name for s in specs],
+                "seed": options.seed,
+                "backend": options.backend,
+                "placement": placement.describe(),
+                "mode": mode,
+                "started_at": datetime.fromtimestamp(started, timezone.utc).isoformat(),
+                "wall_s": finished - started,
+            },
             "config": config,
             "versions": versions(),
             "code": code_version(),
             "machine": machine_info(),
-            "data": {"source": dataset.source, "sha256": dataset.sha256,
-                     "split": options.split, "val_fraction": options.val_fraction,
-                     "limit_train": options.limit_train,
-                     "n_train": int(len(split.y_train)), "n_val": int(len(split.y_val)),
-                     "n_test": int(len(y_test)),
-                     "class_counts": _class_counts_of(split, y_test)},
+            "data": {
+                "source": dataset.source,
+                "sha256": dataset.sha256,
+                "split": options.split,
+                "val_fraction": options.val_fraction,
+                "limit_train": options.limit_train,
+                "n_train": int(len(split.y_train)),
+                "n_val": int(len(split.y_val)),
+                "n_test": int(len(y_test)),
+                "class_counts": _class_counts_of(split, y_test),
+            },
             "training": {o.name: o.training_entry() for o in outcomes},
             **scores,
         }
-        tables.write_predictions(run_dir / report.PREDICTIONS, tables.predictions_table(
-            y_test, {o.name: o.test_proba for o in outcomes}, committee_probas))
+        tables.write_predictions(
+            run_dir / report.PREDICTIONS,
+            tables.predictions_table(
+                y_test, {o.name: o.test_proba for o in outcomes}, committee_probas
+            ),
+        )
         report.render(run_dir, results)
         runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
     print(summary(results), flush=True)
@@ -190,5 +245,3 @@ def summary(results: dict) -> str:
 
 
 # --------------------------------------------------------------------------- tune
-
-

@@ -12,8 +12,10 @@ import os
 import re
 
 ENV = "RAY_ADDRESS"
-EXPECTED = ("expected host:port of a Ray head's GCS (e.g. 10.0.0.5:6379), ray://host:port "
-            "(Ray Client), auto or local")
+EXPECTED = (
+    "expected host:port of a Ray head's GCS (e.g. 10.0.0.5:6379), ray://host:port "
+    "(Ray Client), auto or local"
+)
 _LABEL = re.compile(r"[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?\Z")  # _: container DNS names
 
 
@@ -52,8 +54,10 @@ def check_form(value: str, source: str) -> None:
     scheme, sep, rest = value.partition("://")
     if sep:
         if scheme.lower() in ("http", "https"):
-            raise bad("an http(s) URL is a dashboard / job API address (for `ray job submit`), "
-                      "not a GCS address")
+            raise bad(
+                "an http(s) URL is a dashboard / job API address (for `ray job submit`), "
+                "not a GCS address"
+            )
         if scheme.lower() != "ray":
             raise bad(f"unknown scheme {scheme!r}")
     else:

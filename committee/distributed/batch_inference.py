@@ -24,6 +24,7 @@ def _member_load_error(exc: BaseException) -> MemberLoadError | None:
     """The :class:`MemberLoadError` inside a Ray (Data) error, or None. Ray wraps an actor's
     error in its own types (``cause``, ``__cause__``) and sometimes only in their text."""
     import re
+
     stack, seen = [exc], set()
     while stack:
         error = stack.pop()
@@ -46,8 +47,9 @@ class MemberPredictor:
     ``backend``: Keras' backend of this actor (its process starts with backend.process_env).
     """
 
-    def __init__(self, name: str, model_bytes: bytes, tta: str, threads: int,
-                 backend: str = backends.DEFAULT):
+    def __init__(
+        self, name: str, model_bytes: bytes, tta: str, threads: int, backend: str = backends.DEFAULT
+    ):
         from committee.training.prediction import load_model
 
         backends.configure(backend, threads=threads)
@@ -58,9 +60,11 @@ class MemberPredictor:
                 self.model = load_model(path)
             except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
                 why = one_line(exc, 200, pick="last")
-                raise MemberLoadError(f"models/{name}.keras could not be loaded in Keras' safe "
-                                      f"mode ({type(exc).__name__}: {why}); expected the member's "
-                                      f"trained model as committee run saved it") from None
+                raise MemberLoadError(
+                    f"models/{name}.keras could not be loaded in Keras' safe "
+                    f"mode ({type(exc).__name__}: {why}); expected the member's "
+                    f"trained model as committee run saved it"
+                ) from None
         self.column, self.tta = f"{name}_proba", tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
@@ -76,8 +80,11 @@ class MemberPredictor:
 def _ray_data_console(level: int = logging.WARNING):
     """Ray Data logs each execution's start, plan and end at INFO on the driver's terminal;
     for the block its console handlers show ``level`` and above, its log files everything."""
-    handlers = [h for h in logging.getLogger("ray.data").handlers
-                if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)]
+    handlers = [
+        h
+        for h in logging.getLogger("ray.data").handlers
+        if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+    ]
     saved = [h.level for h in handlers]
     for handler in handlers:
         handler.setLevel(max(handler.level, level))
@@ -88,9 +95,13 @@ def _ray_data_console(level: int = logging.WARNING):
             handler.setLevel(old)
 
 
-def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
-                    placement: Placement, batch_size: int = 1024,
-                    backend: str | None = None) -> dict[str, np.ndarray]:
+def predict_members(
+    images: np.ndarray,
+    members: dict[str, tuple[bytes, str]],
+    placement: Placement,
+    batch_size: int = 1024,
+    backend: str | None = None,
+) -> dict[str, np.ndarray]:
     """Every member's probabilities of ``images`` (float32 ``(n, 28, 28)`` in [0, 1]) by Ray
     Data batch inference: one ``map_batches`` stage per member, each an actor pool of one
     actor with the member's share of the cluster (``placement``), the stages streaming
@@ -115,16 +126,24 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
             dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
             for name, (model_bytes, tta) in members.items():
                 dataset = dataset.map_batches(
-                    MemberPredictor, batch_format="numpy", batch_size=batch_size,
-                    fn_constructor_kwargs={"name": name, "model_bytes": model_bytes,
-                                           "tta": tta, "threads": placement.threads,
-                                           "backend": backend},
+                    MemberPredictor,
+                    batch_format="numpy",
+                    batch_size=batch_size,
+                    fn_constructor_kwargs={
+                        "name": name,
+                        "model_bytes": model_bytes,
+                        "tta": tta,
+                        "threads": placement.threads,
+                        "backend": backend,
+                    },
                     compute=ray.data.ActorPoolStrategy(size=1),
                     runtime_env=placement.runtime_env(backend),
-                    **placement.task_resources())
+                    **placement.task_resources(),
+                )
             columns = [f"{name}_proba" for name in members]
-            batches = list(dataset.select_columns(columns).iter_batches(batch_format="numpy",
-                                                                        batch_size=None))
+            batches = list(
+                dataset.select_columns(columns).iter_batches(batch_format="numpy", batch_size=None)
+            )
         except Exception as exc:
             load_error = _member_load_error(exc)
             if load_error is None:
@@ -132,10 +151,14 @@ def predict_members(images: np.ndarray, members: dict[str, tuple[bytes, str]],
             raise load_error from None
         finally:
             context.execution_options.preserve_order, context.enable_progress_bars = saved
-    probas = {name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
-              for name in members}
+    probas = {
+        name: np.concatenate([b[f"{name}_proba"] for b in batches]).astype(np.float32)
+        for name in members
+    }
     for name, proba in probas.items():
         if proba.shape != (len(images), NUM_CLASSES):
-            raise RuntimeError(f"member {name} returned probabilities of shape {proba.shape}; "
-                               f"expected ({len(images)}, {NUM_CLASSES})")
+            raise RuntimeError(
+                f"member {name} returned probabilities of shape {proba.shape}; "
+                f"expected ({len(images)}, {NUM_CLASSES})"
+            )
     return probas

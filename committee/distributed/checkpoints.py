@@ -22,6 +22,7 @@ FILES = ("model.keras", "state.json")
 def filesystem(uri: str):
     """``(pyarrow filesystem, path)`` for a local path or a URI."""
     import pyarrow.fs as pafs
+
     if "://" in uri:
         return pafs.FileSystem.from_uri(uri)
     return pafs.LocalFileSystem(), uri
@@ -29,6 +30,7 @@ def filesystem(uri: str):
 
 def _entries(fs, path: str) -> list:
     import pyarrow.fs as pafs
+
     try:
         return fs.get_file_info(pafs.FileSelector(path, allow_not_found=True))
     except (OSError, ValueError):
@@ -38,14 +40,19 @@ def _entries(fs, path: str) -> list:
 def checkpoint_paths(fs, member_dir: str) -> list[str]:
     """The checkpoint folders under ``member_dir``, newest first (Ray names them by time)."""
     import pyarrow.fs as pafs
-    dirs = [e.path for e in _entries(fs, member_dir)
-            if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")]
+
+    dirs = [
+        e.path
+        for e in _entries(fs, member_dir)
+        if e.type == pafs.FileType.Directory and e.base_name.startswith("checkpoint_")
+    ]
     return sorted(dirs, key=lambda p: p.rsplit("/", 1)[-1], reverse=True)
 
 
 def is_whole(fs, checkpoint_dir: str) -> bool:
     """Whether a checkpoint folder holds both files, neither empty."""
     import pyarrow.fs as pafs
+
     infos = fs.get_file_info([f"{checkpoint_dir}/{name}" for name in FILES])
     return all(i.type == pafs.FileType.File and (i.size or 0) > 0 for i in infos)
 
@@ -53,6 +60,7 @@ def is_whole(fs, checkpoint_dir: str) -> bool:
 def _snapshot_problem(fs, member_dir: str) -> str | None:
     """Why Ray could not resume from the snapshot file, or None if it can (or there is none)."""
     import pyarrow.fs as pafs
+
     ray_version = metadata.version("ray")
     path = f"{member_dir}/{SNAPSHOT}"
     if fs.get_file_info(path).type != pafs.FileType.File:
@@ -65,8 +73,9 @@ def _snapshot_problem(fs, member_dir: str) -> str | None:
         names = [r["checkpoint_dir_name"] for r in snapshot.get("checkpoint_results", [])]
     except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
         return f"unreadable ({type(exc).__name__})"
-    missing = [n for n in names if fs.get_file_info(f"{member_dir}/{n}").type
-               != pafs.FileType.Directory]
+    missing = [
+        n for n in names if fs.get_file_info(f"{member_dir}/{n}").type != pafs.FileType.Directory
+    ]
     return f"lists missing checkpoint {missing[0]}" if missing else None
 
 

@@ -32,8 +32,6 @@ def quiet_stderr(quiet: bool = True):
         os.close(devnull)
 
 
-
-
 # Ray's own switch (ray_constants.ENABLE_RAY_CLUSTER) for a single-machine Ray: with it off,
 # the node's IP is 127.0.0.1 instead of the routable address, and every server of the local Ray
 # (GCS, raylet, object manager, workers, agents, metrics) binds to loopback only.
@@ -42,8 +40,7 @@ TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
 PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
 
 
-def connect(address: str | None = None, num_cpus: int | None = None,
-            verbose: bool = False) -> None:
+def connect(address: str | None = None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
 
     A joined address must answer as a Ray head within seconds (:func:`check_ray_head`), else
@@ -64,12 +61,17 @@ def connect(address: str | None = None, num_cpus: int | None = None,
     if address:
         check_ray_head(address, source)
         try:
-            ray.init(address=address, log_to_driver=verbose,
-                     logging_level=logging.INFO if verbose else logging.ERROR)
+            ray.init(
+                address=address,
+                log_to_driver=verbose,
+                logging_level=logging.INFO if verbose else logging.ERROR,
+            )
         except (ConnectionError, TimeoutError, RuntimeError) as exc:
-            raise ConnectionError(f"could not connect to the Ray cluster at {address} (from "
-                                  f"{source}): "
-                                  f"{str(exc).splitlines()[0] if str(exc) else exc!r}") from None
+            raise ConnectionError(
+                f"could not connect to the Ray cluster at {address} (from "
+                f"{source}): "
+                f"{str(exc).splitlines()[0] if str(exc) else exc!r}"
+            ) from None
         return
     from ray._private import ray_constants
 
@@ -90,13 +92,19 @@ def connect(address: str | None = None, num_cpus: int | None = None,
     os.environ[_LOOPBACK_ENV] = "0"
     ray_constants.ENABLE_RAY_CLUSTER = False
     try:
-        ray.init(address="local", num_cpus=num_cpus, include_dashboard=True,
-                 dashboard_host="127.0.0.1", dashboard_port=port,
-                 _node_ip_address="127.0.0.1", log_to_driver=verbose,
-                 logging_level=logging.INFO if verbose else logging.ERROR,
-                 # Each member brings a controller, a worker and short tasks: on 2 CPUs the
-                 # raylet's default (one startup per CPU) warns of "too many workers".
-                 _system_config={"worker_maximum_startup_concurrency": 4})
+        ray.init(
+            address="local",
+            num_cpus=num_cpus,
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=port,
+            _node_ip_address="127.0.0.1",
+            log_to_driver=verbose,
+            logging_level=logging.INFO if verbose else logging.ERROR,
+            # Each member brings a controller, a worker and short tasks: on 2 CPUs the
+            # raylet's default (one startup per CPU) warns of "too many workers".
+            _system_config={"worker_maximum_startup_concurrency": 4},
+        )
     finally:
         ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
         for name, value in saved.items():
@@ -109,13 +117,18 @@ def connect(address: str | None = None, num_cpus: int | None = None,
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
     import socket
+
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT_S,
-                   probe_timeout_s: float = PROBE_TIMEOUT_S) -> None:
+def check_ray_head(
+    address: str,
+    source: str,
+    tcp_timeout_s: float = TCP_TIMEOUT_S,
+    probe_timeout_s: float = PROBE_TIMEOUT_S,
+) -> None:
     """Fail in bounded time, with one line naming ``source``, unless a Ray head answers at
     ``address`` (host:port of a GCS, ray://host:port of a Ray Client server, or auto).
 
@@ -131,6 +144,7 @@ def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT
     where = f"{address} (from {source})"
     if address == "auto":
         from ray._private import services
+
         try:
             address = services.canonicalize_bootstrap_address("auto")
         except (ConnectionError, ValueError) as exc:
@@ -138,8 +152,10 @@ def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT
         else:
             detail = "no address recorded"
         if address is None:
-            raise ConnectionError(f"{where} found no Ray head on this machine ({detail}); "
-                                  "expected a running Ray head (ray start --head)")
+            raise ConnectionError(
+                f"{where} found no Ray head on this machine ({detail}); "
+                "expected a running Ray head (ray start --head)"
+            )
         where = f"{address} (auto, from {source})"
     client = address.startswith("ray://")
     target = address.removeprefix("ray://")
@@ -148,8 +164,10 @@ def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT
         with socket.create_connection((host, port), timeout=tcp_timeout_s):
             pass
     except OSError as exc:
-        raise ConnectionError(f"could not connect to the Ray cluster at {where}: {exc}; "
-                              f"expected a running Ray head (ray start --head)") from None
+        raise ConnectionError(
+            f"could not connect to the Ray cluster at {where}: {exc}; "
+            f"expected a running Ray head (ray start --head)"
+        ) from None
     code, detail = _probe(target, client, probe_timeout_s)
     if code is None:
         return
@@ -157,14 +175,19 @@ def check_ray_head(address: str, source: str, tcp_timeout_s: float = TCP_TIMEOUT
         raise ConnectionError(
             f"the Ray head at {where} refused this client's token ({detail}); expected "
             "RAY_AUTH_MODE=token with RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH naming the head's "
-            "token")
+            "token"
+        )
     if code.name == "DEADLINE_EXCEEDED":
         detail = f"no answer within {probe_timeout_s:g} s"
     raise ConnectionError(
         f"no Ray head answered at {where}: gRPC {code.name}: {detail}; expected a running "
         "Ray head (ray start --head)"
-        + ("; for Ray Client, its port (default 10001)" if client else
-           "; give its GCS port (default 6379), not the dashboard's"))
+        + (
+            "; for Ray Client, its port (default 10001)"
+            if client
+            else "; give its GCS port (default 6379), not the dashboard's"
+        )
+    )
 
 
 def _probe(target: str, client: bool, timeout_s: float):
@@ -177,13 +200,17 @@ def _probe(target: str, client: bool, timeout_s: float):
     try:
         if client:
             from ray.core.generated import ray_client_pb2, ray_client_pb2_grpc
+
             ray_client_pb2_grpc.RayletDriverStub(channel).ClusterInfo(
                 ray_client_pb2.ClusterInfoRequest(type=ray_client_pb2.ClusterInfoType.PING),
-                timeout=timeout_s)
+                timeout=timeout_s,
+            )
         else:
             from ray.core.generated import gcs_service_pb2, gcs_service_pb2_grpc
+
             gcs_service_pb2_grpc.NodeInfoGcsServiceStub(channel).GetClusterId(
-                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s)
+                gcs_service_pb2.GetClusterIdRequest(), timeout=timeout_s
+            )
     except grpc.RpcError as exc:
         code = exc.code() if callable(getattr(exc, "code", None)) else grpc.StatusCode.UNKNOWN
         details = exc.details() if callable(getattr(exc, "details", None)) else str(exc)
@@ -216,15 +243,18 @@ class Placement:
     def scaling_config(self):
         """Ray Train's ScalingConfig for one member: one worker with these resources."""
         from ray.train import ScalingConfig
-        return ScalingConfig(num_workers=1, use_gpu=self.use_gpu,
-                             resources_per_worker={"CPU": self.cpus,
-                                                   **({"GPU": self.gpus} if self.use_gpu
-                                                      else {})})
+
+        return ScalingConfig(
+            num_workers=1,
+            use_gpu=self.use_gpu,
+            resources_per_worker={"CPU": self.cpus, **({"GPU": self.gpus} if self.use_gpu else {})},
+        )
 
     def runtime_env(self, backend: str) -> dict:
         """Ray's runtime environment for a process of one member on Keras' ``backend``: its
         variables (backend.process_env) for this placement's threads and GPU share."""
         from committee.training.backend import process_env
+
         return {"env_vars": process_env(backend, self.threads, self.gpus)}
 
     def task_resources(self) -> dict[str, float]:
@@ -237,8 +267,12 @@ def floor_resource(x: float) -> float:
     return math.floor(x * 10_000) / 10_000
 
 
-def plan_placement(n_members: int, nodes: list[dict[str, float]],
-                   cpus: float | None = None, gpus: float | None = None) -> Placement:
+def plan_placement(
+    n_members: int,
+    nodes: list[dict[str, float]],
+    cpus: float | None = None,
+    gpus: float | None = None,
+) -> Placement:
     """Choose per-member resources so that all members can run at the same time.
 
     ``nodes``: each alive node's total resources (``{"CPU": .., "GPU": ..}``).
@@ -252,8 +286,11 @@ def plan_placement(n_members: int, nodes: list[dict[str, float]],
     total_gpu = sum(n.get("GPU", 0.0) for n in nodes)
     max_cpu = max((n.get("CPU", 0.0) for n in nodes), default=0.0)
     if gpus is None:
-        gpus = 0.0 if total_gpu == 0 else (1.0 if total_gpu >= n_members
-                                           else floor_resource(total_gpu / n_members))
+        gpus = (
+            0.0
+            if total_gpu == 0
+            else (1.0 if total_gpu >= n_members else floor_resource(total_gpu / n_members))
+        )
     if cpus is None:
         cpus = floor_resource(min(max_cpu, max(total_cpu / n_members, 0.1)))
     if cpus <= 0 or gpus < 0:
@@ -265,11 +302,12 @@ def plan_placement(n_members: int, nodes: list[dict[str, float]],
             f"each member asks for {cpus:g} CPU and {gpus:g} GPU on one node, but no node of "
             f"this cluster offers that (largest: {largest.get('CPU', 0.0):g} CPU, "
             f"{largest.get('GPU', 0.0):g} GPU; cluster total {total_cpu:g} CPU, "
-            f"{total_gpu:g} GPU); lower --cpus-per-member / --gpus-per-member")
+            f"{total_gpu:g} GPU); lower --cpus-per-member / --gpus-per-member"
+        )
     return Placement(cpus=cpus, gpus=gpus)
 
 
 def cluster_nodes() -> list[dict[str, float]]:
     import ray
-    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]
 
+    return [dict(n["Resources"]) for n in ray.nodes() if n.get("Alive")]

@@ -9,7 +9,8 @@ Flow of :func:`run_members`::
     driver: data arrays --ray.put once--> object store
             one trainer per member (member_trainer: TensorflowTrainer, or on JAX Ray Train's
               plain DataParallelTrainer), fit() from a thread each -> run concurrently
-              worker: train_loop_per_worker({"job": MemberJob}) -> per-epoch ray.train.report(metrics, ckpt)
+              worker: train_loop_per_worker({"job": MemberJob})
+                      -> per-epoch ray.train.report(metrics, ckpt)
             one predict task per member (loads the final checkpoint) -> val/test probabilities
             one committee task gathers all probabilities -> scores (retried if its worker dies)
 """
@@ -62,8 +63,10 @@ def predict_task(placement: Placement, backend: str = backends.DEFAULT, **option
     """:func:`predict_member` as a Ray task with a member's resources, in a process started
     for Keras' ``backend`` (``options``: more ``.options()``, e.g. ``max_retries``)."""
     import ray
+
     return ray.remote(predict_member).options(
-        **placement.task_resources(), runtime_env=placement.runtime_env(backend), **options)
+        **placement.task_resources(), runtime_env=placement.runtime_env(backend), **options
+    )
 
 
 def member_trainer(job: MemberJob, placement: Placement, **run_config):
@@ -84,25 +87,38 @@ def member_trainer(job: MemberJob, placement: Placement, **run_config):
         from ray.train.tensorflow import TensorflowTrainer as Trainer
     else:
         from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as Trainer
-    return Trainer(train_loop_per_worker=train_loop_per_worker, train_loop_config={"job": job},
-                   scaling_config=placement.scaling_config(), run_config=run_config)
+    return Trainer(
+        train_loop_per_worker=train_loop_per_worker,
+        train_loop_config={"job": job},
+        scaling_config=placement.scaling_config(),
+        run_config=run_config,
+    )
 
 
 def score_task(placement: Placement):
     """:func:`score_members` as a Ray task: at most one CPU, retried if its worker dies."""
     import ray
+
     return ray.remote(score_members).options(num_cpus=min(1.0, placement.cpus), max_retries=3)
 
 
 # --------------------------------------------------------------------------- driver side
+
 
 def put_split(split):
     """The training and validation arrays of ``split`` (data.Split) put in Ray's object store
     once: the ObjectRef of ``{"x_train", "y_train", "x_val", "y_val"}`` that
     :func:`train_loop_per_worker` reads as ``config["data"]`` (zero-copy)."""
     import ray
-    return ray.put({"x_train": split.x_train, "y_train": split.y_train,
-                    "x_val": split.x_val, "y_val": split.y_val})
+
+    return ray.put(
+        {
+            "x_train": split.x_train,
+            "y_train": split.y_train,
+            "x_val": split.x_val,
+            "y_val": split.y_val,
+        }
+    )
 
 
 STOPPING = threading.Event()  # set when the driver is interrupted
@@ -124,8 +140,10 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
         except BaseException as exc:  # noqa: BLE001 - re-raised in the main thread
             errors.append(exc)
 
-    threads = [threading.Thread(target=target, args=(i,), daemon=True, name=f"member-{i}")
-               for i in range(len(calls))]
+    threads = [
+        threading.Thread(target=target, args=(i,), daemon=True, name=f"member-{i}")
+        for i in range(len(calls))
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -173,11 +191,23 @@ def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
 
 # --------------------------------------------------------------------------- run_members
 
+
 def run_members(
-    specs: list[MemberSpec], split, x_test: np.ndarray, y_test: np.ndarray, run_dir: Path, *,
-    identity: dict, placement: Placement, storage: str, max_failures: int = 1,
-    steps_per_execution: int = 1, time_budget_s: float | None = None, display=None,
-    tensorboard: Path | None = None, backend: str = backends.DEFAULT,
+    specs: list[MemberSpec],
+    split,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    run_dir: Path,
+    *,
+    identity: dict,
+    placement: Placement,
+    storage: str,
+    max_failures: int = 1,
+    steps_per_execution: int = 1,
+    time_budget_s: float | None = None,
+    display=None,
+    tensorboard: Path | None = None,
+    backend: str = backends.DEFAULT,
 ) -> tuple[list[MemberOutcome], dict, dict[str, np.ndarray]]:
     """Train every member concurrently on Ray, predict, and score the committee.
 
@@ -196,6 +226,7 @@ def run_members(
     """
     import ray
     from ray.util.queue import Queue
+
     if backend == "tensorflow":
         with quiet_stderr(display is not None):  # it imports TensorFlow, for member_trainer
             from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
@@ -210,22 +241,38 @@ def run_members(
                 display.event(event)
 
     run = _RunContext(
-        run_dir=run_dir, identity=identity, placement=placement, storage=storage,
-        max_failures=max_failures, steps_per_execution=steps_per_execution,
-        time_budget_s=time_budget_s, progress=progress, tensorboard=tensorboard, backend=backend,
-        data=put_split(split), test=ray.put({"x_test": x_test}), n_val=len(split.y_val),
+        run_dir=run_dir,
+        identity=identity,
+        placement=placement,
+        storage=storage,
+        max_failures=max_failures,
+        steps_per_execution=steps_per_execution,
+        time_budget_s=time_budget_s,
+        progress=progress,
+        tensorboard=tensorboard,
+        backend=backend,
+        data=put_split(split),
+        test=ray.put({"x_test": x_test}),
+        n_val=len(split.y_val),
         n_test=len(y_test),
-        predict=predict_task(placement, backend, max_retries=2))
+        predict=predict_task(placement, backend, max_retries=2),
+    )
     try:
-        outcomes = run_concurrently([lambda s=s: _train_and_predict(s, run) for s in specs],
-                                    on_tick=drain)
+        outcomes = run_concurrently(
+            [lambda s=s: _train_and_predict(s, run) for s in specs], on_tick=drain
+        )
     finally:
         with contextlib.suppress(Exception):  # the last lines, even after a failure
             drain()
 
-    results, committee_probas = ray.get(score_task(placement).remote(
-        [o.name for o in outcomes], y_test, split.y_val,
-        *[ray.put({"val": o.val_proba, "test": o.test_proba}) for o in outcomes]))
+    results, committee_probas = ray.get(
+        score_task(placement).remote(
+            [o.name for o in outcomes],
+            y_test,
+            split.y_val,
+            *[ray.put({"val": o.val_proba, "test": o.test_proba}) for o in outcomes],
+        )
+    )
     return outcomes, results, committee_probas
 
 
@@ -273,23 +320,33 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         checkpoints.repair(member_storage, log=lambda line: logger.info(f"{spec.name}: {line}"))
     trainer = _trainer(spec, member["seed"], member_storage, run)
     budget = "" if run.time_budget_s is None else f" within {run.time_budget_s / 60:g} min"
-    logger.info(f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
-                f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
-                f"{spec.learning_rate:g}, seed {member['seed']})")
+    logger.info(
+        f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
+        f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
+        f"{spec.learning_rate:g}, seed {member['seed']})"
+    )
     with _naming_a_full_disk(member_storage, catching=Exception):
         result = trainer.fit()
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
     state = _read_state(checkpoint)
-    probs = ray.get(run.predict.remote(checkpoint, run.data, run.test, run.placement.threads,
-                                       spec.tta, run.backend))
+    probs = ray.get(
+        run.predict.remote(
+            checkpoint, run.data, run.test, run.placement.threads, spec.tta, run.backend
+        )
+    )
     if STOPPING.is_set():  # interrupted meanwhile: leave the member to resume later
         raise KeyboardInterrupt
     with _naming_a_full_disk(str(run.run_dir)), checkpoint.as_directory() as folder:
         outcome = save_member(run.run_dir, spec, Path(folder) / MODEL_FILE, state, probs, member)
-    planned = ("" if outcome.epochs_planned is None else
-               f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)")
-    logger.info(f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
-                f"{' (early stop)' if outcome.stopped_early else ''}")
+    planned = (
+        ""
+        if outcome.epochs_planned is None
+        else f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)"
+    )
+    logger.info(
+        f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+        f"{' (early stop)' if outcome.stopped_early else ''}"
+    )
     return outcome
 
 
@@ -300,14 +357,26 @@ def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext)
 
     tensorboard = None if run.tensorboard is None else str((run.tensorboard / spec.name).resolve())
     job = MemberJob(
-        spec=spec, data=run.data, seed=seed, threads=run.placement.threads,
-        steps_per_execution=run.steps_per_execution, backend=run.backend,
+        spec=spec,
+        data=run.data,
+        seed=seed,
+        threads=run.placement.threads,
+        steps_per_execution=run.steps_per_execution,
+        backend=run.backend,
         time_budget_s=run.time_budget_s,
         predict_images=TTA_MODES[spec.tta] * (run.n_val + run.n_test),
-        member_storage=member_storage, tensorboard=tensorboard, progress=run.progress)
-    return member_trainer(job, run.placement, name=spec.name, storage_path=run.storage,
-                          failure_config=FailureConfig(max_failures=run.max_failures),
-                          checkpoint_config=CheckpointConfig(num_to_keep=2))
+        member_storage=member_storage,
+        tensorboard=tensorboard,
+        progress=run.progress,
+    )
+    return member_trainer(
+        job,
+        run.placement,
+        name=spec.name,
+        storage_path=run.storage,
+        failure_config=FailureConfig(max_failures=run.max_failures),
+        checkpoint_config=CheckpointConfig(num_to_keep=2),
+    )
 
 
 def _final_checkpoint(name: str, result, member_storage: str):
@@ -318,7 +387,8 @@ def _final_checkpoint(name: str, result, member_storage: str):
         raise MemberDiverged(
             f"member {name} diverged in epoch {diverged['epoch']} at learning rate "
             f"{diverged['learning_rate']:g} (loss {diverged['loss']}); it was stopped and "
-            f"not saved: lower --learning-rate and rerun with --overwrite")
+            f"not saved: lower --learning-rate and rerun with --overwrite"
+        )
     if result.error is not None or result.checkpoint is None:
         if no_space(result.error) is not None:
             raise disk_full(result.error, member_storage)

@@ -47,8 +47,13 @@ METRIC = "val_accuracy"
 
 def to_tune_space(space: dict[str, tuple]) -> dict[str, Any]:
     from ray import tune
-    kinds = {"loguniform": tune.loguniform, "uniform": tune.uniform,
-             "choice": tune.choice, "randint": tune.randint}
+
+    kinds = {
+        "loguniform": tune.loguniform,
+        "uniform": tune.uniform,
+        "choice": tune.choice,
+        "randint": tune.randint,
+    }
     return {key: kinds[entry[0]](*entry[1:]) for key, entry in space.items()}
 
 
@@ -59,6 +64,7 @@ def default_config(spec: MemberSpec, space: dict[str, tuple]) -> dict[str, Any]:
         name = members_mod.split_arch_key(key)
         if name is not None:
             import inspect
+
             param = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
             config[key] = spec.arch_params.get(name, param[name].default)
         else:
@@ -94,13 +100,18 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
             return decision
 
     if name == "asha":
-        return KeepDefaultASHA(time_attr="training_iteration", max_t=max(1, max_t),
-                               grace_period=2 if max_t >= 4 else 1, reduction_factor=2)
+        return KeepDefaultASHA(
+            time_attr="training_iteration",
+            max_t=max(1, max_t),
+            grace_period=2 if max_t >= 4 else 1,
+            reduction_factor=2,
+        )
     return FIFOScheduler()
 
 
-def experiment_location(run_dir: Path, member: str, storage: str | None = None,
-                        instance: str | None = None) -> str:
+def experiment_location(
+    run_dir: Path, member: str, storage: str | None = None, instance: str | None = None
+) -> str:
     """Where ``member``'s Tune experiment lives: ``<run_dir>/tune/<member>`` by default, else
     ``<storage>/<run name>/<instance>/tune/<member>`` (the run's storage as
     :func:`~committee.distributed.driver.storage_for` lays it out), so that on a multi-node
@@ -123,10 +134,22 @@ def _split_location(experiment: str | Path) -> tuple[str, str, str]:
     return experiment, parent, name
 
 
-def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str | Path, *,
-           num_samples: int, max_concurrent: int, scheduler: str, time_budget_s: float | None,
-           seed: int, placement: Placement, steps_per_execution: int, verbose: bool = False,
-           backend: str = "tensorflow"):
+def search(
+    spec: MemberSpec,
+    space: dict[str, tuple],
+    split,
+    experiment_dir: str | Path,
+    *,
+    num_samples: int,
+    max_concurrent: int,
+    scheduler: str,
+    time_budget_s: float | None,
+    seed: int,
+    placement: Placement,
+    steps_per_execution: int,
+    verbose: bool = False,
+    backend: str = "tensorflow",
+):
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
     ``split`` holds the training and validation arrays only. ``experiment_dir``: a local
@@ -148,11 +171,22 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
 
     def trainable(config: dict[str, Any]) -> None:
         trial_spec = members_mod.apply_config(spec, config)
-        job = MemberJob(spec=trial_spec, data=data_ref, seed=seed, threads=placement.threads,
-                        steps_per_execution=steps_per_execution, backend=backend)
+        job = MemberJob(
+            spec=trial_spec,
+            data=data_ref,
+            seed=seed,
+            threads=placement.threads,
+            steps_per_execution=steps_per_execution,
+            backend=backend,
+        )
         trainer = member_trainer(
-            job, placement, name=tune.get_context().get_trial_id(), storage_path=trials_storage,
-            checkpoint_config=CheckpointConfig(num_to_keep=1), callbacks=[TuneReportCallback()])
+            job,
+            placement,
+            name=tune.get_context().get_trial_id(),
+            storage_path=trials_storage,
+            checkpoint_config=CheckpointConfig(num_to_keep=1),
+            callbacks=[TuneReportCallback()],
+        )
         trainer.fit()
 
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
@@ -161,26 +195,34 @@ def search(spec: MemberSpec, space: dict[str, tuple], split, experiment_dir: str
         tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
+
         max_epochs = max([spec.epochs] + list(space.get("epochs", (None, []))[1]))
         default = default_config(spec, space)
         tuner = tune.Tuner(
             fn,
             param_space=to_tune_space(space),
             tune_config=tune.TuneConfig(
-                metric=METRIC, mode="max", num_samples=num_samples,
+                metric=METRIC,
+                mode="max",
+                num_samples=num_samples,
                 time_budget_s=time_budget_s,
                 scheduler=_scheduler(scheduler, max_epochs, default),
                 # the generator itself caps concurrency (TuneConfig's cap is ignored with it)
                 search_alg=BasicVariantGenerator(
-                    points_to_evaluate=[default], random_state=seed,
-                    max_concurrent=max_concurrent)),
-            run_config=tune.RunConfig(name=name, storage_path=parent,
-                                      verbose=2 if verbose else 0,
-                                      callbacks=[] if verbose else
-                                      [_trial_lines(spec.name)]),
+                    points_to_evaluate=[default], random_state=seed, max_concurrent=max_concurrent
+                ),
+            ),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=parent,
+                verbose=2 if verbose else 0,
+                callbacks=[] if verbose else [_trial_lines(spec.name)],
+            ),
         )
-    logger.info(f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
-                f"{max_concurrent} at once)")
+    logger.info(
+        f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
+        f"{max_concurrent} at once)"
+    )
     if verbose:
         return tuner.fit()
     saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
@@ -200,10 +242,14 @@ def _trial_lines(member: str):
 
     class TrialLines(Callback):
         def on_trial_result(self, iteration, trials, trial, result, **info):
-            config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                               for k, v in trial.config.items())
-            logger.info(f"{member}: trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
-                        f"{METRIC} {result.get(METRIC, float('nan')):.4f} ({config})")
+            config = ", ".join(
+                f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in trial.config.items()
+            )
+            logger.info(
+                f"{member}: trial {trial.trial_id} epoch {result.get('epoch', '?')}: "
+                f"{METRIC} {result.get(METRIC, float('nan')):.4f} ({config})"
+            )
 
         def on_trial_error(self, iteration, trials, trial, **info):
             logger.info(f"{member}: trial {trial.trial_id} failed; see {trial.local_path}")
@@ -211,8 +257,9 @@ def _trial_lines(member: str):
     return TrialLines()
 
 
-def summarize(spec: MemberSpec, space: dict, grid,
-              time_budget_s: float | None = None) -> dict[str, Any]:
+def summarize(
+    spec: MemberSpec, space: dict, grid, time_budget_s: float | None = None
+) -> dict[str, Any]:
     """Best and default trials of one member's search (by last reported val accuracy).
 
     Raises :class:`SearchError` when no trial reported a validation accuracy (a time budget
@@ -224,11 +271,13 @@ def summarize(spec: MemberSpec, space: dict, grid,
             raise SearchError(
                 f"no trial of {spec.name} finished an epoch within --time-budget-s "
                 f"{time_budget_s:g}; expected a budget of at least one epoch plus start-up "
-                f"(tens of seconds to minutes): raise --time-budget-s and rerun with --overwrite")
+                f"(tens of seconds to minutes): raise --time-budget-s and rerun with --overwrite"
+            )
         first = next((r.error for r in grid if r.error is not None), None)
-        raise RuntimeError(f"no trial of {spec.name} reported {METRIC}"
-                           + ("" if first is None else
-                              f": {one_line(first, 300, pick='last', empty='')}"))
+        raise RuntimeError(
+            f"no trial of {spec.name} reported {METRIC}"
+            + ("" if first is None else f": {one_line(first, 300, pick='last', empty='')}")
+        )
     best = max(ok, key=lambda r: r.metrics[METRIC])
     default = default_config(spec, space)
     baseline = next((r for r in ok if is_default(r.config, default)), None)
@@ -251,6 +300,7 @@ def trials_table(grids: dict[str, Any]):
     """Every trial of every member as one pyarrow Table (config and last metrics)."""
     import pandas as pd
     import pyarrow as pa
+
     frames = []
     for name, grid in grids.items():
         frame = grid.get_dataframe()
@@ -270,13 +320,22 @@ def trial_histories(grids: dict[str, Any]) -> dict[str, list[tuple[list, list]]]
     curves = {}
     for name, grid in grids.items():
         frames = [result.metrics_dataframe for result in grid]
-        curves[name] = [(frame["time_total_s"].tolist(), frame[METRIC].tolist())
-                        for frame in frames if frame is not None and METRIC in frame]
+        curves[name] = [
+            (frame["time_total_s"].tolist(), frame[METRIC].tolist())
+            for frame in frames
+            if frame is not None and METRIC in frame
+        ]
     return curves
 
 
-def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.ndarray,
-             placement: Placement, backend: str = "tensorflow") -> dict[str, Any]:
+def finalize(
+    summaries: dict[str, dict],
+    split,
+    x_test: np.ndarray,
+    y_test: np.ndarray,
+    placement: Placement,
+    backend: str = "tensorflow",
+) -> dict[str, Any]:
     """Score the default and the tuned committees on the test set (after all selection),
     predicting on Keras' ``backend``."""
     import ray
@@ -288,9 +347,17 @@ def finalize(summaries: dict[str, dict], split, x_test: np.ndarray, y_test: np.n
     out = {}
     for which in ("default", "best"):
         names = [n for n, s in summaries.items() if s[f"{which}_checkpoint"]]
-        preds = [predict.remote(Checkpoint(summaries[n][f"{which}_checkpoint"]), data_ref,
-                                test_ref, placement.threads, summaries[n]["tta"], backend)
-                 for n in names]
+        preds = [
+            predict.remote(
+                Checkpoint(summaries[n][f"{which}_checkpoint"]),
+                data_ref,
+                test_ref,
+                placement.threads,
+                summaries[n]["tta"],
+                backend,
+            )
+            for n in names
+        ]
         scores, _ = ray.get(score.remote(names, y_test, split.y_val, *preds))
         out["tuned" if which == "best" else "default"] = scores
     return out
@@ -309,8 +376,13 @@ def trial_cpus(nodes: list[dict[str, float]], concurrent: int) -> float:
     return floor_resource(total / concurrent - TRIAL_CPU)
 
 
-def plan_trials(nodes: list[dict[str, float]], num_samples: int, max_concurrent: int | None,
-                cpus: float | None, gpus: float | None) -> tuple[Placement, int]:
+def plan_trials(
+    nodes: list[dict[str, float]],
+    num_samples: int,
+    max_concurrent: int | None,
+    cpus: float | None,
+    gpus: float | None,
+) -> tuple[Placement, int]:
     """``(placement, concurrency)``: each trial's Train worker's resources and how many trials
     run at once.
 
@@ -323,7 +395,9 @@ def plan_trials(nodes: list[dict[str, float]], num_samples: int, max_concurrent:
     concurrency = max_concurrent or max(1, min(num_samples, int(total_cpu)))
     cpus = cpus or trial_cpus(nodes, concurrency)
     if concurrency * (cpus + TRIAL_CPU) > total_cpu + 1e-9:
-        raise ValueError(f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
-                         f"{TRIAL_CPU} each for the trial) need more than the "
-                         f"cluster's {total_cpu:g} CPUs; lower one of them")
+        raise ValueError(
+            f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+            f"{TRIAL_CPU} each for the trial) need more than the "
+            f"cluster's {total_cpu:g} CPUs; lower one of them"
+        )
     return plan_placement(1, nodes, cpus, gpus), concurrency

@@ -60,8 +60,15 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     job: MemberJob = config["job"]
     log.setup()
     progress = job.progress
-    send = None if progress is None else (
-        lambda text: progress.put_nowait({"member": job.spec.name, "kind": "line", "text": text}))
+    send = (
+        None
+        if progress is None
+        else (
+            lambda text: progress.put_nowait(
+                {"member": job.spec.name, "kind": "line", "text": text}
+            )
+        )
+    )
     with forwarding(send):
         _train_on_worker(job)
 
@@ -80,8 +87,12 @@ def _train_on_worker(job: MemberJob) -> None:
     reported, durations, last = [], [], [time.time()]
 
     def report(epoch: int, logs: dict, model, state: TrainState) -> None:
-        metrics = {"member": spec.name, "epoch": epoch + 1, **logs,
-                   "stopped_early": state.stopped_early}
+        metrics = {
+            "member": spec.name,
+            "epoch": epoch + 1,
+            **logs,
+            "stopped_early": state.stopped_early,
+        }
         with tempfile.TemporaryDirectory() as tmp:
             save_checkpoint(tmp, model, state)
             ray.train.report(metrics, checkpoint=ray.train.Checkpoint.from_directory(tmp))
@@ -89,25 +100,41 @@ def _train_on_worker(job: MemberJob) -> None:
         durations.append(time.time() - last[0])  # the epoch and its checkpoint
         last[0] = time.time()
         if progress is not None:
-            progress.put_nowait({"member": spec.name, "kind": "epoch", "epoch": epoch + 1,
-                                 "planned": state.total_epochs(spec),
-                                 "seconds": recent_pace(durations),
-                                 "metrics": {k: float(v) for k, v in logs.items()}})
+            progress.put_nowait(
+                {
+                    "member": spec.name,
+                    "kind": "epoch",
+                    "epoch": epoch + 1,
+                    "planned": state.total_epochs(spec),
+                    "seconds": recent_pace(durations),
+                    "metrics": {k: float(v) for k, v in logs.items()},
+                }
+            )
 
     model, state = train_member(
-        spec, data["x_train"], data["y_train"], data["x_val"], data["y_val"],
-        seed=job.seed, resume=resume, on_epoch_end=report,
-        steps_per_execution=job.steps_per_execution, time_budget_s=job.time_budget_s,
-        predict_images=job.predict_images, verbose=0 if progress is not None else 2,
-        callbacks=_tensorboard(job.tensorboard))
+        spec,
+        data["x_train"],
+        data["y_train"],
+        data["x_val"],
+        data["y_val"],
+        seed=job.seed,
+        resume=resume,
+        on_epoch_end=report,
+        steps_per_execution=job.steps_per_execution,
+        time_budget_s=job.time_budget_s,
+        predict_images=job.predict_images,
+        verbose=0 if progress is not None else 2,
+        callbacks=_tensorboard(job.tensorboard),
+    )
     if state.diverged is not None:  # the non-finite weights are never saved
         # Ray Train's result carries only metrics reported with a checkpoint, so the news
         # goes with one holding nothing but the record (checkpoints.repair drops it later).
         with tempfile.TemporaryDirectory() as tmp:
             (Path(tmp) / "diverged.json").write_text(json.dumps(state.diverged))
-            ray.train.report({"member": spec.name, "epoch": state.diverged["epoch"],
-                              "diverged": state.diverged},
-                             checkpoint=ray.train.Checkpoint.from_directory(tmp))
+            ray.train.report(
+                {"member": spec.name, "epoch": state.diverged["epoch"], "diverged": state.diverged},
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+            )
     elif resume is not None and not reported:  # resumed after its last epoch: record that
         report(state.epoch - 1, {k: v[-1] for k, v in state.history.items()}, model, state)
 
@@ -118,6 +145,7 @@ def _tensorboard(folder: str | None) -> list:
     if not folder:
         return []
     from committee.training.tensorboard import tensorboard_callback
+
     return [tensorboard_callback(folder)]
 
 
@@ -136,25 +164,38 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
     if member_storage:
         fs, member_dir = checkpoints.filesystem(member_storage)
         seen = {c.path for c in candidates}
-        candidates += [ray.train.Checkpoint(path, filesystem=fs)
-                       for path in checkpoints.checkpoint_paths(fs, member_dir) if path not in seen]
+        candidates += [
+            ray.train.Checkpoint(path, filesystem=fs)
+            for path in checkpoints.checkpoint_paths(fs, member_dir)
+            if path not in seen
+        ]
     for candidate in candidates:
         try:
             with candidate.as_directory() as folder:
                 return load_checkpoint(folder)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
             why = one_line(exc, 200, pick="last")
-            logger.warning(f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
-                           f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
-                           extra=MEMBER)
+            logger.warning(
+                f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
+                f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
+                extra=MEMBER,
+            )
     if candidates:
-        logger.warning(f"[{name}] warning: no checkpoint could be loaded; training from the "
-                       f"start", extra=MEMBER)
+        logger.warning(
+            f"[{name}] warning: no checkpoint could be loaded; training from the start",
+            extra=MEMBER,
+        )
     return None
 
 
-def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = "none",
-                   backend: str = backends.DEFAULT) -> dict[str, np.ndarray]:
+def predict_member(
+    checkpoint,
+    data: dict,
+    test: dict,
+    threads: int,
+    tta: str = "none",
+    backend: str = backends.DEFAULT,
+) -> dict[str, np.ndarray]:
     """Ray task body: load a member's final checkpoint; return its val and test probabilities
     (``tta``: the views averaged, see prediction.tta_views), on Keras' ``backend``."""
     from committee.training.prediction import load_model, predict_proba
@@ -162,13 +203,16 @@ def predict_member(checkpoint, data: dict, test: dict, threads: int, tta: str = 
     backends.configure(backend, threads=threads)
     with checkpoint.as_directory() as folder:
         model = load_model(Path(folder) / MODEL_FILE)
-    return {"val": predict_proba(model, data["x_val"], tta=tta),
-            "test": predict_proba(model, test["x_test"], tta=tta)}
+    return {
+        "val": predict_proba(model, data["x_val"], tta=tta),
+        "test": predict_proba(model, test["x_test"], tta=tta),
+    }
 
 
 def score_members(names: list[str], y_test, y_val, *predictions) -> tuple[dict, dict]:
     """Ray task body: the committee. Pure function of its inputs, so retrying it is safe."""
     from committee.ensemble.scoring import score_committee
+
     test = {n: p["test"] for n, p in zip(names, predictions)}
     val = {n: p["val"] for n, p in zip(names, predictions)}
     return score_committee(test, y_test, val, y_val)

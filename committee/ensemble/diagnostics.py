@@ -53,8 +53,9 @@ def clip_probas(proba: np.ndarray) -> np.ndarray:
     return clipped / clipped.sum(axis=1, keepdims=True)
 
 
-def _confidence_bins(y_true: np.ndarray, proba: np.ndarray,
-                     n_bins: int) -> list[tuple[int, float | None, float | None]]:
+def _confidence_bins(
+    y_true: np.ndarray, proba: np.ndarray, n_bins: int
+) -> list[tuple[int, float | None, float | None]]:
     """``(count, mean confidence, accuracy)`` of each of ``n_bins`` equal-width top-label
     confidence bins over (0, 1], lowest first; an empty bin's means are None.
     ``y_true`` int ``(n,)``; ``proba`` ``(n, k)``."""
@@ -66,29 +67,38 @@ def _confidence_bins(y_true: np.ndarray, proba: np.ndarray,
     for b in range(n_bins):
         mask = bins == b
         if mask.any():
-            out.append((int(mask.sum()), float(confidence[mask].mean()),
-                        float(correct[mask].mean())))
+            out.append(
+                (int(mask.sum()), float(confidence[mask].mean()), float(correct[mask].mean()))
+            )
         else:
             out.append((0, None, None))
     return out
 
 
-def expected_calibration_error(y_true: np.ndarray, proba: np.ndarray,
-                               n_bins: int = N_BINS) -> float:
+def expected_calibration_error(
+    y_true: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS
+) -> float:
     """Top-label ECE with ``n_bins`` equal-width confidence bins over (0, 1]."""
     n = len(proba)
-    return float(sum(count / n * abs(accuracy - confidence)
-                     for count, confidence, accuracy in _confidence_bins(y_true, proba, n_bins)
-                     if count))
+    return float(
+        sum(
+            count / n * abs(accuracy - confidence)
+            for count, confidence, accuracy in _confidence_bins(y_true, proba, n_bins)
+            if count
+        )
+    )
 
 
-def reliability_bins(y_true: np.ndarray, proba: np.ndarray,
-                     n_bins: int = N_BINS) -> dict[str, list[float]]:
+def reliability_bins(
+    y_true: np.ndarray, proba: np.ndarray, n_bins: int = N_BINS
+) -> dict[str, list[float]]:
     """Per bin: mean confidence, accuracy and count (for the reliability diagram)."""
     bins = _confidence_bins(y_true, proba, n_bins)
-    return {"confidence": [confidence for _, confidence, _ in bins],
-            "accuracy": [accuracy for _, _, accuracy in bins],
-            "count": [count for count, _, _ in bins]}
+    return {
+        "confidence": [confidence for _, confidence, _ in bins],
+        "accuracy": [accuracy for _, _, accuracy in bins],
+        "count": [count for count, _, _ in bins],
+    }
 
 
 def calibration(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
@@ -96,13 +106,18 @@ def calibration(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     ``(n, k)`` against ``y_true`` int ``(n,)``."""
     labels = list(range(proba.shape[1]))
     clipped = clip_probas(proba)
-    return {"nll": float(log_loss(y_true, clipped, labels=labels)),
-            "brier": float(brier_score_loss(y_true, clipped, labels=labels)),
-            "ece": expected_calibration_error(y_true, proba)}
+    return {
+        "nll": float(log_loss(y_true, clipped, labels=labels)),
+        "brier": float(brier_score_loss(y_true, clipped, labels=labels)),
+        "ece": expected_calibration_error(y_true, proba),
+    }
 
 
-def diagnose(y_true: np.ndarray, member_probas: Mapping[str, np.ndarray],
-             committee_probas: Mapping[str, np.ndarray]) -> dict:
+def diagnose(
+    y_true: np.ndarray,
+    member_probas: Mapping[str, np.ndarray],
+    committee_probas: Mapping[str, np.ndarray],
+) -> dict:
     """Diversity of the members, calibration and reliability bins of members and rules."""
     correct = {n: np.asarray(p).argmax(axis=1) == y_true for n, p in member_probas.items()}
     everything = {**member_probas, **{f"committee_{r}": p for r, p in committee_probas.items()}}
@@ -113,8 +128,9 @@ def diagnose(y_true: np.ndarray, member_probas: Mapping[str, np.ndarray],
     }
 
 
-def uncertainty(committee_proba: np.ndarray,
-                member_probas: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+def uncertainty(
+    committee_proba: np.ndarray, member_probas: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
     """``(disagreement, entropy)``, each float32 ``(n,)``: the fraction of members whose
     argmax differs from the committee's, and the entropy (nats) of ``committee_proba``
     (``(n, 10)``)."""

@@ -19,32 +19,40 @@ RULES = ("mean", "weighted", "geometric")
 _EPS = 1e-7
 
 
-def check_probas(probas: Sequence[np.ndarray], n_classes: int | None = None,
-                 names: Sequence[str] | None = None) -> np.ndarray:
+def check_probas(
+    probas: Sequence[np.ndarray], n_classes: int | None = None, names: Sequence[str] | None = None
+) -> np.ndarray:
     """Validate and stack members' probabilities into ``(m, n, k)`` float64.
 
     ``names``: the members' names, used in error messages (default: ``member 0``, ...).
     Raises ValueError naming the member whose array is wrong."""
     if len(probas) == 0:
         raise ValueError("no member probabilities given; expected at least one (n, k) array")
-    labels = [f"member {n}" for n in names] if names is not None else [
-        f"member {i}" for i in range(len(probas))]
+    labels = (
+        [f"member {n}" for n in names]
+        if names is not None
+        else [f"member {i}" for i in range(len(probas))]
+    )
     stacked = []
     for i, p in enumerate(probas):
         p = np.asarray(p, dtype=np.float64)
         if p.ndim != 2:
             raise ValueError(f"{labels[i]}: probabilities have shape {p.shape}; expected (n, k)")
         if stacked and p.shape != stacked[0].shape:
-            raise ValueError(f"{labels[i]}: shape {p.shape} differs from {labels[0]}'s "
-                             f"{stacked[0].shape}; expected equal shapes")
+            raise ValueError(
+                f"{labels[i]}: shape {p.shape} differs from {labels[0]}'s "
+                f"{stacked[0].shape}; expected equal shapes"
+            )
         if n_classes is not None and p.shape[1] != n_classes:
             raise ValueError(f"{labels[i]}: {p.shape[1]} classes; expected {n_classes}")
         if not np.all(np.isfinite(p)) or p.min() < 0:
             raise ValueError(f"{labels[i]}: probabilities must be finite and >= 0")
         worst = float(np.abs(p.sum(axis=1) - 1).max()) if len(p) else 0.0
         if worst > 1e-3:
-            raise ValueError(f"{labels[i]}: rows sum to 1 +/- {worst:.3g}; expected probability "
-                             f"rows summing to 1")
+            raise ValueError(
+                f"{labels[i]}: rows sum to 1 +/- {worst:.3g}; expected probability "
+                f"rows summing to 1"
+            )
         stacked.append(p)
     return np.stack(stacked)
 
@@ -57,8 +65,10 @@ def weighted_rule(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.
     stacked = check_probas(probas)
     w = np.asarray(weights, dtype=np.float64)
     if w.shape != (len(stacked),) or np.any(w < 0) or not np.isclose(w.sum(), 1.0):
-        raise ValueError(f"weights {list(np.round(w, 4))} must be {len(stacked)} non-negative "
-                         f"numbers summing to 1")
+        raise ValueError(
+            f"weights {list(np.round(w, 4))} must be {len(stacked)} non-negative "
+            f"numbers summing to 1"
+        )
     return np.tensordot(w, stacked, axes=1)
 
 
@@ -91,8 +101,9 @@ def fit_weights(val_probas: Sequence[np.ndarray], y_val: np.ndarray) -> np.ndarr
     return softmax(result.x)
 
 
-def fuse(probas: Sequence[np.ndarray], rule: str = "mean",
-         weights: Sequence[float] | None = None) -> np.ndarray:
+def fuse(
+    probas: Sequence[np.ndarray], rule: str = "mean", weights: Sequence[float] | None = None
+) -> np.ndarray:
     """Apply ``rule`` (one of :data:`RULES`) to the members' probabilities."""
     if rule == "mean":
         return mean_rule(probas)

@@ -28,11 +28,14 @@ def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     y_true = np.asarray(y_true)
     proba = np.asarray(proba, dtype=np.float64)
     if proba.shape != (len(y_true), len(LABELS)):
-        raise ValueError(f"probabilities of shape {proba.shape} for {len(y_true)} labels; "
-                         f"expected ({len(y_true)}, {len(LABELS)})")
+        raise ValueError(
+            f"probabilities of shape {proba.shape} for {len(y_true)} labels; "
+            f"expected ({len(y_true)}, {len(LABELS)})"
+        )
     y_pred = proba.argmax(axis=1)
     precision, recall, f1, _ = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=LABELS, average="macro", zero_division=0)
+        y_true, y_pred, labels=LABELS, average="macro", zero_division=0
+    )
     return {
         "accuracy": float(skm.accuracy_score(y_true, y_pred)),
         "precision_macro": float(precision),
@@ -42,8 +45,9 @@ def score_probas(y_true: np.ndarray, proba: np.ndarray) -> dict[str, float]:
     }
 
 
-def out_of_fold_weighted(val_probas: list[np.ndarray], y_val: np.ndarray,
-                         n_splits: int = WEIGHT_FOLDS, seed: int = 0) -> np.ndarray:
+def out_of_fold_weighted(
+    val_probas: list[np.ndarray], y_val: np.ndarray, n_splits: int = WEIGHT_FOLDS, seed: int = 0
+) -> np.ndarray:
     """The weighted rule's validation probabilities, each image's from weights fitted without it.
 
     The validation split is cut into ``n_splits`` folds (stratified when every class present
@@ -102,8 +106,9 @@ def score_committee(
     return results, rules
 
 
-def _check_members(test_probas: Mapping[str, np.ndarray],
-                   val_probas: Mapping[str, np.ndarray] | None) -> list[str]:
+def _check_members(
+    test_probas: Mapping[str, np.ndarray], val_probas: Mapping[str, np.ndarray] | None
+) -> list[str]:
     """The members' names; raises ValueError unless both mappings name the same members and
     every array is ``(n, 10)`` probabilities of one shape per mapping."""
     names = list(test_probas)
@@ -124,28 +129,40 @@ def _accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
     return float(skm.accuracy_score(y_true, np.asarray(proba).argmax(axis=1)))
 
 
-def _test_scores(y_test: np.ndarray, members: Mapping[str, np.ndarray],
-                 rules: Mapping[str, np.ndarray]) -> dict:
+def _test_scores(
+    y_test: np.ndarray, members: Mapping[str, np.ndarray], rules: Mapping[str, np.ndarray]
+) -> dict:
     """``members`` (name -> proba) and ``committee`` (rule -> proba) figures of
     :func:`score_probas`, and the classification report and confusion matrix of each, keyed
     by member name or ``committee_<rule>``; members first."""
-    results: dict = {"members": {}, "committee": {}, "classification_report": {},
-                     "confusion_matrix": {}}
+    results: dict = {
+        "members": {},
+        "committee": {},
+        "classification_report": {},
+        "confusion_matrix": {},
+    }
     scored = [("members", name, name, proba) for name, proba in members.items()]
     scored += [("committee", rule, f"committee_{rule}", proba) for rule, proba in rules.items()]
     for section, key, name, proba in scored:
         results[section][key] = score_probas(y_test, proba)
         y_pred = np.asarray(proba).argmax(axis=1)
         results["classification_report"][name] = skm.classification_report(
-            y_test, y_pred, labels=LABELS, target_names=list(CLASS_NAMES),
-            output_dict=True, zero_division=0)
+            y_test,
+            y_pred,
+            labels=LABELS,
+            target_names=list(CLASS_NAMES),
+            output_dict=True,
+            zero_division=0,
+        )
         results["confusion_matrix"][name] = skm.confusion_matrix(
-            y_test, y_pred, labels=LABELS).tolist()
+            y_test, y_pred, labels=LABELS
+        ).tolist()
     return results
 
 
-def _add_validation_scores(results: dict, vals: Mapping[str, np.ndarray], y_val: np.ndarray,
-                           weights: np.ndarray) -> None:
+def _add_validation_scores(
+    results: dict, vals: Mapping[str, np.ndarray], y_val: np.ndarray, weights: np.ndarray
+) -> None:
     """Add each member's and rule's ``val_accuracy`` (the weighted rule's out of fold) and
     the fitted ``weights`` (member -> weight) to ``results``."""
     for name, proba in vals.items():
@@ -157,14 +174,22 @@ def _add_validation_scores(results: dict, vals: Mapping[str, np.ndarray], y_val:
     results["weights"] = dict(zip(vals, map(float, weights)))
 
 
-def _against_best_member(results: dict, tests: Mapping[str, np.ndarray],
-                         rules: Mapping[str, np.ndarray], y_test: np.ndarray) -> dict:
+def _against_best_member(
+    results: dict,
+    tests: Mapping[str, np.ndarray],
+    rules: Mapping[str, np.ndarray],
+    y_test: np.ndarray,
+) -> dict:
     """``best_member`` (by test accuracy), each rule's ``gain_over_best_member`` in accuracy,
     and ``oracle_accuracy``: the share of test images at least one member gets right."""
     members = results["members"]
     best = max(tests, key=lambda n: members[n]["accuracy"])
     correct = np.stack([np.asarray(p).argmax(axis=1) == y_test for p in tests.values()])
-    return {"best_member": best,
-            "gain_over_best_member": {rule: results["committee"][rule]["accuracy"]
-                                      - members[best]["accuracy"] for rule in rules},
-            "oracle_accuracy": float(correct.any(axis=0).mean())}
+    return {
+        "best_member": best,
+        "gain_over_best_member": {
+            rule: results["committee"][rule]["accuracy"] - members[best]["accuracy"]
+            for rule in rules
+        },
+        "oracle_accuracy": float(correct.any(axis=0).mean()),
+    }

@@ -18,18 +18,23 @@ from committee.validation import Interval
 
 INPUT_SHAPE = (28, 28, 1)
 
+
 def build_model1(dense_units: int = 256, filters: int = 32):
     """Seed Model-1: Conv(32, 3, s2) -> MaxPool(2) -> Flatten -> Dense(256) -> Dense(10)."""
     import keras
     from keras import layers
-    return keras.Sequential([
-        keras.Input(INPUT_SHAPE),
-        layers.Conv2D(filters, 3, strides=2, padding="valid", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Flatten(),
-        layers.Dense(dense_units, activation="relu"),
-        _classifier(layers),
-    ], name="model1")
+
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            layers.Conv2D(filters, 3, strides=2, padding="valid", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),
+            layers.Dense(dense_units, activation="relu"),
+            _classifier(layers),
+        ],
+        name="model1",
+    )
 
 
 def build_model2(dropout: float = 0.2, dense_units: int = 128):
@@ -37,19 +42,23 @@ def build_model2(dropout: float = 0.2, dense_units: int = 128):
     Dense(10)."""
     import keras
     from keras import layers
-    return keras.Sequential([
-        keras.Input(INPUT_SHAPE),
-        layers.Conv2D(64, 2, strides=2, padding="valid", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(dropout),
-        layers.Conv2D(32, 2, strides=2, padding="valid", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.Dropout(dropout),
-        layers.Flatten(),
-        layers.Dense(dense_units, activation="relu"),
-        layers.Dropout(dropout),
-        _classifier(layers),
-    ], name="model2")
+
+    return keras.Sequential(
+        [
+            keras.Input(INPUT_SHAPE),
+            layers.Conv2D(64, 2, strides=2, padding="valid", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(dropout),
+            layers.Conv2D(32, 2, strides=2, padding="valid", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.Dropout(dropout),
+            layers.Flatten(),
+            layers.Dense(dense_units, activation="relu"),
+            layers.Dropout(dropout),
+            _classifier(layers),
+        ],
+        name="model2",
+    )
 
 
 def build_model3(dropout: float = 0.3, dense_units: int = 128):
@@ -57,14 +66,19 @@ def build_model3(dropout: float = 0.3, dense_units: int = 128):
     each with BatchNorm and Dropout, then Dense(128) -> Dropout -> Dense(10)."""
     import keras
     from keras import layers
+
     stack = [keras.Input(INPUT_SHAPE)]
     for i, filters in enumerate((128, 64, 32)):
         stack.append(layers.Conv2D(filters, 3, strides=2, padding="same", activation="relu"))
         if i < 2:
             stack.append(layers.MaxPooling2D(2))
         stack += [layers.BatchNormalization(), layers.Dropout(dropout)]
-    stack += [layers.Flatten(), layers.Dense(dense_units, activation="relu"),
-              layers.Dropout(dropout), _classifier(layers)]
+    stack += [
+        layers.Flatten(),
+        layers.Dense(dense_units, activation="relu"),
+        layers.Dropout(dropout),
+        _classifier(layers),
+    ]
     return keras.Sequential(stack, name="model3")
 
 
@@ -79,15 +93,23 @@ def build_vgg(width: int = 16, dropout: float = 0.2, whiten: int = 0):
     (:func:`whitening_layer`) instead of a learned one of ``width`` filters."""
     import keras
     from keras import layers
+
     stack = [keras.Input(INPUT_SHAPE)]
     for filters in (width, 2 * width):
         for _ in range(2):
-            conv = (whitening_layer(whiten) if whiten and len(stack) == 1
-                    else layers.Conv2D(filters, 3, padding="same", use_bias=False))
+            conv = (
+                whitening_layer(whiten)
+                if whiten and len(stack) == 1
+                else layers.Conv2D(filters, 3, padding="same", use_bias=False)
+            )
             stack += [conv, layers.BatchNormalization(), layers.Activation("relu")]
         stack += [layers.MaxPooling2D(2), layers.Dropout(dropout / 2)]
-    stack += [layers.Flatten(), layers.Dense(256, activation="relu"), layers.Dropout(dropout),
-              _classifier(layers)]
+    stack += [
+        layers.Flatten(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(dropout),
+        _classifier(layers),
+    ]
     return keras.Sequential(stack, name="vgg")
 
 
@@ -101,6 +123,7 @@ def build_resnet(width: int = 24, stem: int = 16, whiten: int = 0):
     (:func:`whitening_layer`)."""
     import keras
     from keras import layers
+
     inputs = keras.Input(INPUT_SHAPE)
     if whiten:
         x = whitening_layer(whiten)(inputs)
@@ -130,14 +153,17 @@ def whitening_layer(size: int):
     first epoch: airbench's first layer (arXiv 2404.00498), there with "valid" padding and a
     bias. Raises ValueError unless ``size`` is an integer >= 1."""
     from keras import layers
+
     if isinstance(size, bool) or not isinstance(size, int) or size < 1:
         raise ValueError(f"arch.whiten {size!r} must be an integer >= 1 (or 0: no whitening)")
-    return layers.Conv2D(2 * size ** 2, size, padding="same", use_bias=False, trainable=False,
-                         name=WHITENING_LAYER)
+    return layers.Conv2D(
+        2 * size**2, size, padding="same", use_bias=False, trainable=False, name=WHITENING_LAYER
+    )
 
 
-def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4,
-                     chunk: int = 500) -> np.ndarray:
+def whitening_kernel(
+    images: np.ndarray, size: int, eps: float = 5e-4, chunk: int = 500
+) -> np.ndarray:
     """The kernel of a patch-whitening convolution (airbench, arXiv 2404.00498): each
     eigenvector of the ``size`` x ``size`` patches' (uncentred) second-moment matrix,
     divided by the square root of its eigenvalue plus ``eps`` times the mean pixel moment, and
@@ -157,7 +183,7 @@ def whitening_kernel(images: np.ndarray, size: int, eps: float = 5e-4,
         raise ValueError(f"no {size}x{size} patches in images of shape {x.shape}")
     moment = np.zeros((size * size, size * size))
     for start in range(0, len(x), chunk):
-        part = x[start:start + chunk, :, :, 0].astype(np.float64)
+        part = x[start : start + chunk, :, :, 0].astype(np.float64)
         windows = np.lib.stride_tricks.sliding_window_view(part, (size, size), axis=(1, 2))
         patches = windows.reshape(-1, size * size)
         moment += patches.T @ patches
@@ -192,16 +218,24 @@ def build_wide(filters: int = 32, top: int = 128, dropout: float = 0.1, whiten: 
     ``whiten=4`` has as many filters, 32), and ``filters`` sets the second layer only."""
     import keras
     from keras import layers
+
     stack = [keras.Input(INPUT_SHAPE)]
     for size, width, pool in ((5, filters, True), (3, filters, True), (3, top, False)):
-        conv = (whitening_layer(whiten) if whiten and len(stack) == 1
-                else layers.Conv2D(width, size, padding="same", use_bias=False))
+        conv = (
+            whitening_layer(whiten)
+            if whiten and len(stack) == 1
+            else layers.Conv2D(width, size, padding="same", use_bias=False)
+        )
         stack += [conv, layers.BatchNormalization(), layers.Activation("relu")]
         if pool:
             stack.append(layers.MaxPooling2D(2))
-    stack += [layers.Dropout(dropout / 2), layers.Flatten(),
-              layers.Dense(256, activation="relu"), layers.Dropout(dropout),
-              _classifier(layers)]
+    stack += [
+        layers.Dropout(dropout / 2),
+        layers.Flatten(),
+        layers.Dense(256, activation="relu"),
+        layers.Dropout(dropout),
+        _classifier(layers),
+    ]
     return keras.Sequential(stack, name="wide")
 
 
@@ -218,7 +252,11 @@ ARCHITECTURES: dict[str, Callable[..., Any]] = {
 # made (members.validate_spec): a bad value would otherwise fail inside Keras, in a worker.
 _SIZE = Interval(int, 0, None, closed="neither", noun="an integer")
 ARCH_CONSTRAINTS = {
-    "filters": _SIZE, "dense_units": _SIZE, "width": _SIZE, "stem": _SIZE, "top": _SIZE,
+    "filters": _SIZE,
+    "dense_units": _SIZE,
+    "width": _SIZE,
+    "stem": _SIZE,
+    "top": _SIZE,
     "dropout": Interval(float, 0, 1, closed="left", noun="a number"),
     "whiten": Interval(int, 0, INPUT_SHAPE[0], noun="an integer"),  # 0: no whitening layer
 }

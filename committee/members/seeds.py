@@ -16,8 +16,7 @@ MAX_SEED = 2**32 - 1
 def check_seed(seed: int, option: str = "--seed") -> int:
     """Return ``seed`` if it lies in 0..MAX_SEED; raise ValueError naming ``option`` otherwise."""
     if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
-        raise ValueError(f"{option} {seed!r} is out of range; expected an integer in "
-                         f"0..{MAX_SEED}")
+        raise ValueError(f"{option} {seed!r} is out of range; expected an integer in 0..{MAX_SEED}")
     return seed
 
 

@@ -1,10 +1,10 @@
 """Committee members described as data: member specs, schedules, presets and search spaces.
 
 A member is a :class:`MemberSpec` — a name, its architecture (a builder in
-:mod:`committee.members.architectures`, with keyword arguments), an optimizer, a learning rate, a batch
-size, an epoch ceiling and its callbacks' settings. A preset is a tuple of specs. The trainer
-only ever reads specs, so a preset can be added here without touching training or
-orchestration code.
+:mod:`committee.members.architectures`, with keyword arguments), an optimizer, a learning
+rate, a batch size, an epoch ceiling and its callbacks' settings. A preset is a tuple of
+specs. The trainer only ever reads specs, so a preset can be added here without touching
+training or orchestration code.
 
 The ``seed`` preset is the user's notebook, exactly (see ../shared/docs/seed-notebook.md):
 
@@ -51,8 +51,9 @@ def cosine_schedule(epoch: int, initial_lr: float, epochs: int, warmup: int = 1)
     return initial_lr * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def seed_schedule(epoch: int, initial_lr: float, hold_epochs: int = 10,
-                  decay: float = 0.1) -> float:
+def seed_schedule(
+    epoch: int, initial_lr: float, hold_epochs: int = 10, decay: float = 0.1
+) -> float:
     """The seed's LearningRateScheduler as a pure function of the epoch index.
 
     The notebook keeps the rate for epochs 0..9 and then multiplies it by exp(-0.1) each epoch;
@@ -62,6 +63,7 @@ def seed_schedule(epoch: int, initial_lr: float, hold_epochs: int = 10,
 
 
 # --------------------------------------------------------------------------- specs
+
 
 @dataclass(frozen=True)
 class MemberSpec:
@@ -101,10 +103,16 @@ class MemberSpec:
         names = [f.name for f in dataclasses.fields(self)]
         unknown = [key for key in changes if key not in names]
         if unknown:
-            hint = (f" (a builder keyword goes in arch_params: 'arch.{unknown[0]}' in a "
-                    f"search space or --set)" if unknown[0] in ARCH_CONSTRAINTS else "")
-            raise ValueError(f"member {self.name!r}: {unknown[0]!r} is not a member setting; "
-                             f"expected one of {', '.join(sorted(names))}{hint}")
+            hint = (
+                f" (a builder keyword goes in arch_params: 'arch.{unknown[0]}' in a "
+                f"search space or --set)"
+                if unknown[0] in ARCH_CONSTRAINTS
+                else ""
+            )
+            raise ValueError(
+                f"member {self.name!r}: {unknown[0]!r} is not a member setting; "
+                f"expected one of {', '.join(sorted(names))}{hint}"
+            )
         return replace(self, **changes)
 
     def learning_rate_at(self, epoch: int, epochs: int | None = None) -> float:
@@ -118,6 +126,7 @@ class MemberSpec:
         """Return the (uncompiled) Keras model, its layers under the dtype policy ``precision``
         (default: the spec's). The global policy is restored afterwards: layers keep theirs."""
         import keras
+
         previous = keras.mixed_precision.global_policy()
         keras.mixed_precision.set_global_policy(precision or self.precision)
         try:
@@ -129,6 +138,7 @@ class MemberSpec:
     def augmentation(self):
         """The :class:`~committee.data.augmentation.Augmentation` of its training batches."""
         from committee.data.augmentation import Augmentation
+
         return Augmentation(shift=self.shift, flip=self.flip, erasing=self.erasing)
 
     def to_dict(self) -> dict[str, Any]:
@@ -138,8 +148,11 @@ class MemberSpec:
 # Fields added after run folders began recording their members' specs, each with the value
 # that trains as before it existed: at that value a run's identity leaves it out
 # (identity.member_identity), so an unfinished run made before it still resumes.
-LATER_FIELDS: dict[str, Any] = {f.name: f.default for f in dataclasses.fields(MemberSpec)
-                                if f.name in ("label_smoothing", "ema_momentum")}
+LATER_FIELDS: dict[str, Any] = {
+    f.name: f.default
+    for f in dataclasses.fields(MemberSpec)
+    if f.name in ("label_smoothing", "ema_momentum")
+}
 
 
 def _is_number(value) -> bool:
@@ -169,8 +182,12 @@ def validate_spec(spec: MemberSpec) -> None:
     """Raise ValueError naming the member, the field, the bad value and what was expected
     (``member 'model1': batch size 0 must be an integer > 0``), or an architecture keyword
     its builder does not take or a value it cannot (``architectures.ARCH_CONSTRAINTS``)."""
-    check(spec, SPEC_CONSTRAINTS, [_check_arch_params],
-          name=lambda field: f"member {spec.name!r}: {field.replace('_', ' ')}")
+    check(
+        spec,
+        SPEC_CONSTRAINTS,
+        [_check_arch_params],
+        name=lambda field: f"member {spec.name!r}: {field.replace('_', ' ')}",
+    )
 
 
 def _check_arch_params(spec: MemberSpec) -> None:
@@ -179,16 +196,21 @@ def _check_arch_params(spec: MemberSpec) -> None:
     import inspect
 
     if not isinstance(spec.arch_params, dict):
-        raise ValueError(f"member {spec.name!r}: arch params {spec.arch_params!r} must be a "
-                         f"dict of the {spec.architecture} builder's keywords")
+        raise ValueError(
+            f"member {spec.name!r}: arch params {spec.arch_params!r} must be a "
+            f"dict of the {spec.architecture} builder's keywords"
+        )
     taken = inspect.signature(ARCHITECTURES[spec.architecture]).parameters
     for key, value in spec.arch_params.items():
         if key not in taken:
-            raise ValueError(f"member {spec.name!r}: {spec.architecture} has no parameter "
-                             f"{key!r}; expected one of {', '.join(taken)}")
+            raise ValueError(
+                f"member {spec.name!r}: {spec.architecture} has no parameter "
+                f"{key!r}; expected one of {', '.join(taken)}"
+            )
         if not ARCH_CONSTRAINTS[key].accepts(value):
-            raise ValueError(f"member {spec.name!r}: arch.{key} "
-                             f"{ARCH_CONSTRAINTS[key].describe(value)}")
+            raise ValueError(
+                f"member {spec.name!r}: arch.{key} {ARCH_CONSTRAINTS[key].describe(value)}"
+            )
 
 
 SEED_PRESET: tuple[MemberSpec, ...] = (
@@ -205,15 +227,36 @@ SEED_PRESET: tuple[MemberSpec, ...] = (
 # patch-whitening layer set from the training data (probes: +0.004 to +0.007 validation
 # accuracy; vgg's probe lost). What was tried, with every probe and full-run figure:
 # docs/strong-preset-log.md.
-_STRONG = dict(optimizer="adamw", batch_size=64, epochs=30, patience=30, schedule="cosine",
-               precision="mixed_bfloat16", tta="mirror+shifts", shift=0.05, flip=True,
-               erasing=0.1)
+_STRONG = dict(
+    optimizer="adamw",
+    batch_size=64,
+    epochs=30,
+    patience=30,
+    schedule="cosine",
+    precision="mixed_bfloat16",
+    tta="mirror+shifts",
+    shift=0.05,
+    flip=True,
+    erasing=0.1,
+)
 STRONG_PRESET: tuple[MemberSpec, ...] = (
     MemberSpec("vgg", "vgg", learning_rate=0.002, expected_params=420_890, **_STRONG),
-    MemberSpec("resnet", "resnet", learning_rate=0.002, arch_params={"whiten": 3},
-               expected_params=173_332, **_STRONG),
-    MemberSpec("wide", "wide", learning_rate=0.001, arch_params={"whiten": 4},
-               expected_params=1_655_818, **_STRONG),
+    MemberSpec(
+        "resnet",
+        "resnet",
+        learning_rate=0.002,
+        arch_params={"whiten": 3},
+        expected_params=173_332,
+        **_STRONG,
+    ),
+    MemberSpec(
+        "wide",
+        "wide",
+        learning_rate=0.001,
+        arch_params={"whiten": 4},
+        expected_params=1_655_818,
+        **_STRONG,
+    ),
 )
 
 PRESETS: dict[str, tuple[MemberSpec, ...]] = {"seed": SEED_PRESET, "strong": STRONG_PRESET}
@@ -236,60 +279,85 @@ ARCH_PREFIX = "arch."
 def split_arch_key(key: str) -> str | None:
     """The builder keyword a search-space or config key sets (``"arch.filters"`` ->
     ``"filters"``), or None when ``key`` names a MemberSpec field (``"learning_rate"``)."""
-    return key[len(ARCH_PREFIX):] if key.startswith(ARCH_PREFIX) else None
+    return key[len(ARCH_PREFIX) :] if key.startswith(ARCH_PREFIX) else None
+
 
 SEARCH_SPACES: dict[str, dict[str, tuple]] = {
-    "model1": {"learning_rate": ("loguniform", 1e-4, 1e-2),
-               "batch_size": ("choice", [32, 64, 128]),
-               "optimizer": ("choice", ["adam", "rmsprop", "adamw"]),
-               "arch.filters": ("choice", [32, 64]),
-               "arch.dense_units": ("choice", [128, 256, 512]),
-               "epochs": ("choice", [10, 20])},
-    "model2": {"learning_rate": ("loguniform", 1e-3, 1e-1),
-               "batch_size": ("choice", [16, 32, 64]),
-               "optimizer": ("choice", ["sgd", "adam"]),
-               "arch.dropout": ("uniform", 0.0, 0.5),
-               "arch.dense_units": ("choice", [64, 128, 256]),
-               "epochs": ("choice", [10, 20])},
-    "model3": {"learning_rate": ("loguniform", 1e-4, 1e-1),
-               "batch_size": ("choice", [32, 64, 128]),
-               "optimizer": ("choice", ["adagrad", "adam"]),
-               "arch.dropout": ("uniform", 0.1, 0.5),
-               "arch.dense_units": ("choice", [64, 128, 256]),
-               "epochs": ("choice", [10, 20])},
+    "model1": {
+        "learning_rate": ("loguniform", 1e-4, 1e-2),
+        "batch_size": ("choice", [32, 64, 128]),
+        "optimizer": ("choice", ["adam", "rmsprop", "adamw"]),
+        "arch.filters": ("choice", [32, 64]),
+        "arch.dense_units": ("choice", [128, 256, 512]),
+        "epochs": ("choice", [10, 20]),
+    },
+    "model2": {
+        "learning_rate": ("loguniform", 1e-3, 1e-1),
+        "batch_size": ("choice", [16, 32, 64]),
+        "optimizer": ("choice", ["sgd", "adam"]),
+        "arch.dropout": ("uniform", 0.0, 0.5),
+        "arch.dense_units": ("choice", [64, 128, 256]),
+        "epochs": ("choice", [10, 20]),
+    },
+    "model3": {
+        "learning_rate": ("loguniform", 1e-4, 1e-1),
+        "batch_size": ("choice", [32, 64, 128]),
+        "optimizer": ("choice", ["adagrad", "adam"]),
+        "arch.dropout": ("uniform", 0.1, 0.5),
+        "arch.dense_units": ("choice", [64, 128, 256]),
+        "epochs": ("choice", [10, 20]),
+    },
     # The strong members: their rate, size, regularisation and augmentation, around the
     # preset's values (docs/strong-preset-log.md); the epoch ceilings stay the preset's
     # unless --epochs fixes them, since a search's budget bounds its trials.
-    "vgg": {"learning_rate": ("loguniform", 5e-4, 5e-3),
-            "arch.width": ("choice", [12, 16, 24]),
-            "arch.dropout": ("uniform", 0.1, 0.4),
-            "erasing": ("uniform", 0.0, 0.3),
-            "shift": ("uniform", 0.0, 0.1)},
-    "resnet": {"learning_rate": ("loguniform", 5e-4, 5e-3),
-               "arch.width": ("choice", [16, 24, 32]),
-               "erasing": ("uniform", 0.0, 0.3),
-               "shift": ("uniform", 0.0, 0.1)},
-    "wide": {"learning_rate": ("loguniform", 3e-4, 3e-3),
-             "arch.filters": ("choice", [24, 32]),
-             "arch.dropout": ("uniform", 0.0, 0.3),
-             "erasing": ("uniform", 0.0, 0.3),
-             "shift": ("uniform", 0.0, 0.1)},
+    "vgg": {
+        "learning_rate": ("loguniform", 5e-4, 5e-3),
+        "arch.width": ("choice", [12, 16, 24]),
+        "arch.dropout": ("uniform", 0.1, 0.4),
+        "erasing": ("uniform", 0.0, 0.3),
+        "shift": ("uniform", 0.0, 0.1),
+    },
+    "resnet": {
+        "learning_rate": ("loguniform", 5e-4, 5e-3),
+        "arch.width": ("choice", [16, 24, 32]),
+        "erasing": ("uniform", 0.0, 0.3),
+        "shift": ("uniform", 0.0, 0.1),
+    },
+    "wide": {
+        "learning_rate": ("loguniform", 3e-4, 3e-3),
+        "arch.filters": ("choice", [24, 32]),
+        "arch.dropout": ("uniform", 0.0, 0.3),
+        "erasing": ("uniform", 0.0, 0.3),
+        "shift": ("uniform", 0.0, 0.1),
+    },
 }
 
 
 def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
     """Raise ValueError naming the member, key and bad value of a malformed search space
     (an ``arch.NAME`` its builder does not take included: every value is applied)."""
-    fields = {"learning_rate", "batch_size", "optimizer", "epochs", "patience", "shift",
-              "erasing", "label_smoothing", "ema_momentum"}
+    fields = {
+        "learning_rate",
+        "batch_size",
+        "optimizer",
+        "epochs",
+        "patience",
+        "shift",
+        "erasing",
+        "label_smoothing",
+        "ema_momentum",
+    }
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
         if split_arch_key(key) is None and key not in fields:
-            raise ValueError(f"{where}: unknown field; expected one of {', '.join(sorted(fields))}"
-                             f" or arch.<parameter>")
+            raise ValueError(
+                f"{where}: unknown field; expected one of {', '.join(sorted(fields))}"
+                f" or arch.<parameter>"
+            )
         if not isinstance(entry, (tuple, list)) or not entry or entry[0] not in SEARCH_KINDS:
-            raise ValueError(f"{where}: {entry!r} must be (kind, ...) with kind one of "
-                             f"{', '.join(SEARCH_KINDS)}")
+            raise ValueError(
+                f"{where}: {entry!r} must be (kind, ...) with kind one of {', '.join(SEARCH_KINDS)}"
+            )
         kind, args = entry[0], list(entry[1:])
         if kind == "choice":
             if len(args) != 1 or not isinstance(args[0], (list, tuple)) or not args[0]:
@@ -327,8 +395,7 @@ def apply_config(spec: MemberSpec, config: dict[str, Any]) -> MemberSpec:
     return spec.with_overrides(**fields)
 
 
-def select_members(preset: str, names: list[str] | None = None,
-                   **overrides) -> list[MemberSpec]:
+def select_members(preset: str, names: list[str] | None = None, **overrides) -> list[MemberSpec]:
     """Pick a preset's members (all, or those named), applying overrides such as ``epochs``.
 
     Overrides whose value is None are ignored.
@@ -339,8 +406,10 @@ def select_members(preset: str, names: list[str] | None = None,
     if names:
         unknown = [n for n in names if n not in specs]
         if unknown:
-            raise ValueError(f"member {unknown[0]!r} is not in preset {preset!r}; expected "
-                             f"one of {', '.join(specs)}")
+            raise ValueError(
+                f"member {unknown[0]!r} is not in preset {preset!r}; expected "
+                f"one of {', '.join(specs)}"
+            )
         if len(set(names)) != len(names):
             raise ValueError(f"members {','.join(names)} name a member twice")
         chosen = [specs[n] for n in names]

@@ -12,13 +12,17 @@ _SHIFTS = ((0, 0), (1, 0), (-1, 0), (0, 1), (0, -1))  # (rows, columns), in pixe
 
 
 # Test-time augmentation: mode -> (mirrorings, shifts); each pair of the two is one view.
-_TTA = {"none": ((False,), _SHIFTS[:1]),
-        "mirror": ((False, True), _SHIFTS[:1]),
-        "mirror+shifts": ((False, True), _SHIFTS)}
+_TTA = {
+    "none": ((False,), _SHIFTS[:1]),
+    "mirror": ((False, True), _SHIFTS[:1]),
+    "mirror+shifts": ((False, True), _SHIFTS),
+}
 
 
-TTA_MODES: dict[str, int] = {mode: len(flips) * len(shifts)  # mode -> views averaged
-                             for mode, (flips, shifts) in _TTA.items()}
+TTA_MODES: dict[str, int] = {
+    mode: len(flips) * len(shifts)  # mode -> views averaged
+    for mode, (flips, shifts) in _TTA.items()
+}
 
 
 def tta_views(x: np.ndarray, mode: str = "none"):
@@ -40,4 +44,4 @@ def tta_views(x: np.ndarray, mode: str = "none"):
     for flip in flips:
         source = padded[:, :, ::-1] if flip else padded
         for dy, dx in shifts:
-            yield np.ascontiguousarray(source[:, 1 - dy:1 - dy + rows, 1 - dx:1 - dx + cols])
+            yield np.ascontiguousarray(source[:, 1 - dy : 1 - dy + rows, 1 - dx : 1 - dx + cols])

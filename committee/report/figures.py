@@ -56,7 +56,8 @@ def confusion_matrices(matrices: dict[str, list[list[int]]], path) -> Path:
         cm = np.asarray(matrices[name], dtype=float)
         cm = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ConfusionMatrixDisplay(cm, display_labels=list(CLASS_NAMES)).plot(
-            ax=ax, colorbar=False, values_format=".2f", xticks_rotation=90)
+            ax=ax, colorbar=False, values_format=".2f", xticks_rotation=90
+        )
         ax.set_title(name)
         for text in ax.texts:
             text.set_fontsize(6)
@@ -76,8 +77,9 @@ def class_distribution(counts: dict[str, list[int]], path) -> Path:
     return save(fig, path)
 
 
-def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE_ROWS,
-                cols: int = SAMPLE_COLS) -> Path:
+def sample_grid(
+    images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE_ROWS, cols: int = SAMPLE_COLS
+) -> Path:
     """A rows x cols grid of images (uint8 (n, 28, 28)) titled with their class names."""
     fig, axes = _subplots(rows, cols, figsize=(cols * 1.1, rows * 1.35))
     for ax, i in zip(axes.flat, range(rows * cols)):
@@ -91,8 +93,11 @@ def sample_grid(images: np.ndarray, labels: np.ndarray, path, rows: int = SAMPLE
 
 def diversity_matrices(diversity: dict[str, dict[str, float]], names: list[str], path) -> Path:
     """Member x member heat maps of disagreement, Yule's Q and double fault."""
-    measures = (("disagreement", "disagreement"), ("q_statistic", "Yule's Q"),
-                ("double_fault", "double fault"))
+    measures = (
+        ("disagreement", "disagreement"),
+        ("q_statistic", "Yule's Q"),
+        ("double_fault", "double fault"),
+    )
     fig, axes = _subplots(1, 3, figsize=(4.6 * 3, 4.2))
     for ax, (key, title) in zip(axes, measures):
         grid = np.full((len(names), len(names)), np.nan)

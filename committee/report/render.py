@@ -55,50 +55,77 @@ def markdown(results: dict) -> str:
     ]
     for name, m in results["members"].items():
         training = results["training"][name]
-        epochs = f"{training['epochs_run']}" + (" (early stop)" if training["stopped_early"] else "")
+        epochs = f"{training['epochs_run']}" + (
+            " (early stop)" if training["stopped_early"] else ""
+        )
         if training.get("epochs_planned") is not None:
             ceiling = {s["name"]: s["epochs"] for s in results["config"]["members"]}[name]
             epochs += f" of {ceiling} (time budget)"
-        lines.append(f"| {name} | {epochs} | {_fmt(m.get('val_accuracy'))} | "
-                     f"{_fmt(m['accuracy'])} | {_fmt(m['precision_macro'])} | "
-                     f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |")
+        lines.append(
+            f"| {name} | {epochs} | {_fmt(m.get('val_accuracy'))} | "
+            f"{_fmt(m['accuracy'])} | {_fmt(m['precision_macro'])} | "
+            f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |"
+        )
     for rule, m in results["committee"].items():
-        lines.append(f"| **committee ({rule})** | – | {_fmt(m.get('val_accuracy'))} | "
-                     f"**{_fmt(m['accuracy'])}** | {_fmt(m['precision_macro'])} | "
-                     f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |")
+        lines.append(
+            f"| **committee ({rule})** | – | {_fmt(m.get('val_accuracy'))} | "
+            f"**{_fmt(m['accuracy'])}** | {_fmt(m['precision_macro'])} | "
+            f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |"
+        )
     best = results["best_member"]
     gain = results["gain_over_best_member"]
     lines += [
         "",
         f"Best single member: **{best}** ({_fmt(results['members'][best]['accuracy'])}). "
-        "Committee gain over it: " + ", ".join(f"{rule} {g:+.4f}" for rule, g in gain.items())
+        "Committee gain over it: "
+        + ", ".join(f"{rule} {g:+.4f}" for rule, g in gain.items())
         + f". Oracle accuracy (some member right): {_fmt(results['oracle_accuracy'])}.",
     ]
     if "weights" in results:
-        lines += ["", "Weights of the `weighted` rule (fitted on the validation split by "
-                  "minimising log loss): " + ", ".join(f"{n} {w:.3f}"
-                                                       for n, w in results["weights"].items())
-                  + ". Its val accuracy is out of fold: each fifth of the validation split "
-                  "fused with weights fitted on the other four fifths."]
-    lines += ["", "## Calibration (test set)", "",
-              "| model | NLL | Brier | ECE (15 bins) |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "Weights of the `weighted` rule (fitted on the validation split by "
+            "minimising log loss): "
+            + ", ".join(f"{n} {w:.3f}" for n, w in results["weights"].items())
+            + ". Its val accuracy is out of fold: each fifth of the validation split "
+            "fused with weights fitted on the other four fifths.",
+        ]
+    lines += [
+        "",
+        "## Calibration (test set)",
+        "",
+        "| model | NLL | Brier | ECE (15 bins) |",
+        "|---|---|---|---|",
+    ]
     for name, c in results["calibration"].items():
-        lines.append(f"| {name.replace('committee_', 'committee ')} | {_fmt(c['nll'])} | "
-                     f"{_fmt(c['brier'])} | {_fmt(c['ece'])} |")
+        lines.append(
+            f"| {name.replace('committee_', 'committee ')} | {_fmt(c['nll'])} | "
+            f"{_fmt(c['brier'])} | {_fmt(c['ece'])} |"
+        )
     if results["diversity"]:
-        lines += ["", "## Diversity between members (test set)", "",
-                  "| pair | disagreement | Yule's Q | double fault |", "|---|---|---|---|"]
+        lines += [
+            "",
+            "## Diversity between members (test set)",
+            "",
+            "| pair | disagreement | Yule's Q | double fault |",
+            "|---|---|---|---|",
+        ]
         for pair, d in results["diversity"].items():
-            lines.append(f"| {pair.replace('|', ' / ')} | {_fmt(d['disagreement'])} | "
-                         f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |")
+            lines.append(
+                f"| {pair.replace('|', ' / ')} | {_fmt(d['disagreement'])} | "
+                f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |"
+            )
     lines += ["", "## Figures", ""]
     for name in results["members"]:
         lines.append(f"- ![{name} training curves](figures/curves_{name}.png)")
-    lines += ["- ![confusion matrices](figures/confusion_matrices.png)",
-              *(["- ![diversity](figures/diversity.png)"] if results["diversity"] else []),
-              "- ![reliability diagram](figures/reliability.png)",
-              "- ![class distribution](figures/class_distribution.png)",
-              "- ![sample images](figures/samples.png)", ""]
+    lines += [
+        "- ![confusion matrices](figures/confusion_matrices.png)",
+        *(["- ![diversity](figures/diversity.png)"] if results["diversity"] else []),
+        "- ![reliability diagram](figures/reliability.png)",
+        "- ![class distribution](figures/class_distribution.png)",
+        "- ![sample images](figures/samples.png)",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -131,8 +158,9 @@ def _checked_results(run_dir: Path, results: dict | None) -> dict:
     path = run_dir / runfolder.RESULTS
     if results is None:
         if not path.is_file():
-            raise runfolder.RunFolderError(f"{path} not found; expected the folder of a "
-                                           f"finished run")
+            raise runfolder.RunFolderError(
+                f"{path} not found; expected the folder of a finished run"
+            )
         return schema.read_results(path)
     results = json.loads(runfolder.json_text(results))
     schema.check_results(results, str(path))
@@ -144,18 +172,21 @@ def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path
     fig_dir = run_dir / "figures"
     plan: dict[Path, Callable[[Path], object]] = {}
     for name, training in results["training"].items():
-        plan[fig_dir / f"curves_{name}.png"] = partial(figures.training_curves, name,
-                                                       training["history"])
-    plan[fig_dir / "confusion_matrices.png"] = partial(figures.confusion_matrices,
-                                                       results["confusion_matrix"])
+        plan[fig_dir / f"curves_{name}.png"] = partial(
+            figures.training_curves, name, training["history"]
+        )
+    plan[fig_dir / "confusion_matrices.png"] = partial(
+        figures.confusion_matrices, results["confusion_matrix"]
+    )
     if len(results["members"]) > 1:
-        plan[fig_dir / "diversity.png"] = partial(figures.diversity_matrices,
-                                                  results["diversity"], list(results["members"]))
-    plan[fig_dir / "reliability.png"] = partial(figures.reliability_diagram,
-                                                results["reliability"])
+        plan[fig_dir / "diversity.png"] = partial(
+            figures.diversity_matrices, results["diversity"], list(results["members"])
+        )
+    plan[fig_dir / "reliability.png"] = partial(figures.reliability_diagram, results["reliability"])
     counts = {split: results["data"]["class_counts"].get(split) for split in CLASS_COUNT_SPLITS}
     plan[fig_dir / "class_distribution.png"] = partial(
-        figures.class_distribution, {k: v for k, v in counts.items() if v is not None})
+        figures.class_distribution, {k: v for k, v in counts.items() if v is not None}
+    )
     if samples is not None:
         plan[fig_dir / "samples.png"] = partial(figures.sample_grid, *samples)
     plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results))
@@ -164,21 +195,30 @@ def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path
 
 # --------------------------------------------------------------------------- a search
 
-def write_search(run_dir: Path, summaries: dict[str, dict], trials: pa.Table,
-                 curves: dict[str, list], scores: dict, meta: dict) -> None:
+
+def write_search(
+    run_dir: Path,
+    summaries: dict[str, dict],
+    trials: pa.Table,
+    curves: dict[str, list],
+    scores: dict,
+    meta: dict,
+) -> None:
     """A search's outputs: best_configs.json, trials.parquet (``trials``: tuning.trials_table),
     figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md."""
-    runfolder.write_json(run_dir / "best_configs.json",
-                         {n: s["best_config"] for n, s in summaries.items()})
+    runfolder.write_json(
+        run_dir / "best_configs.json", {n: s["best_config"] for n, s in summaries.items()}
+    )
     tables.write_predictions(run_dir / "trials.parquet", trials)
     figures.trial_curves(curves, run_dir / "figures" / "trials.png")
-    runfolder.write_json(run_dir / runfolder.RESULTS,
-                         {"search": meta, "members": summaries, **scores})
+    runfolder.write_json(
+        run_dir / runfolder.RESULTS, {"search": meta, "members": summaries, **scores}
+    )
     runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
 
 
 def _on_backend(run: dict) -> str:
-    """", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
+    """ ", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
     backend = run.get("backend")
     return f", Keras on {backend}" if isinstance(backend, str) and backend.isidentifier() else ""
 
@@ -187,37 +227,55 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
     """The report of a hyper-parameter search (``committee tune``): default and tuned
     members and committees, validation and test accuracy, each member's best configuration.
     ``summaries``: tuning.summarize's per member; ``scores``: tuning.finalize's."""
-    lines = [f"# Hyper-parameter search `{meta['name']}`", "",
-             f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
-             f"default configuration among them; objective validation accuracy on "
-             f"{meta['n_val']:,} validation images. The test set was used only after selection.",
-             "", "The accuracies below are of the saved default and best checkpoints, predicted "
-             "with each member's test-time augmentation; the search's own per-epoch figures "
-             "(no TTA) are in `trials.parquet`.",
-             "", "| model | default val acc | tuned val acc | default test acc | tuned test acc "
-             "| best configuration |", "|---|---|---|---|---|---|"]
+    lines = [
+        f"# Hyper-parameter search `{meta['name']}`",
+        "",
+        f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
+        f"default configuration among them; objective validation accuracy on "
+        f"{meta['n_val']:,} validation images. The test set was used only after selection.",
+        "",
+        "The accuracies below are of the saved default and best checkpoints, predicted "
+        "with each member's test-time augmentation; the search's own per-epoch figures "
+        "(no TTA) are in `trials.parquet`.",
+        "",
+        "| model | default val acc | tuned val acc | default test acc | tuned test acc "
+        "| best configuration |",
+        "|---|---|---|---|---|---|",
+    ]
 
     def acc(which, name, key="accuracy"):
         block = scores.get(which, {}).get("members", {}).get(name)
         return "–" if block is None or key not in block else f"{block[key]:.4f}"
 
     for name, s in summaries.items():
-        config = ", ".join(f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
-                           for k, v in s["best_config"].items())
-        lines.append(f"| {name} | {acc('default', name, 'val_accuracy')} | "
-                     f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
-                     f"{acc('tuned', name)} | {config} |")
+        config = ", ".join(
+            f"{k}={v:.3g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in s["best_config"].items()
+        )
+        lines.append(
+            f"| {name} | {acc('default', name, 'val_accuracy')} | "
+            f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
+            f"{acc('tuned', name)} | {config} |"
+        )
     for rule in ("mean", "weighted", "geometric"):
         cells = []
         for which in ("default", "tuned"):
             block = scores.get(which, {}).get("committee", {}).get(rule)
-            cells.append(("–", "–") if block is None else
-                         (f"{block.get('val_accuracy', float('nan')):.4f}",
-                          f"{block['accuracy']:.4f}"))
-        lines.append(f"| **committee ({rule})** | {cells[0][0]} | {cells[1][0]} | "
-                     f"{cells[0][1]} | {cells[1][1]} | |")
-    lines += ["", "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
-              "`best_configs.json`.", ""]
+            cells.append(
+                ("–", "–")
+                if block is None
+                else (f"{block.get('val_accuracy', float('nan')):.4f}", f"{block['accuracy']:.4f}")
+            )
+        lines.append(
+            f"| **committee ({rule})** | {cells[0][0]} | {cells[1][0]} | "
+            f"{cells[0][1]} | {cells[1][1]} | |"
+        )
+    lines += [
+        "",
+        "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
+        "`best_configs.json`.",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -241,8 +299,10 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
         return None
     try:
         if path.stat().st_size > MAX_SAMPLES_BYTES:
-            raise runfolder.RunFolderError(f"{path}: larger than {MAX_SAMPLES_BYTES:,} bytes; "
-                                           f"expected at most {MAX_SAMPLES} sample images")
+            raise runfolder.RunFolderError(
+                f"{path}: larger than {MAX_SAMPLES_BYTES:,} bytes; "
+                f"expected at most {MAX_SAMPLES} sample images"
+            )
         with zipfile.ZipFile(path) as archive:
             headers = {key: _npy_header(archive, key, path) for key in SAMPLE_ARRAYS}
         _check_sample_headers(path, **headers)
@@ -251,14 +311,17 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
     except runfolder.RunFolderError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:
-        raise runfolder.RunFolderError(f"{path}: not a readable npz of plain arrays "
-                                       f"({one_line(exc, limit=None)}); expected arrays "
-                                       f"'images' and 'labels' as committee run writes them"
-                                       ) from None
+        raise runfolder.RunFolderError(
+            f"{path}: not a readable npz of plain arrays "
+            f"({one_line(exc, limit=None)}); expected arrays "
+            f"'images' and 'labels' as committee run writes them"
+        ) from None
     if labels.size and not 0 <= labels.min() <= labels.max() < NUM_CLASSES:
-        raise runfolder.RunFolderError(f"{path}: array 'labels' holds {int(labels.min())}.."
-                                       f"{int(labels.max())}; expected class indices in "
-                                       f"0..{NUM_CLASSES - 1}")
+        raise runfolder.RunFolderError(
+            f"{path}: array 'labels' holds {int(labels.min())}.."
+            f"{int(labels.max())}; expected class indices in "
+            f"0..{NUM_CLASSES - 1}"
+        )
     return images, labels
 
 
@@ -267,8 +330,10 @@ def _npy_header(archive: zipfile.ZipFile, key: str, path: Path) -> tuple[tuple, 
     try:
         member = archive.open(f"{key}.npy")
     except KeyError:
-        raise runfolder.RunFolderError(f"{path}: array {key!r} is missing; expected arrays "
-                                       f"{' and '.join(map(repr, SAMPLE_ARRAYS))}") from None
+        raise runfolder.RunFolderError(
+            f"{path}: array {key!r} is missing; expected arrays "
+            f"{' and '.join(map(repr, SAMPLE_ARRAYS))}"
+        ) from None
     with member:
         try:
             return npy_header(member)
@@ -280,12 +345,19 @@ def _check_sample_headers(path: Path, images: tuple, labels: tuple) -> None:
     """Raise unless images are uint8 (n, 28, 28) and labels integer (n,), 1 <= n <= MAX_SAMPLES."""
     (image_shape, image_dtype), (label_shape, label_dtype) = images, labels
     n = image_shape[0] if image_shape else 0
-    if image_dtype != np.uint8 or len(image_shape) != 3 or image_shape[1:] != IMAGE_SHAPE \
-            or not 1 <= n <= MAX_SAMPLES:
-        raise runfolder.RunFolderError(f"{path}: array 'images' is {image_dtype} "
-                                       f"{image_shape}; expected uint8 (n, 28, 28) with "
-                                       f"1 <= n <= {MAX_SAMPLES}")
+    if (
+        image_dtype != np.uint8
+        or len(image_shape) != 3
+        or image_shape[1:] != IMAGE_SHAPE
+        or not 1 <= n <= MAX_SAMPLES
+    ):
+        raise runfolder.RunFolderError(
+            f"{path}: array 'images' is {image_dtype} "
+            f"{image_shape}; expected uint8 (n, 28, 28) with "
+            f"1 <= n <= {MAX_SAMPLES}"
+        )
     if label_dtype.kind not in "iu" or label_shape != (n,):
-        raise runfolder.RunFolderError(f"{path}: array 'labels' is {label_dtype} "
-                                       f"{label_shape}; expected integers of shape ({n},)")
-
+        raise runfolder.RunFolderError(
+            f"{path}: array 'labels' is {label_dtype} "
+            f"{label_shape}; expected integers of shape ({n},)"
+        )

@@ -20,17 +20,23 @@ from committee.ensemble import diagnostics
 from committee.rundir import folder as runfolder
 
 
-def predictions_table(y_test: np.ndarray, member_probas: dict[str, np.ndarray],
-                      committee_probas: dict[str, np.ndarray]) -> pa.Table:
+def predictions_table(
+    y_test: np.ndarray,
+    member_probas: dict[str, np.ndarray],
+    committee_probas: dict[str, np.ndarray],
+) -> pa.Table:
     """One row per test image: index, label, each member's and each rule's probabilities,
     and each one's predicted class (:func:`probability_columns`)."""
-    columns = {"index": pa.array(np.arange(len(y_test), dtype=np.int32)),
-               "label": pa.array(np.asarray(y_test, dtype=np.int8))}
+    columns = {
+        "index": pa.array(np.arange(len(y_test), dtype=np.int32)),
+        "label": pa.array(np.asarray(y_test, dtype=np.int8)),
+    }
     return pa.table({**columns, **probability_columns(member_probas, committee_probas)})
 
 
-def probability_columns(member_probas: dict[str, np.ndarray],
-                        committee_probas: dict[str, np.ndarray]) -> dict[str, pa.Array]:
+def probability_columns(
+    member_probas: dict[str, np.ndarray], committee_probas: dict[str, np.ndarray]
+) -> dict[str, pa.Array]:
     """``<member>_proba`` / ``<member>_pred`` for each member, then ``committee_<rule>_proba``
     / ``committee_<rule>_pred`` for each rule: probabilities (``(n, 10)`` arrays) as
     ``fixed_size_list<float32>[10]``, predicted classes (their argmax) as int8."""
@@ -41,8 +47,10 @@ def probability_columns(member_probas: dict[str, np.ndarray],
         return pa.FixedSizeListArray.from_arrays(flat, k)
 
     columns = {}
-    for name, array in [*member_probas.items(),
-                        *((f"committee_{r}", p) for r, p in committee_probas.items())]:
+    for name, array in [
+        *member_probas.items(),
+        *((f"committee_{r}", p) for r, p in committee_probas.items()),
+    ]:
         columns[f"{name}_proba"] = probs(array)
         columns[f"{name}_pred"] = pa.array(np.asarray(array).argmax(axis=1).astype(np.int8))
     return columns
@@ -54,16 +62,23 @@ def write_predictions(path, table: pa.Table) -> None:
     runfolder.write_bytes(path, buffer.getvalue())
 
 
-def prediction_table(images: inputs.Inputs, member_probas: dict[str, np.ndarray],
-                     committee_probas: dict[str, np.ndarray], rule: str) -> pa.Table:
+def prediction_table(
+    images: inputs.Inputs,
+    member_probas: dict[str, np.ndarray],
+    committee_probas: dict[str, np.ndarray],
+    rule: str,
+) -> pa.Table:
     """The output table (module docstring: its columns), one row per image."""
     chosen = committee_probas[rule].argmax(axis=1)
     disagreement, entropy = diagnostics.uncertainty(committee_probas[rule], member_probas)
-    columns = {"input": pa.array(images.sources, pa.string()),
-               "index": pa.array(images.index, pa.int32()),
-               "class": pa.array(chosen.astype(np.int8)),
-               "class_name": pa.array([CLASS_NAMES[c] for c in chosen], pa.string()),
-               "disagreement": pa.array(disagreement), "entropy": pa.array(entropy)}
+    columns = {
+        "input": pa.array(images.sources, pa.string()),
+        "index": pa.array(images.index, pa.int32()),
+        "class": pa.array(chosen.astype(np.int8)),
+        "class_name": pa.array([CLASS_NAMES[c] for c in chosen], pa.string()),
+        "disagreement": pa.array(disagreement),
+        "entropy": pa.array(entropy),
+    }
     return pa.table({**columns, **probability_columns(member_probas, committee_probas)})
 
 

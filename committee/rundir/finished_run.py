@@ -36,15 +36,19 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
     fitted weights. Raises :class:`RunFolderError` naming the folder or file."""
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunFolderError(f"run folder {run_dir} does not exist; expected the folder of a "
-                             f"finished committee run")
+        raise RunFolderError(
+            f"run folder {run_dir} does not exist; expected the folder of a finished committee run"
+        )
     results_path = run_dir / runfolder.RESULTS
     if not results_path.is_file():
-        raise RunFolderError(f"{results_path} not found; expected the folder of a finished "
-                             f"committee run")
+        raise RunFolderError(
+            f"{results_path} not found; expected the folder of a finished committee run"
+        )
     if (run_dir / runfolder.INCOMPLETE).exists():
-        raise RunFolderError(f"run folder {run_dir} holds an unfinished run ({runfolder.INCOMPLETE}"
-                             f" present); expected a finished run: rerun it to finish")
+        raise RunFolderError(
+            f"run folder {run_dir} holds an unfinished run ({runfolder.INCOMPLETE}"
+            f" present); expected a finished run: rerun it to finish"
+        )
     results = schema.read_results(results_path)
     names = results["run"]["members"]
     specs = {spec["name"]: (i, spec) for i, spec in enumerate(results["config"]["members"])}
@@ -53,15 +57,19 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
         i, spec = specs[name]
         tta = spec.get("tta", "none")  # runs before TTA existed predicted without it
         if tta not in TTA_MODES:
-            raise RunFolderError(f"{results_path}: field 'config.members[{i}].tta' has "
-                                 f"{tta!r}; expected one of {', '.join(TTA_MODES)}")
+            raise RunFolderError(
+                f"{results_path}: field 'config.members[{i}].tta' has "
+                f"{tta!r}; expected one of {', '.join(TTA_MODES)}"
+            )
         members[name] = (_model_bytes(run_dir, name), tta)
     rules = [rule for rule in results["committee"] if rule in fusion.RULES]
     weights = None
     if "weighted" in rules:
         if results.get("weights") is None:
-            raise RunFolderError(f"{results_path}: field 'weights' is missing; expected the "
-                                 f"weighted rule's fitted weights")
+            raise RunFolderError(
+                f"{results_path}: field 'weights' is missing; expected the "
+                f"weighted rule's fitted weights"
+            )
         weights = [results["weights"][name] for name in names]
         try:  # fusion's own check of the weights, before anything starts
             fusion.weighted_rule([np.full((1, NUM_CLASSES), 0.1)] * len(names), weights)
@@ -73,12 +81,15 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
 def _model_bytes(run_dir: Path, name: str) -> bytes:
     path = run_dir / "models" / f"{name}.keras"
     if not path.is_file():
-        raise RunFolderError(f"{path} not found; expected member {name}'s trained model "
-                             f"(models/<member>.keras of a finished run)")
+        raise RunFolderError(
+            f"{path} not found; expected member {name}'s trained model "
+            f"(models/<member>.keras of a finished run)"
+        )
     runfolder.check_inside(run_dir, [path])
     if path.stat().st_size > MAX_MODEL_BYTES:
-        raise RunFolderError(f"{path}: larger than {MAX_MODEL_BYTES:,} bytes; expected a "
-                             f"member's .keras file")
+        raise RunFolderError(
+            f"{path}: larger than {MAX_MODEL_BYTES:,} bytes; expected a member's .keras file"
+        )
     try:
         check_keras_archive(path)
     except ValueError as exc:

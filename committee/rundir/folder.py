@@ -43,10 +43,25 @@ RESULTS = "results.json"
 CONFIG = "config.json"
 TOOL = "fashion-committee"  # config.json's marker: the folder is this tool's
 # What a run or a search writes; --overwrite refuses a folder holding anything else.
-KNOWN_ENTRIES = frozenset({
-    INCOMPLETE, RESULTS, CONFIG, "report.md", "predictions.parquet", "samples.npz", "figures",
-    "members", "models", "train", "tune", "logs", "tensorboard", "best_configs.json",
-    "trials.parquet"})
+KNOWN_ENTRIES = frozenset(
+    {
+        INCOMPLETE,
+        RESULTS,
+        CONFIG,
+        "report.md",
+        "predictions.parquet",
+        "samples.npz",
+        "figures",
+        "members",
+        "models",
+        "train",
+        "tune",
+        "logs",
+        "tensorboard",
+        "best_configs.json",
+        "trials.parquet",
+    }
+)
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 
 
@@ -70,8 +85,10 @@ def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
     root = Path(run_dir).resolve()
     for path in paths:
         if not Path(path).resolve().is_relative_to(root):
-            raise RunFolderError(f"{path}: resolves to {Path(path).resolve()}, outside the run "
-                                 f"folder {root}; expected every output inside it")
+            raise RunFolderError(
+                f"{path}: resolves to {Path(path).resolve()}, outside the run "
+                f"folder {root}; expected every output inside it"
+            )
 
 
 @contextmanager
@@ -153,8 +170,11 @@ def read_marker(run_dir: Path) -> dict | None:
 
 
 def _foreign_entries(run_dir: Path) -> list[str]:
-    return sorted(p.name for p in run_dir.iterdir()
-                  if p.name not in KNOWN_ENTRIES and not p.name.startswith("."))
+    return sorted(
+        p.name
+        for p in run_dir.iterdir()
+        if p.name not in KNOWN_ENTRIES and not p.name.startswith(".")
+    )
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -174,14 +194,17 @@ def restore_interrupted_overwrite(run_dir: str | os.PathLike, log=logger.info) -
         return False
     old = read_marker(aside) if _is_real_dir(aside) else None
     if old is None or not isinstance(old.get("instance"), str):
-        raise RunFolderError(f"{aside} is in the way: it is not a run this tool set aside; "
-                             f"move it away")
+        raise RunFolderError(
+            f"{aside} is in the way: it is not a run this tool set aside; move it away"
+        )
     if run_dir.exists() or run_dir.is_symlink():
         new = read_marker(run_dir) if _is_real_dir(run_dir) else None
         empty = _is_real_dir(run_dir) and not any(run_dir.iterdir())
         if not empty and (new is None or new.get("replaces") != old["instance"]):
-            raise RunFolderError(f"{aside} holds a run set aside by an --overwrite that "
-                                 f"{run_dir} does not record; move one of them away")
+            raise RunFolderError(
+                f"{aside} holds a run set aside by an --overwrite that "
+                f"{run_dir} does not record; move one of them away"
+            )
         if not empty and is_complete(run_dir):  # the new run had finished: drop the old one
             shutil.rmtree(aside)
             log(f"removed {aside}: the --overwrite that set it aside had finished")
@@ -204,8 +227,7 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
 
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
-        raise RunFolderError(f"output {run_dir} exists and is not a folder; expected a folder "
-                             f"path")
+        raise RunFolderError(f"output {run_dir} exists and is not a folder; expected a folder path")
     if not run_dir.is_dir() or not any(run_dir.iterdir()):
         return "new"
     config = read_marker(run_dir)
@@ -213,38 +235,56 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
         try:
             read_json(run_dir / CONFIG)
         except (OSError, ValueError) as exc:
-            raise RunFolderError(f"{run_dir / CONFIG} is unreadable ({type(exc).__name__}); "
-                                 f"this folder cannot be resumed or overwritten safely: move it "
-                                 f"away or choose another --run-name") from None
+            raise RunFolderError(
+                f"{run_dir / CONFIG} is unreadable ({type(exc).__name__}); "
+                f"this folder cannot be resumed or overwritten safely: move it "
+                f"away or choose another --run-name"
+            ) from None
     if config is None:
-        raise RunFolderError(f"output {run_dir} is a non-empty folder without this tool's "
-                             f"{CONFIG}; expected a new folder or one a committee run made "
-                             f"(choose another --run-name)")
-    if not isinstance(config.get("instance"), str) or not re.fullmatch(r"[0-9a-f]{32}",
-                                                                       config["instance"]):
-        raise RunFolderError(f"{run_dir / CONFIG}: field 'instance' is "
-                             f"{config.get('instance')!r}; expected the 32 hex digits this tool "
-                             f"writes (move the folder away or choose another --run-name)")
+        raise RunFolderError(
+            f"output {run_dir} is a non-empty folder without this tool's "
+            f"{CONFIG}; expected a new folder or one a committee run made "
+            f"(choose another --run-name)"
+        )
+    if not isinstance(config.get("instance"), str) or not re.fullmatch(
+        r"[0-9a-f]{32}", config["instance"]
+    ):
+        raise RunFolderError(
+            f"{run_dir / CONFIG}: field 'instance' is "
+            f"{config.get('instance')!r}; expected the 32 hex digits this tool "
+            f"writes (move the folder away or choose another --run-name)"
+        )
     if overwrite:
         if run_dir.is_symlink():
-            raise RunFolderError(f"--overwrite refused: {run_dir} is a symbolic link; expected "
-                                 f"a run folder (remove the link or choose another --run-name)")
+            raise RunFolderError(
+                f"--overwrite refused: {run_dir} is a symbolic link; expected "
+                f"a run folder (remove the link or choose another --run-name)"
+            )
         foreign = _foreign_entries(run_dir)
         if foreign:
-            raise RunFolderError(f"--overwrite refused: {run_dir} holds files this tool never "
-                                 f"writes ({', '.join(foreign[:5])}); move them or choose "
-                                 f"another --run-name")
+            raise RunFolderError(
+                f"--overwrite refused: {run_dir} holds files this tool never "
+                f"writes ({', '.join(foreign[:5])}); move them or choose "
+                f"another --run-name"
+            )
         return "overwrite"
     if is_complete(run_dir):
-        raise RunFolderError(f"run folder {run_dir} already holds a complete run; pass "
-                             f"--overwrite to replace it or choose another --run-name")
+        raise RunFolderError(
+            f"run folder {run_dir} already holds a complete run; pass "
+            f"--overwrite to replace it or choose another --run-name"
+        )
     old = config.get("identity")
-    changed = ["it records no settings (made by an earlier version)"] if not isinstance(
-        old, dict) else differences(old, identity)
+    changed = (
+        ["it records no settings (made by an earlier version)"]
+        if not isinstance(old, dict)
+        else differences(old, identity)
+    )
     if changed:
-        raise RunFolderError(f"run folder {run_dir} holds an unfinished run with other settings "
-                             f"({'; '.join(changed)}); rerun with its settings to resume it, "
-                             f"pass --overwrite to start it over, or choose another --run-name")
+        raise RunFolderError(
+            f"run folder {run_dir} holds an unfinished run with other settings "
+            f"({'; '.join(changed)}); rerun with its settings to resume it, "
+            f"pass --overwrite to start it over, or choose another --run-name"
+        )
     return "resume"
 
 
@@ -309,9 +349,11 @@ class RunLock:
             except BlockingIOError:
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
-                raise RunFolderError(f"run folder {self.run_dir} is in use by another run "
-                                     f"(process {holder}); wait for it to end or choose "
-                                     f"another --run-name") from None
+                raise RunFolderError(
+                    f"run folder {self.run_dir} is in use by another run "
+                    f"(process {holder}); wait for it to end or choose "
+                    f"another --run-name"
+                ) from None
             try:
                 same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
             except FileNotFoundError:
@@ -338,24 +380,36 @@ def check_storage(storage: str | None, timeout_s: float = 20.0) -> None:
     if storage is None:
         return
     if not storage.strip():
-        raise ValueError("--storage '' is empty; expected a path or a URI such as "
-                         "s3://bucket/prefix (or leave --storage out)")
+        raise ValueError(
+            "--storage '' is empty; expected a path or a URI such as "
+            "s3://bucket/prefix (or leave --storage out)"
+        )
     if "://" not in storage:
         check_writable(storage, option="--storage")
         return
     scheme = storage.split("://", 1)[0].lower()
     if scheme not in STORAGE_SCHEMES:
-        raise ValueError(f"--storage {storage!r}: scheme {scheme}:// is not supported; expected "
-                         f"a path or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}")
-    probe = ("import sys, pyarrow.fs as f\n"
-             "fs, path = f.FileSystem.from_uri(sys.argv[1])\n"
-             "fs.get_file_info(path)\n")
+        raise ValueError(
+            f"--storage {storage!r}: scheme {scheme}:// is not supported; expected "
+            f"a path or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
+        )
+    probe = (
+        "import sys, pyarrow.fs as f\n"
+        "fs, path = f.FileSystem.from_uri(sys.argv[1])\n"
+        "fs.get_file_info(path)\n"
+    )
     try:
-        proc = subprocess.run([sys.executable, "-c", probe, storage], capture_output=True,
-                              text=True, timeout=timeout_s)
+        proc = subprocess.run(
+            [sys.executable, "-c", probe, storage],
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
+        )
     except subprocess.TimeoutExpired:
-        raise ValueError(f"--storage {storage!r} did not answer within {timeout_s:g} s; "
-                         f"expected reachable storage (check the bucket and the network)") from None
+        raise ValueError(
+            f"--storage {storage!r} did not answer within {timeout_s:g} s; "
+            f"expected reachable storage (check the bucket and the network)"
+        ) from None
     if proc.returncode != 0:
         lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
         why = lines[-1][:300] if lines else f"exit status {proc.returncode}"
@@ -370,5 +424,7 @@ def check_writable(folder: str | os.PathLike, option: str = "--output") -> None:
     while not probe.exists():
         probe = probe.parent
     if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(f"{option} folder {folder} is not writable ({probe} does not accept "
-                              f"new files); expected a writable location")
+        raise PermissionError(
+            f"{option} folder {folder} is not writable ({probe} does not accept "
+            f"new files); expected a writable location"
+        )

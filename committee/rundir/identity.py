@@ -24,22 +24,36 @@ from committee.members.spec import LATER_FIELDS, MemberSpec
 FORMAT = 1  # bumped when the identity's fields change meaning
 
 
-def member_identity(spec: MemberSpec, seed: int, data: Mapping[str, Any],
-                    time_budget_s: float | None) -> dict[str, Any]:
+def member_identity(
+    spec: MemberSpec, seed: int, data: Mapping[str, Any], time_budget_s: float | None
+) -> dict[str, Any]:
     """What determines one member's weights and probabilities: its resolved spec (overrides
     applied; ``expected_params`` left out, it is documentation), its seed, the data and split
     (``data``: see :func:`run_identity`) and its time budget in seconds (None: no budget).
     A field added later (members.LATER_FIELDS) is left out at the value that trains as before
     it existed, so identities recorded before it still match."""
-    fields = {k: v for k, v in spec.to_dict().items() if k != "expected_params"
-              and not (k in LATER_FIELDS and v == LATER_FIELDS[k])}
+    fields = {
+        k: v
+        for k, v in spec.to_dict().items()
+        if k != "expected_params" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+    }
     return {"spec": fields, "seed": seed, "data": dict(data), "time_budget_s": time_budget_s}
 
 
-def run_identity(*, kind: str, preset: str, specs: list[MemberSpec], seed: int, split: str,
-                 val_fraction: float, limit_train: int | None, data_sha256: Mapping[str, str],
-                 time_budget_s: float | None, search: Mapping[str, Any] | None = None,
-                 backend: str = "tensorflow") -> dict[str, Any]:
+def run_identity(
+    *,
+    kind: str,
+    preset: str,
+    specs: list[MemberSpec],
+    seed: int,
+    split: str,
+    val_fraction: float,
+    limit_train: int | None,
+    data_sha256: Mapping[str, str],
+    time_budget_s: float | None,
+    search: Mapping[str, Any] | None = None,
+    backend: str = "tensorflow",
+) -> dict[str, Any]:
     """Everything that determines a run's figures, as plain JSON data.
 
     ``kind``: "run" or "tune"; ``data_sha256``: the SHA-256 of each IDX file used;
@@ -47,13 +61,23 @@ def run_identity(*, kind: str, preset: str, specs: list[MemberSpec], seed: int, 
     ``search``: a search's own settings (samples, scheduler, budget), for ``tune``;
     ``backend``: Keras' backend the members train on (its numerics and random streams differ).
     """
-    data = {"split": split, "val_fraction": val_fraction, "limit_train": limit_train,
-            "sha256": dict(sorted(data_sha256.items()))}
+    data = {
+        "split": split,
+        "val_fraction": val_fraction,
+        "limit_train": limit_train,
+        "sha256": dict(sorted(data_sha256.items())),
+    }
     identity = {
-        "format": FORMAT, "kind": kind, "preset": preset, "seed": seed, "backend": backend,
+        "format": FORMAT,
+        "kind": kind,
+        "preset": preset,
+        "seed": seed,
+        "backend": backend,
         "data": data,
-        "members": {s.name: member_identity(s, member_seed(seed, preset, s.name), data,
-                                            time_budget_s) for s in specs},
+        "members": {
+            s.name: member_identity(s, member_seed(seed, preset, s.name), data, time_budget_s)
+            for s in specs
+        },
     }
     if search is not None:
         identity["search"] = dict(search)
@@ -73,14 +97,24 @@ def differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
     out: list[str] = []
     old_members, new_members = old.get("members", {}), new.get("members", {})
     if list(old_members) != list(new_members):
-        out.append(f"members: {','.join(old_members) or '(none)'} -> "
-                   f"{','.join(new_members) or '(none)'}")
-    _diff(_plain({k: v for k, v in old.items() if k != "members"}),
-          _plain({k: v for k, v in new.items() if k != "members"}), "", out)
+        out.append(
+            f"members: {','.join(old_members) or '(none)'} -> {','.join(new_members) or '(none)'}"
+        )
+    _diff(
+        _plain({k: v for k, v in old.items() if k != "members"}),
+        _plain({k: v for k, v in new.items() if k != "members"}),
+        "",
+        out,
+    )
     for name in old_members:
         if name in new_members:
-            _diff(_spelled_out(old_members[name]), _spelled_out(new_members[name]),
-                  f"{name}.", out, skip=("data",))  # the run's data is compared once, above
+            _diff(
+                _spelled_out(old_members[name]),
+                _spelled_out(new_members[name]),
+                f"{name}.",
+                out,
+                skip=("data",),
+            )  # the run's data is compared once, above
     return out
 
 

@@ -24,8 +24,17 @@ from committee.training.state import TrainState
 
 # What members/<name>.json records of a member's training, named as MemberOutcome names them
 # (the TrainState field of each is the same name, but for STATE_NAMES), in the file's order.
-SAVED_FIELDS = ("history", "epochs_run", "stopped_early", "started_at", "finished_at",
-                "resumed_at", "epochs_planned", "precision", "device")
+SAVED_FIELDS = (
+    "history",
+    "epochs_run",
+    "stopped_early",
+    "started_at",
+    "finished_at",
+    "resumed_at",
+    "epochs_planned",
+    "precision",
+    "device",
+)
 STATE_NAMES = {"epochs_run": "epoch"}  # MemberOutcome name -> TrainState name, where they differ
 LATER_FIELDS = ("epochs_planned", "precision", "device")  # absent from older runs' files
 
@@ -48,13 +57,25 @@ class MemberOutcome:
     device: dict | None = None  # {"cpu": model, "gpus": [names]} of the worker it trained on
 
     @classmethod
-    def from_state(cls, name: str, state: TrainState, probs: dict[str, np.ndarray],
-                   seed: int | None, reused: bool = False) -> MemberOutcome:
+    def from_state(
+        cls,
+        name: str,
+        state: TrainState,
+        probs: dict[str, np.ndarray],
+        seed: int | None,
+        reused: bool = False,
+    ) -> MemberOutcome:
         """The outcome of a member whose training ended in ``state``; ``probs``: its
         ``"val"`` and ``"test"`` probabilities."""
         fields = {f: getattr(state, STATE_NAMES.get(f, f)) for f in SAVED_FIELDS}
-        return cls(name=name, **fields, val_proba=probs["val"], test_proba=probs["test"],
-                   seed=seed, reused=reused)
+        return cls(
+            name=name,
+            **fields,
+            val_proba=probs["val"],
+            test_proba=probs["test"],
+            seed=seed,
+            reused=reused,
+        )
 
     def to_record(self) -> dict:
         """The :data:`SAVED_FIELDS`, as members/<name>.json holds them."""
@@ -62,26 +83,38 @@ class MemberOutcome:
 
     def training_entry(self) -> dict:
         """This member's entry in results.json's ``training`` block."""
-        return {**self.to_record(), "train_s": self.finished_at - self.started_at,
-                "reused": self.reused, "seed": self.seed}
+        return {
+            **self.to_record(),
+            "train_s": self.finished_at - self.started_at,
+            "reused": self.reused,
+            "seed": self.seed,
+        }
 
 
 def state_of_record(record: dict) -> TrainState:
     """The :data:`SAVED_FIELDS` of a members/<name>.json (untrusted) as a TrainState, checked
     as a checkpoint's state is. Raises KeyError (a field missing) or ValueError (a field of
     the wrong type)."""
-    return TrainState.from_dict({STATE_NAMES.get(f, f): record.get(f) if f in LATER_FIELDS
-                                 else record[f] for f in SAVED_FIELDS})
+    return TrainState.from_dict(
+        {
+            STATE_NAMES.get(f, f): record.get(f) if f in LATER_FIELDS else record[f]
+            for f in SAVED_FIELDS
+        }
+    )
 
 
 def member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
     """``(model, info, probabilities)``: the member's .keras, .json and .npz files."""
-    return (run_dir / "models" / f"{name}.keras", run_dir / "members" / f"{name}.json",
-            run_dir / "members" / f"{name}.npz")
+    return (
+        run_dir / "models" / f"{name}.keras",
+        run_dir / "members" / f"{name}.json",
+        run_dir / "members" / f"{name}.npz",
+    )
 
 
-def load_finished_member(run_dir: Path, name: str, identity: dict,
-                         n_val: int, n_test: int) -> MemberOutcome | None:
+def load_finished_member(
+    run_dir: Path, name: str, identity: dict, n_val: int, n_test: int
+) -> MemberOutcome | None:
     """A member saved by an earlier run of this folder with the same ``identity`` (see
     identity.member_identity), or None: none saved, saved with another identity, or its files
     damaged (one warning line; the member is then predicted again from its checkpoint).
@@ -92,31 +125,44 @@ def load_finished_member(run_dir: Path, name: str, identity: dict,
     try:
         info = runfolder.read_json(info_path)
         if info.get("identity") != identity:
-            logger.info(f"{name}: the member saved in {info_path} was trained with other "
-                        f"settings; training it again")
+            logger.info(
+                f"{name}: the member saved in {info_path} was trained with other "
+                f"settings; training it again"
+            )
             return None
         with np.load(probs_path, allow_pickle=False) as probs:
             val, test = probs["val"], probs["test"]
         for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
             if array.shape != (rows, NUM_CLASSES) or not np.all(np.isfinite(array)):
-                raise ValueError(f"'{part}' has shape {array.shape}, expected "
-                                 f"({rows}, {NUM_CLASSES}) "
-                                 f"finite probabilities")
+                raise ValueError(
+                    f"'{part}' has shape {array.shape}, expected "
+                    f"({rows}, {NUM_CLASSES}) "
+                    f"finite probabilities"
+                )
         check_keras_archive(model_path)
         state = state_of_record(info)
         if state.started_at is None or state.finished_at is None:
             raise ValueError("started_at / finished_at missing")
-        return MemberOutcome.from_state(name, state, {"val": val, "test": test},
-                                        identity["seed"], reused=True)
+        return MemberOutcome.from_state(
+            name, state, {"val": val, "test": test}, identity["seed"], reused=True
+        )
     except Exception as exc:  # noqa: BLE001 - any damage is handled alike: predict again
         why = one_line(exc, 200, pick="first", empty="")
-        logger.warning(f"warning: {name}: its saved files are damaged ({type(exc).__name__}: "
-                       f"{why}); predicting it again from its checkpoint")
+        logger.warning(
+            f"warning: {name}: its saved files are damaged ({type(exc).__name__}: "
+            f"{why}); predicting it again from its checkpoint"
+        )
         return None
 
 
-def save_member(run_dir: Path, spec: MemberSpec, model_file: Path, state: TrainState,
-                probs: dict[str, np.ndarray], identity: dict) -> MemberOutcome:
+def save_member(
+    run_dir: Path,
+    spec: MemberSpec,
+    model_file: Path,
+    state: TrainState,
+    probs: dict[str, np.ndarray],
+    identity: dict,
+) -> MemberOutcome:
     """Write a finished member's files (``model_file``: its final .keras) and return its
     outcome. ``identity``: the member's (identity.member_identity), recorded for reuse."""
     model_path, info_path, probs_path = member_paths(run_dir, spec.name)
@@ -124,6 +170,7 @@ def save_member(run_dir: Path, spec: MemberSpec, model_file: Path, state: TrainS
     runfolder.write_npz(probs_path, val=probs["val"], test=probs["test"])
     state = replace(state, finished_at=state.finished_at or time.time())
     outcome = MemberOutcome.from_state(spec.name, state, probs, identity["seed"])
-    runfolder.write_json(info_path, {"identity": identity, "spec": spec.to_dict(),
-                                     **outcome.to_record()})
+    runfolder.write_json(
+        info_path, {"identity": identity, "spec": spec.to_dict(), **outcome.to_record()}
+    )
     return outcome

@@ -33,8 +33,10 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 def _plain_name(value: str) -> str:
     if not _PLAIN_NAME.fullmatch(value) or len(value.encode()) > 255:
-        raise ValueError("a plain name (letters, digits, '_', '-', '.'; not starting with '.'; "
-                         "at most 255 bytes)")
+        raise ValueError(
+            "a plain name (letters, digits, '_', '-', '.'; not starting with '.'; "
+            "at most 255 bytes)"
+        )
     return value
 
 
@@ -160,13 +162,15 @@ class Results(_Table):
     code: Code | None = None  # absent in results.json written before it was recorded
     machine: Machine | None = None
     calibration: _by_member(Calibration)
-    diversity: Annotated[dict[Line, Diversity],
-                         Field(max_length=MAX_MEMBERS * (MAX_MEMBERS - 1) // 2)]
+    diversity: Annotated[
+        dict[Line, Diversity], Field(max_length=MAX_MEMBERS * (MAX_MEMBERS - 1) // 2)
+    ]
     reliability: _by_member(Bins)
     confusion_matrix: _by_member(Matrix)
 
 
 # --------------------------------------------------------------------------- checking
+
 
 def read_results(path: str | Path) -> dict:
     """Read and check results.json; return it as a plain dict.
@@ -179,20 +183,28 @@ def read_results(path: str | Path) -> dict:
         with open(path, "rb") as f:
             raw = f.read(MAX_RESULTS_BYTES + 1)
     except OSError as exc:
-        raise RunFolderError(f"{path}: cannot be read ({exc.strerror or exc}); expected the "
-                             f"results.json of a finished run") from None
+        raise RunFolderError(
+            f"{path}: cannot be read ({exc.strerror or exc}); expected the "
+            f"results.json of a finished run"
+        ) from None
     if len(raw) > MAX_RESULTS_BYTES:
-        raise RunFolderError(f"{path}: larger than {MAX_RESULTS_BYTES:,} bytes; expected the "
-                             f"results.json of a finished run (well under 1 MB)")
+        raise RunFolderError(
+            f"{path}: larger than {MAX_RESULTS_BYTES:,} bytes; expected the "
+            f"results.json of a finished run (well under 1 MB)"
+        )
     try:
         obj = json.loads(raw)
     except json.JSONDecodeError as exc:
-        raise RunFolderError(f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column "
-                             f"{exc.colno}); expected the results.json of a finished run") from None
+        raise RunFolderError(
+            f"{path}: not valid JSON ({exc.msg}, line {exc.lineno} column "
+            f"{exc.colno}); expected the results.json of a finished run"
+        ) from None
     except (ValueError, RecursionError) as exc:  # bad UTF-8, huge integers, deep nesting
-        raise RunFolderError(f"{path}: not valid JSON ({type(exc).__name__}: "
-                             f"{_short(str(exc))}); expected the results.json of a finished "
-                             f"run") from None
+        raise RunFolderError(
+            f"{path}: not valid JSON ({type(exc).__name__}: "
+            f"{_short(str(exc))}); expected the results.json of a finished "
+            f"run"
+        ) from None
     check_results(obj, str(path))
     return obj
 
@@ -218,14 +230,22 @@ def _cross_problems(r: Results) -> Iterator[str]:
     members = set(r.members)
     scored = members | {f"committee_{rule}" for rule in r.committee}
     pairs = {f"{a}|{b}" for a, b in combinations(r.members, 2)}
-    same_keys = [("run.members", set(r.run.members), members, "the keys of field 'members'"),
-                 ("training", set(r.training), members, "the keys of field 'members'"),
-                 ("gain_over_best_member", set(r.gain_over_best_member), set(r.committee),
-                  "the keys of field 'committee'"),
-                 ("weights", set(r.weights or members), members, "the keys of field 'members'"),
-                 *((field, set(getattr(r, field)), scored, "the members and committee_<rule>")
-                   for field in ("calibration", "reliability", "confusion_matrix")),
-                 ("diversity", set(r.diversity), pairs, "the pairs of field 'members'")]
+    same_keys = [
+        ("run.members", set(r.run.members), members, "the keys of field 'members'"),
+        ("training", set(r.training), members, "the keys of field 'members'"),
+        (
+            "gain_over_best_member",
+            set(r.gain_over_best_member),
+            set(r.committee),
+            "the keys of field 'committee'",
+        ),
+        ("weights", set(r.weights or members), members, "the keys of field 'members'"),
+        *(
+            (field, set(getattr(r, field)), scored, "the members and committee_<rule>")
+            for field in ("calibration", "reliability", "confusion_matrix")
+        ),
+        ("diversity", set(r.diversity), pairs, "the pairs of field 'members'"),
+    ]
     for field, found, expected, what in same_keys:
         if found != expected:
             yield f"field {field!r} has keys {sorted(found)}; expected {what}: {sorted(expected)}"
@@ -233,8 +253,10 @@ def _cross_problems(r: Results) -> Iterator[str]:
         yield f"field 'best_member' has {r.best_member!r}; expected one of {sorted(members)}"
     unspecified = members - {spec.name for spec in r.config.members}
     if unspecified:
-        yield (f"field 'config.members' has no spec for {sorted(unspecified)}; expected one for "
-               f"each key of field 'members'")
+        yield (
+            f"field 'config.members' has no spec for {sorted(unspecified)}; expected one for "
+            f"each key of field 'members'"
+        )
 
 
 def _describe(error: dict) -> str:
@@ -244,11 +266,15 @@ def _describe(error: dict) -> str:
     for prefix in ("Input should be ", "Value error, "):
         expected = expected.removeprefix(prefix)
     if loc and loc[-1] == "[key]":  # (..., "training", <the bad key>, "[key]")
-        return (f"field '{_field(loc[:-2])}' has key {_short(repr(loc[-2]))}; expected each key "
-                f"to be {expected}")
+        return (
+            f"field '{_field(loc[:-2])}' has key {_short(repr(loc[-2]))}; expected each key "
+            f"to be {expected}"
+        )
     if error["type"] == "missing":
-        return (f"field '{_field(loc)}' is missing; expected it, as in the results.json a "
-                f"finished run writes")
+        return (
+            f"field '{_field(loc)}' is missing; expected it, as in the results.json a "
+            f"finished run writes"
+        )
     return f"field '{_field(loc)}' has {_short(repr(error['input']))}; expected {expected}"
 
 

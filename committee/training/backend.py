@@ -23,13 +23,16 @@ def resolve(option: str | None) -> str:
     else:
         name, source = os.environ.get("KERAS_BACKEND") or DEFAULT, "KERAS_BACKEND"
     if name not in BACKENDS:
-        raise ValueError(f"{source} {name!r} is not a backend this job runs on; expected one of "
-                         f"{', '.join(BACKENDS)}")
+        raise ValueError(
+            f"{source} {name!r} is not a backend this job runs on; expected one of "
+            f"{', '.join(BACKENDS)}"
+        )
     return name
 
 
-def process_env(backend: str, threads: int | None = None,
-                gpu_share: float | None = None) -> dict[str, str]:
+def process_env(
+    backend: str, threads: int | None = None, gpu_share: float | None = None
+) -> dict[str, str]:
     """Environment variables for a process that will train or predict on ``backend``.
 
     ``threads``: CPU threads the process may use (JAX: one thread turns off XLA's CPU thread
@@ -43,9 +46,16 @@ def process_env(backend: str, threads: int | None = None,
         if gpu_share is not None and 0 < gpu_share < 1:
             env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.95 * gpu_share:.3f}"
         if threads == 1:
-            env["XLA_FLAGS"] = " ".join(filter(None, (
-                os.environ.get("XLA_FLAGS"), "--xla_cpu_multi_thread_eigen=false",
-                "intra_op_parallelism_threads=1")))
+            env["XLA_FLAGS"] = " ".join(
+                filter(
+                    None,
+                    (
+                        os.environ.get("XLA_FLAGS"),
+                        "--xla_cpu_multi_thread_eigen=false",
+                        "intra_op_parallelism_threads=1",
+                    ),
+                )
+            )
     return env
 
 
@@ -57,21 +67,25 @@ def configure(backend: str, threads: int | None = None) -> None:
     import keras
 
     if keras.config.backend() != backend:
-        raise RuntimeError(f"Keras runs on {keras.config.backend()!r} in this process, not "
-                           f"{backend!r}: KERAS_BACKEND must be set before keras is imported")
+        raise RuntimeError(
+            f"Keras runs on {keras.config.backend()!r} in this process, not "
+            f"{backend!r}: KERAS_BACKEND must be set before keras is imported"
+        )
     if backend == "tensorflow":
         from committee.training.device import configure_tensorflow
+
         configure_tensorflow(threads=threads)
     else:
         # Keras imports TensorFlow wherever it is installed (to seed it, to recognise its
         # shapes when saving): seconds and memory per worker, for nothing on this backend.
         from keras.src.utils import module_utils
+
         module_utils.tensorflow._available = False
 
 
 def device_kind() -> str:
     """What this process's backend computes on: the first GPU's name, else "cpu"."""
     from committee.training.device import gpu_names
+
     names = gpu_names()
     return names[0] if names else "cpu"
-

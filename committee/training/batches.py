@@ -23,8 +23,16 @@ class AugmentedBatches(keras.utils.PyDataset):
     prepare batches ahead; TensorFlow prefetches through tf.data itself.
     """
 
-    def __init__(self, x: np.ndarray, y_onehot: np.ndarray, batch_size: int,
-                 augmentation: Augmentation, *, seed: int, epoch: int):
+    def __init__(
+        self,
+        x: np.ndarray,
+        y_onehot: np.ndarray,
+        batch_size: int,
+        augmentation: Augmentation,
+        *,
+        seed: int,
+        epoch: int,
+    ):
         workers = 1 if keras.config.backend() == "tensorflow" else 2
         super().__init__(workers=workers, use_multiprocessing=False, max_queue_size=8)
         self.x, self.y, self.batch_size = x, y_onehot, batch_size
@@ -38,7 +46,7 @@ class AugmentedBatches(keras.utils.PyDataset):
         return math.ceil(len(self.x) / self.batch_size)
 
     def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
-        rows = self.order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         rng = np.random.default_rng([self.seed, self.epoch, index])
         flipped = self.flipped[rows] if self.flipped is not None else None
         return augment(self.x[rows], self.augmentation, rng, flipped), self.y[rows]

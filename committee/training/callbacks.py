@@ -40,9 +40,13 @@ class Recorder(keras.callbacks.Callback):
     (``state.diverged``) and nothing else: the member stops, and no checkpoint of its
     weights is made."""
 
-    def __init__(self, spec: MemberSpec, state: TrainState,
-                 early_stopping: keras.callbacks.EarlyStopping,
-                 on_epoch_end: Callable[[int, dict, Any, TrainState], None] | None = None):
+    def __init__(
+        self,
+        spec: MemberSpec,
+        state: TrainState,
+        early_stopping: keras.callbacks.EarlyStopping,
+        on_epoch_end: Callable[[int, dict, Any, TrainState], None] | None = None,
+    ):
         super().__init__()
         self.spec, self.state, self.early_stopping = spec, state, early_stopping
         self.report = on_epoch_end
@@ -50,12 +54,17 @@ class Recorder(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         spec, state, early_stopping = self.spec, self.state, self.early_stopping
         logs = dict(logs or {})
-        bad = {k: float(v) for k, v in logs.items()
-               if k in ("loss", "val_loss") and not np.isfinite(float(v))}
+        bad = {
+            k: float(v)
+            for k, v in logs.items()
+            if k in ("loss", "val_loss") and not np.isfinite(float(v))
+        }
         if bad:
-            state.diverged = {"epoch": epoch + 1, "learning_rate": float(
-                spec.learning_rate_at(epoch, state.total_epochs(spec))),
-                "loss": bad.get("loss", bad.get("val_loss"))}
+            state.diverged = {
+                "epoch": epoch + 1,
+                "learning_rate": float(spec.learning_rate_at(epoch, state.total_epochs(spec))),
+                "loss": bad.get("loss", bad.get("val_loss")),
+            }
             self.model.stop_training = True
             return
         for key, value in logs.items():
@@ -64,8 +73,9 @@ class Recorder(keras.callbacks.Callback):
         state.finished_at = time.time()  # of the last epoch so far: saved with it
         state.es_wait = int(early_stopping.wait)
         state.es_best = None if early_stopping.best is None else float(early_stopping.best)
-        state.stopped_early = (bool(self.model.stop_training)
-                               and state.epoch < state.total_epochs(spec))
+        state.stopped_early = bool(self.model.stop_training) and state.epoch < state.total_epochs(
+            spec
+        )
         if self.report is not None:
             self.report(epoch, logs, self.model, state)
 
@@ -81,8 +91,14 @@ class TimeBudget(keras.callbacks.Callback):
     when another finishes and frees its share of the machine. Ends training when the
     planned epochs are done."""
 
-    def __init__(self, spec: MemberSpec, state: TrainState, time_budget_s: float,
-                 predict_images: int = 0, n_val: int = 0):
+    def __init__(
+        self,
+        spec: MemberSpec,
+        state: TrainState,
+        time_budget_s: float,
+        predict_images: int = 0,
+        n_val: int = 0,
+    ):
         super().__init__()
         self.spec, self.state, self.time_budget_s = spec, state, time_budget_s
         self.predict_images, self.n_val = predict_images, n_val
@@ -107,14 +123,15 @@ class TimeBudget(keras.callbacks.Callback):
         took, pace = sum(state.epoch_seconds), recent_pace(state.epoch_seconds)
         reserve = self.predict_images * self.val_s / max(1, self.val_images)
         before = state.epochs_planned
-        state.epochs_planned = plan_epochs(took, epoch + 1, budget_s, spec.epochs,
-                                           reserve, pace)
+        state.epochs_planned = plan_epochs(took, epoch + 1, budget_s, spec.epochs, reserve, pace)
         logs["epochs_planned"] = state.epochs_planned  # for TensorBoard and the history
         if state.epochs_planned != before:
-            logger.info(f"[{spec.name}] time budget {budget_s / 60:.1f} min: {epoch + 1} "
-                        f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction "
-                        f"needs ~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} "
-                        f"epochs" + ("" if before is None else f" (was {before})"),
-                        extra=MEMBER)
+            logger.info(
+                f"[{spec.name}] time budget {budget_s / 60:.1f} min: {epoch + 1} "
+                f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction "
+                f"needs ~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} "
+                f"epochs" + ("" if before is None else f" (was {before})"),
+                extra=MEMBER,
+            )
         if epoch + 1 >= state.epochs_planned:
             self.model.stop_training = True

@@ -30,6 +30,7 @@ def check_keras_archive(path: str | os.PathLike) -> None:
     CRCs check out and which holds the model's config and weights (cheap; loading it, in
     safe mode, is the full check)."""
     import zipfile
+
     try:
         with zipfile.ZipFile(path) as archive:
             missing = [n for n in KERAS_ARCHIVE_PARTS if n not in archive.namelist()]
@@ -37,13 +38,17 @@ def check_keras_archive(path: str | os.PathLike) -> None:
     except (OSError, zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(f"{path} is not a .keras (zip) file ({type(exc).__name__})") from None
     if missing or bad:
-        raise ValueError(f"{path} is not a whole .keras file ("
-                         + (f"no {missing[0]}" if missing else f"{bad} is damaged") + ")")
+        raise ValueError(
+            f"{path} is not a whole .keras file ("
+            + (f"no {missing[0]}" if missing else f"{bad} is damaged")
+            + ")"
+        )
 
 
 def load_checkpoint(folder: str | os.PathLike):
     """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer."""
     import keras
+
     folder = Path(folder)
     model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
     state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()))

@@ -60,16 +60,22 @@ def cpu_model() -> str:
 def gpu_names() -> list[str]:
     """The names of the GPUs Keras' backend sees (e.g. "NVIDIA H200"); [] without any."""
     import keras
+
     backend = keras.config.backend()
     if backend == "jax":
         import jax
+
         return [d.device_kind for d in jax.devices() if d.platform == "gpu"]
     if backend == "torch":
         import torch
+
         return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
     import tensorflow as tf
-    return [tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
-            for gpu in tf.config.list_physical_devices("GPU")]
+
+    return [
+        tf.config.experimental.get_device_details(gpu).get("device_name", gpu.name)
+        for gpu in tf.config.list_physical_devices("GPU")
+    ]
 
 
 def device_info() -> dict[str, Any]:
@@ -90,6 +96,7 @@ def effective_precision(requested: str) -> str:
         return requested
     if requested == "mixed_bfloat16" and _cpu_has_bfloat16():
         return requested
-    logger.info(f"precision {requested} has no hardware support here; training in float32",
-                extra=MEMBER)
+    logger.info(
+        f"precision {requested} has no hardware support here; training in float32", extra=MEMBER
+    )
     return "float32"

@@ -30,27 +30,38 @@ def make_optimizer(name: str, learning_rate: float, ema_momentum: float = 0.0):
     ``ema_momentum`` > 0 it also keeps the weights' exponential moving average (its
     variables are saved with the model, so a resumed member continues the same average)."""
     import keras
-    classes = {"adam": keras.optimizers.Adam, "sgd": keras.optimizers.SGD,
-               "adagrad": keras.optimizers.Adagrad, "rmsprop": keras.optimizers.RMSprop,
-               "adamw": keras.optimizers.AdamW,
-               "nesterov": functools.partial(keras.optimizers.SGD, momentum=0.9, nesterov=True,
-                                             weight_decay=5e-3)}
+
+    classes = {
+        "adam": keras.optimizers.Adam,
+        "sgd": keras.optimizers.SGD,
+        "adagrad": keras.optimizers.Adagrad,
+        "rmsprop": keras.optimizers.RMSprop,
+        "adamw": keras.optimizers.AdamW,
+        "nesterov": functools.partial(
+            keras.optimizers.SGD, momentum=0.9, nesterov=True, weight_decay=5e-3
+        ),
+    }
     ema = {"use_ema": True, "ema_momentum": ema_momentum} if ema_momentum > 0 else {}
     return classes[name](learning_rate=learning_rate, **ema)
 
 
-def compile_member(spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto",
-                   precision: str | None = None):
+def compile_member(
+    spec: MemberSpec, steps_per_execution: int = 1, jit_compile="auto", precision: str | None = None
+):
     """Build and compile the member's model as the seed did, in ``precision`` (default: the
     spec's where this machine supports it, :func:`effective_precision`). ``jit_compile``:
     Keras' XLA switch; "auto" leaves it off on CPU-only TensorFlow."""
     import keras
+
     model = spec.build(precision or effective_precision(spec.precision))
     model.compile(
         optimizer=make_optimizer(spec.optimizer, spec.learning_rate, spec.ema_momentum),
         loss=keras.losses.CategoricalCrossentropy(label_smoothing=spec.label_smoothing),
-        metrics=["accuracy", keras.metrics.Precision(name="precision"),
-                 keras.metrics.Recall(name="recall")],
+        metrics=[
+            "accuracy",
+            keras.metrics.Precision(name="precision"),
+            keras.metrics.Recall(name="recall"),
+        ],
         steps_per_execution=steps_per_execution,
         jit_compile=jit_compile,
     )
@@ -61,17 +72,24 @@ def one_hot(labels: np.ndarray) -> np.ndarray:
     return np.eye(NUM_CLASSES, dtype=np.float32)[np.asarray(labels, dtype=np.int64)]
 
 
-def augmented_batches(spec: MemberSpec, x: np.ndarray, y_onehot: np.ndarray, *, seed: int,
-                      epoch: int):
+def augmented_batches(
+    spec: MemberSpec, x: np.ndarray, y_onehot: np.ndarray, *, seed: int, epoch: int
+):
     """The member's training batches from ``epoch`` on, augmented as its spec says
     (batches.AugmentedBatches; shapes there)."""
     from committee.training.batches import AugmentedBatches
-    return AugmentedBatches(x, y_onehot, spec.batch_size, spec.augmentation, seed=seed,
-                            epoch=epoch)
+
+    return AugmentedBatches(x, y_onehot, spec.batch_size, spec.augmentation, seed=seed, epoch=epoch)
 
 
-def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
-               time_budget_s: float | None = None, predict_images: int = 0, n_val: int = 0):
+def _callbacks(
+    spec: MemberSpec,
+    state: TrainState,
+    on_epoch_end,
+    time_budget_s: float | None = None,
+    predict_images: int = 0,
+    n_val: int = 0,
+):
     """The callbacks of one fit, in order: TerminateOnNaN (ends a diverged epoch at its first
     non-finite batch), the learning-rate schedule over ``state.total_epochs``, TimeBudget when
     ``time_budget_s`` is given, early stopping resumed from ``state``, and the Recorder, last,
@@ -84,22 +102,36 @@ def _callbacks(spec: MemberSpec, state: TrainState, on_epoch_end,
         TimeBudget,
     )
 
-    early_stopping = ResumableEarlyStopping(state, monitor="val_loss", patience=spec.patience,
-                                            min_delta=0, restore_best_weights=False)
+    early_stopping = ResumableEarlyStopping(
+        state, monitor="val_loss", patience=spec.patience, min_delta=0, restore_best_weights=False
+    )
     schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec)))
-    budget = ([TimeBudget(spec, state, time_budget_s, predict_images, n_val)]
-              if time_budget_s is not None else [])
+        lambda epoch, lr: spec.learning_rate_at(epoch, state.total_epochs(spec))
+    )
+    budget = (
+        [TimeBudget(spec, state, time_budget_s, predict_images, n_val)]
+        if time_budget_s is not None
+        else []
+    )
     # Validation sees the moving average of the weights, as the predictions will; the
     # checkpoints keep the raw weights (the average is in the optimizer's state).
     ema = [keras.callbacks.SwapEMAWeights()] if spec.ema_momentum > 0 else []
-    return [keras.callbacks.TerminateOnNaN(), *ema, schedule, *budget, early_stopping,
-            Recorder(spec, state, early_stopping, on_epoch_end)]
+    return [
+        keras.callbacks.TerminateOnNaN(),
+        *ema,
+        schedule,
+        *budget,
+        early_stopping,
+        Recorder(spec, state, early_stopping, on_epoch_end),
+    ]
 
 
 def train_member(
     spec: MemberSpec,
-    x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray, y_val: np.ndarray,
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
     *,
     seed: int = 0,
     resume: tuple[Any, TrainState] | None = None,
@@ -146,11 +178,18 @@ def train_member(
         raise ValueError(f"time budget {time_budget_s!r} s must be > 0")
     if state.epoch < state.total_epochs(spec) and not state.stopped_early:
         if spec.augmentation.active:  # batches made on the CPU, cheap on any device
-            inputs = {"x": augmented_batches(spec, x_train, one_hot(y_train), seed=seed,
-                                             epoch=state.epoch)}
+            inputs = {
+                "x": augmented_batches(
+                    spec, x_train, one_hot(y_train), seed=seed, epoch=state.epoch
+                )
+            }
         else:  # Keras batches and shuffles the arrays itself
-            inputs = {"x": x_train, "y": one_hot(y_train), "batch_size": spec.batch_size,
-                      "shuffle": True}
+            inputs = {
+                "x": x_train,
+                "y": one_hot(y_train),
+                "batch_size": spec.batch_size,
+                "shuffle": True,
+            }
         model.fit(
             **inputs,
             validation_data=(x_val, one_hot(y_val)),
@@ -159,8 +198,10 @@ def train_member(
             # plan a resumed member brings holds.
             epochs=spec.epochs if time_budget_s is not None else state.total_epochs(spec),
             initial_epoch=state.epoch,
-            callbacks=_callbacks(spec, state, on_epoch_end, time_budget_s, predict_images,
-                                 len(x_val)) + list(callbacks or []),
+            callbacks=_callbacks(
+                spec, state, on_epoch_end, time_budget_s, predict_images, len(x_val)
+            )
+            + list(callbacks or []),
             verbose=verbose,
         )
     state.finished_at = time.time()

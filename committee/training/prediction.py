@@ -13,6 +13,7 @@ def load_model(path: str | os.PathLike):
     """Load a ``.keras`` file in Keras' safe mode (no arbitrary code runs from the file), with
     the weights it predicts with (:func:`averaged_weights`)."""
     import keras
+
     return averaged_weights(keras.models.load_model(path, safe_mode=True))
 
 
@@ -28,11 +29,12 @@ def averaged_weights(model):
     return model
 
 
-def predict_proba(model, x: np.ndarray, batch_size: int = 1024,
-                  tta: str = "none") -> np.ndarray:
+def predict_proba(model, x: np.ndarray, batch_size: int = 1024, tta: str = "none") -> np.ndarray:
     """Class probabilities of ``x`` (float32 ``(n, 28, 28, 1)``) as float32 ``(n, 10)``:
     the mean over the :func:`tta_views` of ``x`` (``tta``: none, mirror or mirror+shifts;
     the strong members were trained with flips and shifts, so they accept these views)."""
-    probas = [np.asarray(model.predict(view, batch_size=batch_size, verbose=0), np.float32)
-              for view in tta_views(x, tta)]
+    probas = [
+        np.asarray(model.predict(view, batch_size=batch_size, verbose=0), np.float32)
+        for view in tta_views(x, tta)
+    ]
     return np.mean(probas, axis=0, dtype=np.float32)

@@ -45,8 +45,9 @@ class TrainState:
             raise ValueError(f"state field {unknown[0]!r} is unknown")
         for key, value in data.items():
             if not _STATE_CHECKS[key](value):
-                raise ValueError(f"state field {key!r} has {value!r:.80}; expected "
-                                 f"{_STATE_CHECKS[key].__doc__}")
+                raise ValueError(
+                    f"state field {key!r} has {value!r:.80}; expected {_STATE_CHECKS[key].__doc__}"
+                )
         return cls(**data)
 
     def total_epochs(self, spec: MemberSpec) -> int:
@@ -90,8 +91,10 @@ def _durations(v) -> bool:
 
 def _history(v) -> bool:
     """an object of metric name -> list of numbers"""
-    return isinstance(v, dict) and all(isinstance(k, str) and isinstance(x, list)
-                                       and all(_number(y) for y in x) for k, x in v.items())
+    return isinstance(v, dict) and all(
+        isinstance(k, str) and isinstance(x, list) and all(_number(y) for y in x)
+        for k, x in v.items()
+    )
 
 
 def _object_or_none(v) -> bool:
@@ -109,15 +112,31 @@ def _best(v) -> bool:
     return v is None or _number(v)
 
 
-_STATE_CHECKS = {"epoch": _count, "history": _history, "es_wait": _count, "es_best": _best,
-                 "stopped_early": _flag, "resumed_at": _counts, "started_at": _time_or_none,
-                 "finished_at": _time_or_none, "epochs_planned": _count_or_none,
-                 "epoch_seconds": _durations, "diverged": _object_or_none,
-                 "precision": _text_or_none, "device": _object_or_none}
+_STATE_CHECKS = {
+    "epoch": _count,
+    "history": _history,
+    "es_wait": _count,
+    "es_best": _best,
+    "stopped_early": _flag,
+    "resumed_at": _counts,
+    "started_at": _time_or_none,
+    "finished_at": _time_or_none,
+    "epochs_planned": _count_or_none,
+    "epoch_seconds": _durations,
+    "diverged": _object_or_none,
+    "precision": _text_or_none,
+    "device": _object_or_none,
+}
 
 
-def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_epochs: int,
-                reserve_s: float = 0.0, pace_s: float | None = None) -> int:
+def plan_epochs(
+    seconds_so_far: float,
+    epochs_done: int,
+    budget_s: float,
+    max_epochs: int,
+    reserve_s: float = 0.0,
+    pace_s: float | None = None,
+) -> int:
     """How many epochs in all fit ``budget_s`` seconds, less ``reserve_s`` kept for the
     prediction after training, when ``epochs_done`` epochs took ``seconds_so_far`` and each
     further one takes ``pace_s`` (default: the mean of those done so far).
@@ -126,8 +145,9 @@ def plan_epochs(seconds_so_far: float, epochs_done: int, budget_s: float, max_ep
     The pace is measured while the members share the machine (:func:`recent_pace`).
     """
     if epochs_done < 1 or not seconds_so_far > 0:
-        raise ValueError(f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in "
-                         f"{seconds_so_far!r} s")
+        raise ValueError(
+            f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in {seconds_so_far!r} s"
+        )
     if pace_s is None:
         pace_s = seconds_so_far / epochs_done
     if not pace_s > 0:

@@ -18,8 +18,7 @@ def tensorboard_callback(log_dir: str | Path):
     """A Keras callback writing each epoch's losses, metrics, learning rate and planned epochs
     to event files under ``log_dir`` (the folder TensorBoard's ``--logdir`` is given)."""
     if keras.config.backend() == "tensorflow":
-        return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False,
-                                           profile_batch=0)
+        return keras.callbacks.TensorBoard(log_dir=str(log_dir), write_graph=False, profile_batch=0)
     return EpochScalars(log_dir)
 
 
@@ -36,6 +35,7 @@ class EpochScalars(keras.callbacks.Callback):
     def _writer(self, part: str):
         if part not in self._writers:
             from tensorboardX import SummaryWriter
+
             self._writers[part] = SummaryWriter(str(self.log_dir / part))
         return self._writers[part]
 
