@@ -22,6 +22,7 @@ def main(argv=None) -> int:
         prog="train_committee.py",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,  # defaults are RunOptions' (committee.app.options)
     )
     add_run_arguments(parser)
     return run_command(parser.parse_args(argv))

@@ -18,6 +18,8 @@ import sys
 from pathlib import Path
 
 from committee import log
+from committee.app.options import PredictOptions, RunOptions, TuneOptions
+from committee.data.fashion_mnist import SPLITS
 from committee.errors import one_line
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS
 from committee.training.backend import BACKENDS
@@ -85,9 +87,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("members")
     g.add_argument(
         "--preset",
-        default="seed",
         choices=sorted(PRESETS),
-        help="which set of members to train (default: seed, the notebook's three)",
+        help=f"which set of members to train (default: {RunOptions.preset}, the notebook's three)",
     )
     g.add_argument(
         "--members",
@@ -133,20 +134,18 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--split",
-        default="tail",
-        choices=("tail", "stratified"),
+        choices=SPLITS,
         help="validation split: tail = the last 20%% as in the notebook (default); "
         "stratified = seeded, class-balanced",
     )
     g.add_argument(
         "--seed",
         type=_seed,
-        default=0,
-        help="random seed, 0..2**32-1 (default 0); "
+        help=f"random seed, 0..2**32-1 (default {RunOptions.seed}); "
         "a member's seed is this plus its place in the preset",
     )
     g = parser.add_argument_group("outputs")
-    g.add_argument("--output", default="runs", help="parent folder of run folders (default runs/)")
+    g.add_argument("--output", help=f"parent folder of run folders (default {RunOptions.output}/)")
     g.add_argument(
         "--run-name",
         help="run folder name (default: timestamp-preset); rerunning "
@@ -184,14 +183,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--workers-per-member",
         type=_positive_int,
-        default=1,
-        help="data-parallel workers per member; only 1 works with Keras 3",
+        help="data-parallel workers per member; only 1 works with Keras 3 "
+        f"(default {RunOptions.workers_per_member})",
     )
     g.add_argument(
         "--max-failures",
         type=int,
-        default=1,
-        help="retries of a member's training after a worker dies (default 1)",
+        help="retries of a member's training after a worker dies "
+        f"(default {RunOptions.max_failures})",
     )
     g.add_argument(
         "--backend",
@@ -210,8 +209,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--steps-per-execution",
         type=_positive_int,
-        default=32,
-        help="Keras steps_per_execution: batches per compiled call (default 32; "
+        help="Keras steps_per_execution: batches per compiled call "
+        f"(default {RunOptions.steps_per_execution}; "
         "same updates, less per-step overhead)",
     )
 
@@ -221,8 +220,8 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--num-samples",
         type=int,
-        default=8,
-        help="configurations per member, the default one included (default 8)",
+        help="configurations per member, the default one included "
+        f"(default {TuneOptions.num_samples})",
     )
     g.add_argument(
         "--max-concurrent",
@@ -231,16 +230,15 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--time-budget-s", type=float, help="stop each member's search after T s")
     g.add_argument(
-        "--scheduler", default="asha", help="asha (stop poor trials early, default) or fifo"
+        "--scheduler",
+        help=f"asha (stop poor trials early) or fifo (default {TuneOptions.scheduler})",
     )
 
 
 def options_from_args(args: argparse.Namespace):
     """``committee run``'s or ``tune``'s options (:class:`~committee.app.options.RunOptions` or
     :class:`~committee.app.options.TuneOptions`) from parsed arguments."""
-    from committee.app.options import RunOptions, TuneOptions
-
-    if getattr(args, "num_samples", None) is not None:
+    if getattr(args, "command", "run") == "tune":
         return options_from(TuneOptions, args)
     return options_from(RunOptions, args)
 
@@ -260,12 +258,19 @@ def build_parser() -> argparse.ArgumentParser:
         description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="train the members concurrently and score the committee")
+    # An option left out is absent from the parsed arguments (SUPPRESS), so its default is
+    # the options dataclass's: each default is written once, in committee.app.options.
+    run = sub.add_parser(
+        "run",
+        help="train the members concurrently and score the committee",
+        argument_default=argparse.SUPPRESS,
+    )
     add_run_arguments(run)
     tune = sub.add_parser(
         "tune",
         help="search each member's hyper-parameters with Ray Tune, "
         "then score default and tuned committees",
+        argument_default=argparse.SUPPRESS,
     )
     add_run_arguments(tune)
     add_tune_arguments(tune)
@@ -305,6 +310,7 @@ def add_predict_parser(sub) -> None:
         help="classify new images with a trained committee",
         description=PREDICT_DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
     )
     pred.add_argument(
         "run_dir", type=Path, metavar="RUN_DIR", help="the folder of a finished committee run"
@@ -324,10 +330,9 @@ def add_predict_parser(sub) -> None:
     )
     pred.add_argument(
         "--rule",
-        default="mean",
         choices=RULES,
         help="the fusion rule that gives the class, disagreement and entropy "
-        "columns (default mean); every rule of the run gets its own columns",
+        f"columns (default {PredictOptions.rule}); every rule of the run gets its own columns",
     )
     pred.add_argument(
         "--invert",
@@ -338,8 +343,7 @@ def add_predict_parser(sub) -> None:
     pred.add_argument(
         "--batch-size",
         type=_positive_int,
-        default=1024,
-        help="images per Ray Data batch (default 1024)",
+        help=f"images per Ray Data batch (default {PredictOptions.batch_size})",
     )
     pred.add_argument(
         "--address",
@@ -359,7 +363,6 @@ def add_predict_parser(sub) -> None:
 
 def predict_command(args: argparse.Namespace) -> int:
     """``committee predict``: one-line errors (exit 2) before Ray starts where knowable."""
-    from committee.app.options import PredictOptions
     from committee.app.predict import predict, summary
     from committee.app.run import interrupt_on_sigterm
 
@@ -380,7 +383,6 @@ def predict_command(args: argparse.Namespace) -> int:
 
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
-    from committee.app.options import TuneOptions
     from committee.app.run import interrupt_on_sigterm, run
     from committee.app.tune import tune
     from committee.errors import CommitteeError
