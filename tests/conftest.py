@@ -1,21 +1,23 @@
-"""Shared fixtures. The data comes from ../shared/data/fashion-mnist (no internet here)."""
+"""Shared fixtures, and each test marked with its tier (the folder it is in).
+
+Tiers, run in this order by .ci/run: ``unit`` (no TensorFlow, Keras, JAX or Ray, no
+subprocess: seconds), ``keras`` (real Keras models and subprocesses, no Ray), ``ray`` (real
+local Ray clusters). The data comes from ../shared/data/fashion-mnist (no internet here).
+"""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import SHARED_DATA, SMALL_RUN_MEMBERS, RayHead, run_cli
 
 from committee import log
-from committee.distributed.cluster import free_port
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = (ROOT.parent / "shared" / "data" / "fashion-mnist").resolve()
+TIERS = ("unit", "keras", "ray")
+
 os.environ.setdefault("FASHION_MNIST_DIR", str(SHARED_DATA))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 log.setup()  # the lines the entry points would show, for the tests that call inside them
@@ -47,68 +49,6 @@ def data_copy(tmp_path, data_dir) -> Path:
     ):
         shutil.copy(data_dir / name, target / name)
     return target
-
-
-def corrupt(folder: Path, key: str, how: str) -> Path:
-    """Damage one of the four files in ``folder`` in a named way; return its path."""
-    import gzip
-    import struct
-
-    from committee.data.fashion_mnist import FILES
-
-    path = folder / FILES[key].name
-    gz = path.read_bytes()
-    if how == "delete":
-        path.unlink()
-        return path
-    if how == "truncate":
-        path.write_bytes(gz[: len(gz) // 2])
-        return path
-    if how == "not-gzip":
-        path.write_bytes(b"this is not a gzip file at all")
-        return path
-    if how == "wrong-count":  # the test labels in place of the train labels
-        path.write_bytes((folder / FILES["test_labels"].name).read_bytes())
-        return path
-    raw = bytearray(gzip.decompress(gz))
-    if how == "flip-pixel":  # valid gzip and IDX, different content -> checksum mismatch
-        raw[-1] ^= 0xFF
-    elif how == "magic":
-        raw[:4] = struct.pack(">I", 2050)
-    elif how == "image-size":
-        raw[8:16] = struct.pack(">II", 32, 32)
-    elif how == "label-range":
-        raw[-1] = 12
-    else:
-        raise ValueError(how)
-    path.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
-    return path
-
-
-def registered_checkpoints(storage: Path) -> int:
-    """Checkpoints Ray Train has registered (its own snapshot file), not merely uploaded."""
-    try:
-        snapshot = json.loads((storage / "checkpoint_manager_snapshot.json").read_text())
-    except (OSError, ValueError):
-        return 0
-    return len(snapshot.get("checkpoint_results", []))
-
-
-def run_cli(
-    *args: str, env: dict | None = None, timeout: float = 600, module: str = "committee"
-) -> subprocess.CompletedProcess:
-    """Run the command line in a fresh interpreter, as a user would."""
-    return subprocess.run(
-        [sys.executable, "-m", module, *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env={**os.environ, **(env or {})},
-    )
-
-
-SMALL_RUN_MEMBERS = ("model1", "model2")
 
 
 @pytest.fixture(scope="session")
@@ -143,104 +83,16 @@ def small_run(tmp_path_factory) -> Path:
 # --------------------------------------------------------------------------- a real Ray head
 
 
-class RayHead:
-    """`ray start --head --block` in a subprocess, dashboard on 127.0.0.1, token auth on.
-
-    Stopped by terminating the process this object started (never `ray stop`).
-    """
-
-    def __init__(self, tmp: Path, num_cpus: int = 2, resources: str | None = None):
-        import secrets
-
-        self.port, self.dashboard_port = free_port(), free_port()
-        self.client_port = free_port()  # ephemeral range: outside Ray's 10002-19999 workers
-        self.token = secrets.token_hex(32)
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
-        self.log = open(tmp / "ray-head.log", "w")
-        cmd = [
-            str(Path(sys.executable).with_name("ray")),
-            "start",
-            "--head",
-            "--block",
-            f"--port={self.port}",
-            "--dashboard-host=127.0.0.1",
-            f"--dashboard-port={self.dashboard_port}",
-            f"--ray-client-server-port={self.client_port}",
-            f"--num-cpus={num_cpus}",
-            "--include-dashboard=true",
-            "--node-ip-address=127.0.0.1",
-        ]
-        if resources:
-            cmd.append(f"--resources={resources}")
-        self.proc = subprocess.Popen(
-            cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env, start_new_session=True
-        )
-        self.gcs_address = f"127.0.0.1:{self.port}"
-        self.nodes: list[subprocess.Popen] = []
-        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
-        self._wait_ready()
-
-    def _wait_ready(self, timeout: float = 120) -> None:
-        import time
-        import urllib.request
-
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(
-                    f"ray start exited with {self.proc.returncode}; see {self.log.name}"
-                )
-            try:
-                req = urllib.request.Request(
-                    f"{self.dashboard_url}/api/version",
-                    headers={"Authorization": f"Bearer {self.token}"},
-                )
-                with urllib.request.urlopen(req, timeout=2):
-                    return
-            except OSError:
-                time.sleep(1)
-        raise TimeoutError(f"Ray head not ready after {timeout} s; see {self.log.name}")
-
-    def add_node(self, num_cpus: int = 1) -> subprocess.Popen:
-        """Start one more node (a full raylet) joining this head."""
-        proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).with_name("ray")),
-                "start",
-                f"--address={self.gcs_address}",
-                f"--num-cpus={num_cpus}",
-                "--node-ip-address=127.0.0.1",
-                "--block",
-            ],
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env={**self.env, "RAY_raylet_start_wait_time_s": "120"},
-        )
-        self.nodes.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in [*self.nodes, self.proc]:
-            _terminate(proc)
-        self.log.close()
-
-
-def _terminate(proc: subprocess.Popen) -> None:
-    """SIGTERM the process we started; SIGKILL its own process group if it lingers."""
-    import signal
-
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=45)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
-
-
 @pytest.fixture(scope="module")
 def ray_head(tmp_path_factory):
     head = RayHead(tmp_path_factory.mktemp("head"))
     yield head
     head.stop()
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark each test with its tier, the folder under tests/ it is in (``-m unit`` etc.)."""
+    for item in items:
+        tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
+        if tier is not None:
+            item.add_marker(getattr(pytest.mark, tier))

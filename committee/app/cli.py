@@ -22,6 +22,7 @@ from committee.app.options import PredictOptions, RunOptions, TuneOptions
 from committee.data.fashion_mnist import SPLITS
 from committee.errors import one_line
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS
+from committee.rundir.folder import LOGS
 from committee.training.backend import BACKENDS
 from committee.validation import Interval, argument_type
 
@@ -450,7 +451,7 @@ def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
 
     text = "".join(traceback.format_exception(exc))
     if run_dir is not None and run_dir.is_dir():
-        path = run_dir / "logs" / "error.log"
+        path = run_dir / LOGS / "error.log"
         try:
             path.parent.mkdir(exist_ok=True)
             path.write_text(text)

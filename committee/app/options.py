@@ -234,7 +234,7 @@ class PredictOptions:
     run_dir: str | os.PathLike
     inputs: list[str]
     output: str | None = None  # default: ./predictions-<run name>-<timestamp>.parquet
-    rule: str = "mean"
+    rule: str = fusion.MEAN
     invert: bool = False
     batch_size: int = 1024
     address: str | None = None

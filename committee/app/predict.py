@@ -97,9 +97,9 @@ def fuse_all(committee: Committee, member_probas: dict[str, np.ndarray]) -> dict
     """Each of the run's rules applied to the members' ``(n, 10)`` probabilities."""
     probas = [member_probas[name] for name in committee.members]
     return {
-        rule: fusion.fuse(probas, rule, committee.weights if rule == "weighted" else None).astype(
-            np.float32
-        )
+        rule: fusion.fuse(
+            probas, rule, committee.weights if rule == fusion.WEIGHTED else None
+        ).astype(np.float32)
         for rule in committee.rules
     }
 

@@ -165,13 +165,13 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         rng = np.random.default_rng(options.seed)
         pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
         runfolder.write_npz(
-            run_dir / report.SAMPLES, images=dataset.x_train[pick], labels=dataset.y_train[pick]
+            run_dir / runfolder.SAMPLES, images=dataset.x_train[pick], labels=dataset.y_train[pick]
         )
 
         display = (
             None
             if options.verbose
-            else progress.Display([s.name for s in specs], log_dir=run_dir / "logs")
+            else progress.Display([s.name for s in specs], log_dir=run_dir / runfolder.LOGS)
         )
         with progress.displaying(display):
             outcomes, scores, committee_probas = orch.run_members(
@@ -187,7 +187,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                 steps_per_execution=options.steps_per_execution,
                 time_budget_s=None if minutes is None else 60 * minutes,
                 display=display,
-                tensorboard=run_dir / "tensorboard",
+                tensorboard=run_dir / runfolder.TENSORBOARD,
                 backend=options.backend,
             )
 
@@ -223,7 +223,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
             **scores,
         }
         tables.write_predictions(
-            run_dir / report.PREDICTIONS,
+            run_dir / runfolder.PREDICTIONS,
             tables.predictions_table(
                 y_test, {o.name: o.test_proba for o in outcomes}, committee_probas
             ),

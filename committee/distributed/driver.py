@@ -37,6 +37,7 @@ from committee.errors import MemberDiverged, disk_full, no_space
 from committee.log import logger
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
+from committee.rundir.folder import TRAIN
 from committee.rundir.member_files import (
     MemberOutcome,
     load_finished_member,
@@ -171,7 +172,7 @@ def storage_for(run_dir: Path, storage: str | None, instance: str) -> str:
     (a path or URI such as s3://…): the run's ``instance`` id keeps an ``--overwrite`` from
     resuming the checkpoints of the run it replaces."""
     if storage is None:
-        return str((run_dir / "train").resolve())
+        return str((run_dir / TRAIN).resolve())
     if "://" in storage:
         return f"{storage.rstrip('/')}/{run_dir.name}/{instance}"
     return str(Path(storage).expanduser().resolve() / run_dir.name / instance)

@@ -40,6 +40,7 @@ from committee.log import logger
 from committee.members import spec as members_mod
 from committee.members.architectures import ARCHITECTURES
 from committee.members.spec import MemberSpec
+from committee.rundir.folder import TUNE
 
 SCHEDULERS = ("asha", "fifo")
 METRIC = "val_accuracy"
@@ -118,7 +119,7 @@ def experiment_location(
     cluster every trial writes to storage all nodes share. Raises ValueError when a storage
     is given without the run's ``instance`` id."""
     if storage is None:
-        return str((Path(run_dir) / "tune" / member).resolve())
+        return str((Path(run_dir) / TUNE / member).resolve())
     if not instance:
         raise ValueError(f"storage {storage!r} needs the run's instance id; got {instance!r}")
     return f"{storage_for(Path(run_dir), storage, instance)}/tune/{member}"

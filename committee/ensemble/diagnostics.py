@@ -21,8 +21,9 @@ from itertools import combinations
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss
 
-N_BINS = 15
-PROBA_FLOOR = 1e-7  # clip_probas: the least probability the log-based scores see
+from committee.ensemble.fusion import PROBA_FLOOR
+
+N_BINS = 15  # the equal-width confidence bins of the ECE and the reliability diagram
 
 
 def pairwise_diversity(correct: Mapping[str, np.ndarray]) -> dict[str, dict[str, float]]:

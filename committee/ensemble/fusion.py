@@ -16,7 +16,9 @@ from collections.abc import Sequence
 import numpy as np
 
 RULES = ("mean", "weighted", "geometric")
-_EPS = 1e-7
+MEAN, WEIGHTED, GEOMETRIC = RULES  # each rule's name, for the code that picks one
+# The least probability a logarithm sees, here and in diagnostics.clip_probas (the scores).
+PROBA_FLOOR = 1e-7
 
 
 def check_probas(
@@ -73,7 +75,7 @@ def weighted_rule(probas: Sequence[np.ndarray], weights: Sequence[float]) -> np.
 
 
 def geometric_rule(probas: Sequence[np.ndarray]) -> np.ndarray:
-    logp = np.log(np.clip(check_probas(probas), _EPS, 1.0)).mean(axis=0)
+    logp = np.log(np.clip(check_probas(probas), PROBA_FLOOR, 1.0)).mean(axis=0)
     logp -= logp.max(axis=1, keepdims=True)
     p = np.exp(logp)
     return p / p.sum(axis=1, keepdims=True)
@@ -95,22 +97,22 @@ def fit_weights(val_probas: Sequence[np.ndarray], y_val: np.ndarray) -> np.ndarr
     picked = stacked[:, np.arange(len(y)), y]  # (m, n): each member's prob of the true class
 
     def loss(z):
-        return -np.mean(np.log(np.clip(softmax(z) @ picked, _EPS, None)))
+        return -np.mean(np.log(np.clip(softmax(z) @ picked, PROBA_FLOOR, None)))
 
     result = minimize(loss, np.zeros(len(stacked)), method="L-BFGS-B")
     return softmax(result.x)
 
 
 def fuse(
-    probas: Sequence[np.ndarray], rule: str = "mean", weights: Sequence[float] | None = None
+    probas: Sequence[np.ndarray], rule: str = MEAN, weights: Sequence[float] | None = None
 ) -> np.ndarray:
     """Apply ``rule`` (one of :data:`RULES`) to the members' probabilities."""
-    if rule == "mean":
+    if rule == MEAN:
         return mean_rule(probas)
-    if rule == "geometric":
+    if rule == GEOMETRIC:
         return geometric_rule(probas)
-    if rule == "weighted":
+    if rule == WEIGHTED:
         if weights is None:
-            raise ValueError("rule 'weighted' needs weights fitted on validation data")
+            raise ValueError(f"rule {WEIGHTED!r} needs weights fitted on validation data")
         return weighted_rule(probas, weights)
     raise ValueError(f"fusion rule {rule!r} is unknown; expected one of {', '.join(RULES)}")

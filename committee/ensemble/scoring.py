@@ -96,7 +96,7 @@ def score_committee(
     rules = _fixed_rules(list(tests.values()))
     if vals is not None:
         weights = fusion.fit_weights(vals, y_val)
-        rules["weighted"] = fusion.weighted_rule(list(tests.values()), weights)
+        rules[fusion.WEIGHTED] = fusion.weighted_rule(list(tests.values()), weights)
 
     results = _test_scores(y_test, tests, rules)
     if vals is not None:
@@ -122,7 +122,7 @@ def _check_members(
 
 def _fixed_rules(probas: list[np.ndarray]) -> dict[str, np.ndarray]:
     """The rules that need no fitting: ``mean`` and ``geometric`` of ``m`` ``(n, k)`` arrays."""
-    return {"mean": fusion.mean_rule(probas), "geometric": fusion.geometric_rule(probas)}
+    return {fusion.MEAN: fusion.mean_rule(probas), fusion.GEOMETRIC: fusion.geometric_rule(probas)}
 
 
 def _accuracy(y_true: np.ndarray, proba: np.ndarray) -> float:
@@ -168,7 +168,7 @@ def _add_validation_scores(
     for name, proba in vals.items():
         results["members"][name]["val_accuracy"] = _accuracy(y_val, proba)
     probas = list(vals.values())
-    val_rules = {**_fixed_rules(probas), "weighted": out_of_fold_weighted(probas, y_val)}
+    val_rules = {**_fixed_rules(probas), fusion.WEIGHTED: out_of_fold_weighted(probas, y_val)}
     for rule, proba in val_rules.items():
         results["committee"][rule]["val_accuracy"] = _accuracy(y_val, proba)
     results["weights"] = dict(zip(vals, map(float, weights)))

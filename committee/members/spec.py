@@ -148,7 +148,7 @@ class MemberSpec:
 # Fields added after run folders began recording their members' specs, each with the value
 # that trains as before it existed: at that value a run's identity leaves it out
 # (identity.member_identity), so an unfinished run made before it still resumes.
-LATER_FIELDS: dict[str, Any] = {
+SPEC_FIELDS_ADDED_LATER: dict[str, Any] = {
     f.name: f.default
     for f in dataclasses.fields(MemberSpec)
     if f.name in ("label_smoothing", "ema_momentum")

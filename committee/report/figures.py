@@ -13,10 +13,25 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from committee.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
+from committee.ensemble.diagnostics import N_BINS
 from committee.rundir import folder as runfolder
 
 CURVES = ("loss", "accuracy", "precision", "recall")
 SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
+
+# The file name of each figure in the run folder's figures/ (runfolder.FIGURES), written by
+# report.render and linked from report.md by the same name.
+CONFUSION_PNG = "confusion_matrices.png"
+DIVERSITY_PNG = "diversity.png"
+RELIABILITY_PNG = "reliability.png"
+CLASS_DISTRIBUTION_PNG = "class_distribution.png"
+SAMPLES_PNG = "samples.png"
+TRIALS_PNG = "trials.png"  # a search's
+
+
+def curves_png(member: str) -> str:
+    """The file name of ``member``'s training curves."""
+    return f"curves_{member}.png"
 
 
 def _subplots(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs):
@@ -128,7 +143,7 @@ def reliability_diagram(reliability: dict[str, dict[str, list]], path) -> Path:
             ax.plot(xs, ys, marker="o", ms=3, label=name)
     ax.set_xlabel("mean confidence (top label)")
     ax.set_ylabel("accuracy")
-    ax.set_title("reliability (15 bins)")
+    ax.set_title(f"reliability ({N_BINS} bins)")
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3)
     return save(fig, path)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -22,21 +23,41 @@ from committee.data.fashion_mnist import (
     NpyFormatError,
     npy_header,
 )
+from committee.ensemble import fusion
+from committee.ensemble.diagnostics import N_BINS
 from committee.errors import one_line
 from committee.report import figures, tables
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
+from committee.rundir.folder import BEST_CONFIGS, FIGURES, REPORT, SAMPLES, TRIALS
+from committee.rundir.folder import PREDICTIONS as PREDICTIONS  # app.run: report.PREDICTIONS
 
-PREDICTIONS, REPORT, SAMPLES = "predictions.parquet", "report.md", "samples.npz"
-CLASS_COUNT_SPLITS = ("train", "validation", "test")  # results.json data.class_counts
+# results.json data.class_counts, in the order the schema declares them
+CLASS_COUNT_SPLITS = tuple(schema.CountsBySplit.model_fields)
+
+
+@dataclass(frozen=True)
+class PlannedFigure:
+    """One figure of a run: its file in figures/, its alt text in report.md and the function
+    that draws it to a path."""
+
+    file: str
+    alt: str
+    draw: Callable[[Path], object]
+
+    @property
+    def link(self) -> str:
+        """Its path relative to the run folder, as report.md links it."""
+        return f"{FIGURES}/{self.file}"
 
 
 def _fmt(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(results: dict) -> str:
-    """The human-readable report: members and committee rules in one table."""
+def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
+    """The human-readable report: members and committee rules in one table, then a link to
+    each figure in ``drawn`` (:func:`figure_plan`), in that order."""
     run, data = results["run"], results["data"]
     lines = [
         f"# Committee run `{run['name']}`",
@@ -84,7 +105,7 @@ def markdown(results: dict) -> str:
     if "weights" in results:
         lines += [
             "",
-            "Weights of the `weighted` rule (fitted on the validation split by "
+            f"Weights of the `{fusion.WEIGHTED}` rule (fitted on the validation split by "
             "minimising log loss): "
             + ", ".join(f"{n} {w:.3f}" for n, w in results["weights"].items())
             + ". Its val accuracy is out of fold: each fifth of the validation split "
@@ -94,7 +115,7 @@ def markdown(results: dict) -> str:
         "",
         "## Calibration (test set)",
         "",
-        "| model | NLL | Brier | ECE (15 bins) |",
+        f"| model | NLL | Brier | ECE ({N_BINS} bins) |",
         "|---|---|---|---|",
     ]
     for name, c in results["calibration"].items():
@@ -116,16 +137,8 @@ def markdown(results: dict) -> str:
                 f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |"
             )
     lines += ["", "## Figures", ""]
-    for name in results["members"]:
-        lines.append(f"- ![{name} training curves](figures/curves_{name}.png)")
-    lines += [
-        "- ![confusion matrices](figures/confusion_matrices.png)",
-        *(["- ![diversity](figures/diversity.png)"] if results["diversity"] else []),
-        "- ![reliability diagram](figures/reliability.png)",
-        "- ![class distribution](figures/class_distribution.png)",
-        "- ![sample images](figures/samples.png)",
-        "",
-    ]
+    lines += [f"- ![{figure.alt}]({figure.link})" for figure in drawn]
+    lines.append("")
     return "\n".join(lines)
 
 
@@ -142,7 +155,7 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     run_dir = Path(run_dir)
     results = _checked_results(run_dir, results)
     samples = read_samples(run_dir / SAMPLES)
-    plan = _outputs(run_dir, results, samples)
+    plan = _outputs(run_dir, results, figure_plan(results, samples))
     runfolder.check_inside(run_dir, list(plan))
     for path, draw in plan.items():
         draw(path)
@@ -167,29 +180,69 @@ def _checked_results(run_dir: Path, results: dict | None) -> dict:
     return results
 
 
-def _outputs(run_dir: Path, results: dict, samples) -> dict[Path, Callable[[Path], object]]:
-    """Every file :func:`render` writes, each with the function that writes it."""
-    fig_dir = run_dir / "figures"
-    plan: dict[Path, Callable[[Path], object]] = {}
-    for name, training in results["training"].items():
-        plan[fig_dir / f"curves_{name}.png"] = partial(
-            figures.training_curves, name, training["history"]
+def figure_plan(
+    results: dict, samples: tuple[np.ndarray, np.ndarray] | None
+) -> list[PlannedFigure]:
+    """The figures of a run, in report.md's order: each member's training curves, the
+    confusion matrices, the diversity (two members or more), the reliability diagram, the
+    class distribution, and the sample images when ``samples`` (:func:`read_samples`) is not
+    None. ``results``: a checked results.json."""
+    plan = [
+        PlannedFigure(
+            figures.curves_png(name),
+            f"{name} training curves",
+            partial(figures.training_curves, name, results["training"][name]["history"]),
         )
-    plan[fig_dir / "confusion_matrices.png"] = partial(
-        figures.confusion_matrices, results["confusion_matrix"]
+        for name in results["members"]
+    ]
+    plan.append(
+        PlannedFigure(
+            figures.CONFUSION_PNG,
+            "confusion matrices",
+            partial(figures.confusion_matrices, results["confusion_matrix"]),
+        )
     )
     if len(results["members"]) > 1:
-        plan[fig_dir / "diversity.png"] = partial(
-            figures.diversity_matrices, results["diversity"], list(results["members"])
+        plan.append(
+            PlannedFigure(
+                figures.DIVERSITY_PNG,
+                "diversity",
+                partial(figures.diversity_matrices, results["diversity"], list(results["members"])),
+            )
         )
-    plan[fig_dir / "reliability.png"] = partial(figures.reliability_diagram, results["reliability"])
+    plan.append(
+        PlannedFigure(
+            figures.RELIABILITY_PNG,
+            "reliability diagram",
+            partial(figures.reliability_diagram, results["reliability"]),
+        )
+    )
     counts = {split: results["data"]["class_counts"].get(split) for split in CLASS_COUNT_SPLITS}
-    plan[fig_dir / "class_distribution.png"] = partial(
-        figures.class_distribution, {k: v for k, v in counts.items() if v is not None}
+    plan.append(
+        PlannedFigure(
+            figures.CLASS_DISTRIBUTION_PNG,
+            "class distribution",
+            partial(figures.class_distribution, {k: v for k, v in counts.items() if v is not None}),
+        )
     )
     if samples is not None:
-        plan[fig_dir / "samples.png"] = partial(figures.sample_grid, *samples)
-    plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results))
+        plan.append(
+            PlannedFigure(
+                figures.SAMPLES_PNG, "sample images", partial(figures.sample_grid, *samples)
+            )
+        )
+    return plan
+
+
+def _outputs(
+    run_dir: Path, results: dict, drawn: Sequence[PlannedFigure]
+) -> dict[Path, Callable[[Path], object]]:
+    """Every file :func:`render` writes, each with the function that writes it: the figures
+    ``drawn`` and report.md, which links exactly those."""
+    plan: dict[Path, Callable[[Path], object]] = {
+        run_dir / figure.link: figure.draw for figure in drawn
+    }
+    plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results, drawn))
     return plan
 
 
@@ -205,12 +258,13 @@ def write_search(
     meta: dict,
 ) -> None:
     """A search's outputs: best_configs.json, trials.parquet (``trials``: tuning.trials_table),
-    figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md."""
+    figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md
+    (names: :mod:`committee.rundir.folder`, :mod:`committee.report.figures`)."""
     runfolder.write_json(
-        run_dir / "best_configs.json", {n: s["best_config"] for n, s in summaries.items()}
+        run_dir / BEST_CONFIGS, {n: s["best_config"] for n, s in summaries.items()}
     )
-    tables.write_predictions(run_dir / "trials.parquet", trials)
-    figures.trial_curves(curves, run_dir / "figures" / "trials.png")
+    tables.write_predictions(run_dir / TRIALS, trials)
+    figures.trial_curves(curves, run_dir / FIGURES / figures.TRIALS_PNG)
     runfolder.write_json(
         run_dir / runfolder.RESULTS, {"search": meta, "members": summaries, **scores}
     )
@@ -257,7 +311,7 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
             f"{acc('tuned', name, 'val_accuracy')} | {acc('default', name)} | "
             f"{acc('tuned', name)} | {config} |"
         )
-    for rule in ("mean", "weighted", "geometric"):
+    for rule in fusion.RULES:
         cells = []
         for which in ("default", "tuned"):
             block = scores.get(which, {}).get("committee", {}).get(rule)
@@ -272,8 +326,8 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
         )
     lines += [
         "",
-        "Trials: `trials.parquet`; curves: `figures/trials.png`; best configurations: "
-        "`best_configs.json`.",
+        f"Trials: `{TRIALS}`; curves: `{FIGURES}/{figures.TRIALS_PNG}`; best configurations: "
+        f"`{BEST_CONFIGS}`.",
         "",
     ]
     return "\n".join(lines)

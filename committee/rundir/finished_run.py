@@ -15,6 +15,7 @@ from committee.members.tta import TTA_MODES
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
 from committee.rundir.folder import RunFolderError
+from committee.rundir.member_files import member_paths
 from committee.training.checkpoint import check_keras_archive
 
 MAX_MODEL_BYTES = 1 << 30  # a member's .keras file; the presets' are under 30 MB
@@ -64,7 +65,7 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
         members[name] = (_model_bytes(run_dir, name), tta)
     rules = [rule for rule in results["committee"] if rule in fusion.RULES]
     weights = None
-    if "weighted" in rules:
+    if fusion.WEIGHTED in rules:
         if results.get("weights") is None:
             raise RunFolderError(
                 f"{results_path}: field 'weights' is missing; expected the "
@@ -79,7 +80,7 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
 
 
 def _model_bytes(run_dir: Path, name: str) -> bytes:
-    path = run_dir / "models" / f"{name}.keras"
+    path = member_paths(run_dir, name)[0]
     if not path.is_file():
         raise RunFolderError(
             f"{path} not found; expected member {name}'s trained model "

@@ -42,24 +42,36 @@ INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
 CONFIG = "config.json"
 TOOL = "fashion-committee"  # config.json's marker: the folder is this tool's
+REPORT = "report.md"
+PREDICTIONS = "predictions.parquet"
+SAMPLES = "samples.npz"  # the sample images report.render draws
+FIGURES = "figures"  # the folder of the PNG figures (their names: report.figures)
+MODELS = "models"  # models/<member>.keras
+MEMBERS = "members"  # members/<member>.json and .npz
+BEST_CONFIGS = "best_configs.json"  # a search's
+TRIALS = "trials.parquet"  # a search's
+TRAIN = "train"  # Ray Train's storage of a run, unless --storage
+TUNE = "tune"  # a search's Tune experiments, unless --storage
+LOGS = "logs"  # logs/<member>.log and error.log
+TENSORBOARD = "tensorboard"  # tensorboard/<member>/
 # What a run or a search writes; --overwrite refuses a folder holding anything else.
 KNOWN_ENTRIES = frozenset(
     {
         INCOMPLETE,
         RESULTS,
         CONFIG,
-        "report.md",
-        "predictions.parquet",
-        "samples.npz",
-        "figures",
-        "members",
-        "models",
-        "train",
-        "tune",
-        "logs",
-        "tensorboard",
-        "best_configs.json",
-        "trials.parquet",
+        REPORT,
+        PREDICTIONS,
+        SAMPLES,
+        FIGURES,
+        MEMBERS,
+        MODELS,
+        TRAIN,
+        TUNE,
+        LOGS,
+        TENSORBOARD,
+        BEST_CONFIGS,
+        TRIALS,
     }
 )
 STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")

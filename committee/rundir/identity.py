@@ -19,7 +19,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from committee.members.seeds import member_seed
-from committee.members.spec import LATER_FIELDS, MemberSpec
+from committee.members.spec import SPEC_FIELDS_ADDED_LATER, MemberSpec
 
 FORMAT = 1  # bumped when the identity's fields change meaning
 
@@ -30,12 +30,13 @@ def member_identity(
     """What determines one member's weights and probabilities: its resolved spec (overrides
     applied; ``expected_params`` left out, it is documentation), its seed, the data and split
     (``data``: see :func:`run_identity`) and its time budget in seconds (None: no budget).
-    A field added later (members.LATER_FIELDS) is left out at the value that trains as before
-    it existed, so identities recorded before it still match."""
+    A field added later (members.spec.SPEC_FIELDS_ADDED_LATER) is left out at the value that
+    trains as before it existed, so identities recorded before it still match."""
+    later = SPEC_FIELDS_ADDED_LATER
     fields = {
         k: v
         for k, v in spec.to_dict().items()
-        if k != "expected_params" and not (k in LATER_FIELDS and v == LATER_FIELDS[k])
+        if k != "expected_params" and not (k in later and v == later[k])
     }
     return {"spec": fields, "seed": seed, "data": dict(data), "time_budget_s": time_budget_s}
 
@@ -122,7 +123,7 @@ def _spelled_out(member: Mapping[str, Any]) -> Any:
     """A member's identity with the later fields it leaves out at their values put back."""
     member = _plain(member)
     if isinstance(member, dict) and isinstance(member.get("spec"), dict):
-        member["spec"] = {**LATER_FIELDS, **member["spec"]}
+        member["spec"] = {**SPEC_FIELDS_ADDED_LATER, **member["spec"]}
     return member
 
 

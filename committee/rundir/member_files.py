@@ -36,7 +36,8 @@ SAVED_FIELDS = (
     "device",
 )
 STATE_NAMES = {"epochs_run": "epoch"}  # MemberOutcome name -> TrainState name, where they differ
-LATER_FIELDS = ("epochs_planned", "precision", "device")  # absent from older runs' files
+# The SAVED_FIELDS added after members/<name>.json was first written: older runs' files lack them.
+RECORD_FIELDS_ADDED_LATER = ("epochs_planned", "precision", "device")
 
 
 @dataclass
@@ -97,7 +98,7 @@ def state_of_record(record: dict) -> TrainState:
     the wrong type)."""
     return TrainState.from_dict(
         {
-            STATE_NAMES.get(f, f): record.get(f) if f in LATER_FIELDS else record[f]
+            STATE_NAMES.get(f, f): record.get(f) if f in RECORD_FIELDS_ADDED_LATER else record[f]
             for f in SAVED_FIELDS
         }
     )
@@ -106,9 +107,9 @@ def state_of_record(record: dict) -> TrainState:
 def member_paths(run_dir: Path, name: str) -> tuple[Path, Path, Path]:
     """``(model, info, probabilities)``: the member's .keras, .json and .npz files."""
     return (
-        run_dir / "models" / f"{name}.keras",
-        run_dir / "members" / f"{name}.json",
-        run_dir / "members" / f"{name}.npz",
+        run_dir / runfolder.MODELS / f"{name}.keras",
+        run_dir / runfolder.MEMBERS / f"{name}.json",
+        run_dir / runfolder.MEMBERS / f"{name}.npz",
     )
 
 

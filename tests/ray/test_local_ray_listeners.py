@@ -1,0 +1,54 @@
+"""The private local Ray of a run without --address listens on loopback only (README,
+Security): every TCP listener of the driver and of the Ray processes it starts."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+# Listeners that cannot be bound to loopback (README, Security): none as of Ray 2.60.
+UNBINDABLE: set[tuple[str, str]] = set()
+
+
+def _is_loopback(ip: str) -> bool:
+    address = ipaddress.ip_address(ip.split("%")[0])
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1
+    return (mapped or address).is_loopback
+
+
+def ray_listeners() -> list[tuple[str, int, str]]:
+    """(ip, port, process name) of each TCP listener of this process and its children."""
+    import psutil
+
+    me = psutil.Process()
+    procs = {p.pid: p for p in [me, *me.children(recursive=True)]}
+    out = []
+    for conn in psutil.net_connections(kind="inet"):
+        if conn.status == psutil.CONN_LISTEN and conn.pid in procs:
+            try:
+                name = procs[conn.pid].name()
+            except psutil.Error:
+                name = "?"
+            out.append((conn.laddr.ip, conn.laddr.port, name))
+    return sorted(out)
+
+
+def test_local_ray_binds_every_listener_to_loopback():
+    import ray
+
+    from committee.distributed.cluster import connect, free_port
+
+    assert not ray.is_initialized()
+    connect(num_cpus=1)  # exactly as a run without --address starts its Ray
+    try:
+        # a task, so a worker process (and its listener) exists too
+        assert ray.get(ray.remote(free_port).options(num_cpus=0.5).remote()) > 0
+        listeners = ray_listeners()
+        names = {name for _, _, name in listeners}
+        assert {"gcs_server", "raylet"} <= names, listeners  # the measurement sees Ray's own
+        exposed = {(ip, name) for ip, _, name in listeners if not _is_loopback(ip)}
+        assert exposed == UNBINDABLE, "\n".join(map(str, listeners))
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
+    finally:
+        ray.shutdown()
+    assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # driver's restored

@@ -1,0 +1,213 @@
+"""A tiny real hyper-parameter search on a slice: FIFO through the CLI (two members, then the
+committee report), ASHA in-process with the test files made unreadable."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from helpers import run_cli
+
+
+def _search_on_two_cpus(spec, space, split, where, **options):
+    """``(grid, summary)`` of a search two trials at a time in a private two-CPU Ray."""
+    import ray
+
+    from committee.distributed import tuning
+    from committee.distributed.cluster import Placement, connect
+
+    connect(num_cpus=2)
+    try:
+        grid = tuning.search(
+            spec,
+            space,
+            split,
+            where,
+            max_concurrent=2,
+            seed=0,
+            placement=Placement(cpus=tuning.trial_cpus([{"CPU": 2.0}], 2), gpus=0.0),
+            steps_per_execution=8,
+            **options,
+        )
+        return grid, tuning.summarize(spec, space, grid)
+    finally:
+        ray.shutdown()
+
+
+STALE_CLUSTER_PROBE = """
+import ray
+from committee.distributed.cluster import connect
+connect(num_cpus=1)
+
+@ray.remote(num_cpus=0)
+class Controller:
+    def ping(self):
+        return True
+
+@ray.remote(num_cpus=0)
+def cleaner_view(actor_id):
+    # what Ray Train's placement-group cleaner asks, from a worker, to learn that a stopped
+    # trial's trainer is gone and its workers' CPUs can be freed
+    from ray.train.v2._internal.state.util import is_actor_alive
+    return is_actor_alive(actor_id, timeout=20)
+
+controller = Controller.remote()
+ray.get(controller.ping.remote())
+print("alive:", ray.get(cleaner_view.remote(controller._actor_id.hex())))
+"""
+
+
+def test_fifo_search_through_the_cli(tmp_path):
+    proc = run_cli(
+        "tune",
+        "--members",
+        "model1,model3",
+        "--num-samples",
+        "2",
+        "--epochs",
+        "1",
+        "--limit-train",
+        "1000",
+        "--scheduler",
+        "fifo",
+        "--output",
+        str(tmp_path),
+        "--run-name",
+        "search",
+        timeout=900,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    run_dir = tmp_path / "search"
+    best = json.loads((run_dir / "best_configs.json").read_text())
+    assert set(best) == {"model1", "model3"}
+    assert {"learning_rate", "batch_size", "optimizer", "arch.dropout"} <= set(best["model3"])
+    trials = pq.read_table(run_dir / "trials.parquet").to_pandas()
+    assert sorted(trials["member"].value_counts().tolist()) == [2, 2]
+    assert trials["val_accuracy"].between(0, 1).all()
+    results = json.loads((run_dir / "results.json").read_text())
+    for which in ("default", "tuned"):
+        assert set(results[which]["members"]) == {"model1", "model3"}
+        assert 0 < results[which]["committee"]["mean"]["accuracy"] <= 1
+    report = (run_dir / "report.md").read_text()
+    assert "committee (mean)" in report and "tuned test acc" in report
+    assert (run_dir / "figures" / "trials.png").stat().st_size > 5_000
+    assert not (run_dir / "INCOMPLETE").exists()
+    out = proc.stdout + proc.stderr  # one plain line per trial result, not Tune's tables
+    assert len(out.strip().splitlines()) < 25, out
+    assert out.count(": trial ") == 4 and "epoch 1: val_accuracy 0." in out
+    for noise in ("╭", "Trial status", "I0000", "cuInit", "\x1b["):
+        assert noise not in out, (noise, out)
+
+
+def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
+    """`tune --preset strong` has a space per strong member (rate, size, augmentation): two
+    trials of resnet on a slice, each training with its own sampled erasing and shift."""
+    from committee.data import fashion_mnist as data
+    from committee.distributed import tuning
+    from committee.members import spec as members
+
+    for name in ("vgg", "resnet", "wide"):  # each space is valid for its member (no Ray)
+        spec = next(s for s in members.STRONG_PRESET if s.name == name)
+        space = tuning.member_space(spec, epochs=1)
+        assert {"learning_rate", "erasing", "shift"} <= set(space)
+        assert tuning.default_config(spec, space)["erasing"] == spec.erasing
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
+    spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
+    space = tuning.member_space(spec, epochs=1)
+    grid, summary = _search_on_two_cpus(
+        spec,
+        space,
+        split,
+        tmp_path / "tune" / "resnet",
+        num_samples=2,
+        scheduler="fifo",
+        time_budget_s=None,
+    )
+    assert summary["trials"] == 2 and summary["errored"] == 0
+    configs = [r.config for r in grid]
+    assert {c["erasing"] for c in configs} != {spec.erasing}  # one trial sampled its own
+    assert summary["default_config"] == tuning.default_config(spec, space)
+    assert 0 < summary["best_val_accuracy"] <= 1 and summary["best_checkpoint"]
+
+
+def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
+    """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
+    and the CPUs of stopped trials are freed for the next ones (the time budget turns a
+    wait-forever regression into a failure)."""
+    from committee.data import fashion_mnist as data
+    from committee.distributed import tuning
+    from committee.members import spec as members
+
+    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
+    # Any attempt to read the test files from here on fails loudly.
+    monkeypatch.setitem(data.FILES, "test_images", None)
+    monkeypatch.setitem(data.FILES, "test_labels", None)
+    spec = members.SEED_PRESET[0].with_overrides(epochs=2)
+    space = tuning.member_space(spec, epochs=2)
+    grid, summary = _search_on_two_cpus(
+        spec,
+        space,
+        split,
+        tmp_path / "tune" / "model1",
+        num_samples=4,
+        scheduler="asha",
+        time_budget_s=400,
+    )
+    assert summary["trials"] == 4 and summary["errored"] == 0
+    assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
+    assert summary["default_config"]["learning_rate"] == 0.001
+    assert summary["default_val_accuracy"] is not None and summary["default_epochs"] == 2
+    assert 0 < summary["best_val_accuracy"] <= 1
+    assert summary["best_checkpoint"]
+
+
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
+        (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
+        (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
+        (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
+        (
+            ["--member-minutes", "5"],
+            "--member-minutes 5 applies to committee run; bound a search with --time-budget-s",
+        ),
+    ],
+)
+def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
+    proc = run_cli("tune", *args, "--output", str(tmp_path))
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [f"committee: error: {expected}"]
+    assert not any(tmp_path.iterdir())
+
+
+def test_train_cleaner_finds_this_ray_despite_a_stale_cluster_file():
+    """Regression: with /tmp/ray/ray_current_cluster naming a dead cluster (what an earlier
+    `ray start` leaves), the cleaner could not reach the State API, so CPUs of trials stopped
+    by ASHA were never freed and the next trials waited forever."""
+    root = Path(tempfile.mkdtemp(prefix="rt", dir="/tmp"))  # short: socket paths are limited
+    (root / "ray").mkdir()
+    (root / "ray" / "ray_current_cluster").write_text("127.0.0.1:9\n")  # nothing listens
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "RAY_API_SERVER_ADDRESS")
+    }
+    env["RAY_TMPDIR"] = str(root)
+    try:
+        proc = subprocess.run(
+            [sys.executable, "-c", STALE_CLUSTER_PROBE],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=180,
+        )
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "alive: True" in proc.stdout
