@@ -15,7 +15,10 @@ This module returns data (ResultGrids, summaries, scores, :func:`trials_table`,
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +138,25 @@ def _split_location(experiment: str | Path) -> tuple[str, str, str]:
     return experiment, parent, name
 
 
+# A search saved before the package was split into subpackages names this module by its
+# former path in its pickled state (the scheduler's class), which Tune unpickles on restore.
+FORMER_MODULES = {"committee.tuning": "committee.distributed.tuning"}
+
+
+@contextlib.contextmanager
+def _former_module_names():
+    """Make each module of :data:`FORMER_MODULES` importable by its former name too, for the
+    block (Tune's restore of a search saved before the move)."""
+    added = [old for old in FORMER_MODULES if old not in sys.modules]
+    for old in added:
+        sys.modules[old] = importlib.import_module(FORMER_MODULES[old])
+    try:
+        yield
+    finally:
+        for old in added:
+            sys.modules.pop(old, None)
+
+
 def search(
     spec: MemberSpec,
     space: dict[str, tuple],
@@ -193,7 +215,8 @@ def search(
     fn = tune.with_resources(trainable, {"cpu": TRIAL_CPU})
     if tune.Tuner.can_restore(path):
         logger.info(f"{spec.name}: resuming the search in {path}")
-        tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
+        with _former_module_names():
+            tuner = tune.Tuner.restore(path, trainable=fn, resume_errored=True)
     else:
         from ray.tune.search.basic_variant import BasicVariantGenerator
 

@@ -44,3 +44,19 @@ def test_default_config_is_the_members_own_values():
         "arch.dense_units": 256,
         "epochs": 20,
     }
+
+
+def test_a_search_saved_before_the_move_unpickles_its_former_module_names():
+    """tuner.pkl of a search interrupted before the package split names
+    committee.tuning (its scheduler's class and helpers); restoring it finds them."""
+    import pickle
+
+    from committee.distributed import tuning
+
+    saved = b"ccommittee.tuning\nis_default\n."  # a pickled reference, as tuner.pkl holds
+    with pytest.raises(ModuleNotFoundError, match="committee.tuning"):
+        pickle.loads(saved)
+    with tuning._former_module_names():
+        assert pickle.loads(saved) is tuning.is_default
+    with pytest.raises(ModuleNotFoundError):  # only for the restore
+        pickle.loads(saved)
