@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
-from helpers import SHARED_DATA, SMALL_RUN_MEMBERS, RayHead, run_cli
+from helpers import SHARED_DATA, RayHead, run_cli
 
 from committee import log
 
@@ -52,35 +53,41 @@ def data_copy(tmp_path, data_dir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def small_run(tmp_path_factory) -> Path:
-    """One small finished run shared by the modules that read a run folder without changing
-    it (test_run_jax, test_predict): model1 and model2, one epoch on 800 images, trained on
-    the JAX backend when JAX is installed (the test extras install it), so that predicting it
-    under TensorFlow also checks that members move between backends."""
+def shared_run(tmp_path_factory):
+    """``(run_dir, proc)``: one small finished run shared by the modules that read a run folder
+    (test_run_integration, test_run_jax, test_predict; a test that changes it works on a
+    copy). The seed's three members on 2,000 images (1,600 train / 400 validation), a 2-epoch
+    ceiling under a 0.06-second budget so that every member plans (and trains) 1 epoch,
+    trained on the JAX backend when JAX is installed (the test extras install it), so that
+    predicting it under TensorFlow also checks that members move between backends."""
     import importlib.util
 
-    out = tmp_path_factory.mktemp("small-run")
+    out = tmp_path_factory.mktemp("shared-run")
     backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
+    started = time.time()
     proc = run_cli(
         "run",
         "--backend",
         backend,
-        "--members",
-        ",".join(SMALL_RUN_MEMBERS),
-        "--epochs",
-        "1",
         "--limit-train",
-        "1000",
+        "2000",
+        "--epochs",
+        "2",
+        "--member-minutes",
+        "0.001",
         "--output",
         str(out),
         "--run-name",
         "small",
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
-    return out / "small"
+    return out / "small", proc, time.time() - started
 
 
-# --------------------------------------------------------------------------- a real Ray head
+@pytest.fixture(scope="session")
+def small_run(shared_run) -> Path:
+    """The shared run's folder (:func:`shared_run`)."""
+    return shared_run[0]
 
 
 @pytest.fixture(scope="module")
@@ -96,3 +103,13 @@ def pytest_collection_modifyitems(config, items):
         tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
         if tier is not None:
             item.add_marker(getattr(pytest.mark, tier))
+        # Under pytest-xdist's --dist loadgroup (.ci/run's ray tier), a module's tests stay in
+        # one process with their module-scoped Ray head, and the modules that read the
+        # session's shared run share one process, so the run is made once.
+        module = item.path.stem
+        group = (
+            "shared_run"
+            if "shared_run" in item.fixturenames or "small_run" in item.fixturenames
+            else module
+        )
+        item.add_marker(pytest.mark.xdist_group(group))

@@ -76,7 +76,7 @@ def run_cli(
     )
 
 
-SMALL_RUN_MEMBERS = ("model1", "model2")
+SMALL_RUN_MEMBERS = ("model1", "model2", "model3")  # conftest.shared_run: the seed preset
 
 
 class RayHead:
@@ -91,7 +91,14 @@ class RayHead:
         self.port, self.dashboard_port = free_port(), free_port()
         self.client_port = free_port()  # ephemeral range: outside Ray's 10002-19999 workers
         self.token = secrets.token_hex(32)
-        self.env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
+        self.env = {
+            **os.environ,
+            "RAY_AUTH_MODE": "token",
+            "RAY_AUTH_TOKEN": self.token,
+            # On SIGTERM a node drains for up to 30 s while anything runs on it; a test's
+            # head (and each node added) stops at once instead.
+            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
+        }
         self.log = open(tmp / "ray-head.log", "w")
         cmd = [
             str(Path(sys.executable).with_name("ray")),

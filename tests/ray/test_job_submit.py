@@ -124,7 +124,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
         "--epochs",
         "4",
         "--limit-train",
-        "20000",
+        "12000",
         wait=False,
     )
     assert proc.returncode == 0, proc.stderr
@@ -163,7 +163,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
         "--epochs",
         "4",
         "--limit-train",
-        "20000",
+        "12000",
     )
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import time
+import shutil
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -15,25 +15,10 @@ MEMBERS = ("model1", "model2", "model3")
 
 
 @pytest.fixture(scope="module")
-def finished_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("runs")
-    started = time.time()
-    # A 2-epoch ceiling under a 0.06-second budget: every member plans (and trains) 1 epoch.
-    proc = run_cli(
-        "run",
-        "--limit-train",
-        "2000",
-        "--epochs",
-        "2",
-        "--member-minutes",
-        "0.001",
-        "--output",
-        str(out),
-        "--run-name",
-        "slice",
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out / "slice", proc, time.time() - started
+def finished_run(shared_run):
+    """``(run_dir, proc, seconds)`` of conftest.shared_run (the seed's three members, each
+    planning 1 of 2 epochs under a time budget)."""
+    return shared_run
 
 
 def test_every_output_exists_and_parses(finished_run):
@@ -123,8 +108,9 @@ def test_committee_accuracy_recomputed_from_predictions(finished_run):
         )
 
 
-def test_report_rerenders_from_saved_outputs(finished_run):
-    run_dir = finished_run[0]
+def test_report_rerenders_from_saved_outputs(finished_run, tmp_path):
+    run_dir = tmp_path / "copy"
+    shutil.copytree(finished_run[0], run_dir)  # the shared run stays as it was written
     (run_dir / "report.md").unlink()
     for png in (run_dir / "figures").glob("*.png"):
         png.unlink()

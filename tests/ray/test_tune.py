@@ -64,11 +64,11 @@ print("alive:", ray.get(cleaner_view.remote(controller._actor_id.hex())))
 """
 
 
-def test_fifo_search_through_the_cli(tmp_path):
+def test_fifo_search_through_the_cli_under_storage(tmp_path):
     proc = run_cli(
         "tune",
         "--members",
-        "model1,model3",
+        "model1,model2",
         "--num-samples",
         "2",
         "--epochs",
@@ -81,19 +81,28 @@ def test_fifo_search_through_the_cli(tmp_path):
         str(tmp_path),
         "--run-name",
         "search",
+        "--storage",
+        str(tmp_path / "shared"),
         timeout=900,
     )
     assert proc.returncode == 0, proc.stderr[-4000:]
     run_dir = tmp_path / "search"
+    # --storage: the experiments and trials go under the shared storage, as a run's
+    # checkpoints do, not under the local run folder
+    instance = json.loads((run_dir / "config.json").read_text())["instance"]
+    for member in ("model1", "model2"):
+        experiment = tmp_path / "shared" / "search" / instance / "tune" / member
+        assert any((experiment / "trials").iterdir()), f"no trial of {member} under the storage"
+    assert not (run_dir / "tune").exists()
     best = json.loads((run_dir / "best_configs.json").read_text())
-    assert set(best) == {"model1", "model3"}
-    assert {"learning_rate", "batch_size", "optimizer", "arch.dropout"} <= set(best["model3"])
+    assert set(best) == {"model1", "model2"}
+    assert {"learning_rate", "batch_size", "optimizer", "arch.dropout"} <= set(best["model2"])
     trials = pq.read_table(run_dir / "trials.parquet").to_pandas()
     assert sorted(trials["member"].value_counts().tolist()) == [2, 2]
     assert trials["val_accuracy"].between(0, 1).all()
     results = json.loads((run_dir / "results.json").read_text())
     for which in ("default", "tuned"):
-        assert set(results[which]["members"]) == {"model1", "model3"}
+        assert set(results[which]["members"]) == {"model1", "model2"}
         assert 0 < results[which]["committee"]["mean"]["accuracy"] <= 1
     report = (run_dir / "report.md").read_text()
     assert "committee (mean)" in report and "tuned test acc" in report
