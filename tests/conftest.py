@@ -97,6 +97,7 @@ def ray_head(tmp_path_factory):
     head.stop()
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
 def pytest_collection_modifyitems(config, items):
     """Mark each test with its tier, the folder under tests/ it is in (``-m unit`` etc.)."""
     for item in items:

@@ -17,6 +17,7 @@ from committee.ensemble import fusion
 from committee.members import seeds
 from committee.members import spec as members_mod
 from committee.rundir import folder as runfolder
+from committee.rundir import storage
 from committee.training import backend as backend_mod
 from committee.validation import Interval, Options
 
@@ -115,7 +116,7 @@ def _writable_output(options: RunOptions) -> None:
 
 
 def _usable_storage(options: RunOptions) -> None:
-    runfolder.check_storage(options.storage)
+    storage.check_storage(options.storage)
 
 
 def _known_backend(options: RunOptions) -> None:

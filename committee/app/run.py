@@ -28,6 +28,7 @@ from committee.report import render as report
 from committee.report import tables
 from committee.rundir import folder as runfolder
 from committee.rundir import identity as identity_mod
+from committee.rundir import storage
 
 
 def interrupt_on_sigterm() -> None:
@@ -183,7 +184,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
                 identity=identity,
                 placement=placement,
                 max_failures=options.max_failures,
-                storage=orch.storage_for(run_dir, options.storage, config["instance"]),
+                storage=storage.storage_for(run_dir, options.storage, config["instance"]),
                 steps_per_execution=options.steps_per_execution,
                 time_budget_s=None if minutes is None else 60 * minutes,
                 display=display,

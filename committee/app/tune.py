@@ -18,6 +18,7 @@ from committee.data import fashion_mnist as data_mod
 from committee.errors import usage_errors
 from committee.log import logger
 from committee.report import render as report
+from committee.rundir import storage
 
 
 def tune(options: TuneOptions) -> Path:
@@ -67,7 +68,7 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
         for spec in specs:  # the search never receives the test arrays
             space = tuning.member_space(spec, options.epochs)
             # Under --storage, as for committee run: a multi-node search needs shared storage.
-            where = tuning.experiment_location(
+            where = storage.experiment_location(
                 run_dir, spec.name, options.storage, config["instance"]
             )
             grids[spec.name] = tuning.search(

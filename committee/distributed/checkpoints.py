@@ -15,17 +15,10 @@ import json
 from collections.abc import Callable
 from importlib import metadata
 
+from committee.rundir import storage
+
 SNAPSHOT = "checkpoint_manager_snapshot.json"
 FILES = ("model.keras", "state.json")
-
-
-def filesystem(uri: str):
-    """``(pyarrow filesystem, path)`` for a local path or a URI."""
-    import pyarrow.fs as pafs
-
-    if "://" in uri:
-        return pafs.FileSystem.from_uri(uri)
-    return pafs.LocalFileSystem(), uri
 
 
 def _entries(fs, path: str) -> list:
@@ -84,7 +77,7 @@ def repair(member_uri: str, log: Callable[[str], None]) -> list[str]:
     snapshot file it cannot use, and checkpoint folders missing a file. Returns one line per
     removal (each also passed to ``log``); whole checkpoints are kept for the member to
     resume from."""
-    fs, member_dir = filesystem(member_uri)
+    fs, member_dir = storage.filesystem(member_uri)
     removed = []
     problem = _snapshot_problem(fs, member_dir)
     if problem is not None:

@@ -37,7 +37,6 @@ from committee.errors import MemberDiverged, disk_full, no_space
 from committee.log import logger
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
-from committee.rundir.folder import TRAIN
 from committee.rundir.member_files import (
     MemberOutcome,
     load_finished_member,
@@ -167,17 +166,6 @@ def _read_state(checkpoint) -> TrainState:
         return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
 
 
-def storage_for(run_dir: Path, storage: str | None, instance: str) -> str:
-    """Ray Train storage: ``<run_dir>/train`` by default, else ``<storage>/<run name>/<instance>``
-    (a path or URI such as s3://…): the run's ``instance`` id keeps an ``--overwrite`` from
-    resuming the checkpoints of the run it replaces."""
-    if storage is None:
-        return str((run_dir / TRAIN).resolve())
-    if "://" in storage:
-        return f"{storage.rstrip('/')}/{run_dir.name}/{instance}"
-    return str(Path(storage).expanduser().resolve() / run_dir.name / instance)
-
-
 @contextlib.contextmanager
 def _naming_a_full_disk(where: str, catching: type[BaseException] = OSError):
     """Re-raise a ``catching`` error of the block that says the disk is full as
@@ -214,7 +202,7 @@ def run_members(
 
     ``identity``: the run's (identity.run_identity); each member trains with its seed and is
     reused from an earlier run of the folder only if its own identity is unchanged.
-    ``storage``: Ray Train's storage path or URI (:func:`storage_for`).
+    ``storage``: Ray Train's storage path or URI (:func:`committee.rundir.storage.storage_for`).
     ``time_budget_s``: each member's budget for training and predicting
     (see training.train_member). ``display``: a progress.Display the members' events go to
     (through a Ray queue); None leaves their output to Ray's log forwarding.

@@ -35,7 +35,6 @@ from committee.distributed.driver import (
     predict_task,
     put_split,
     score_task,
-    storage_for,
 )
 from committee.distributed.worker import MemberJob
 from committee.errors import SearchError, one_line
@@ -43,7 +42,7 @@ from committee.log import logger
 from committee.members import spec as members_mod
 from committee.members.architectures import ARCHITECTURES
 from committee.members.spec import MemberSpec
-from committee.rundir.folder import TUNE
+from committee.rundir.storage import split_location
 
 SCHEDULERS = ("asha", "fifo")
 METRIC = "val_accuracy"
@@ -113,31 +112,6 @@ def _scheduler(name: str, max_t: int, default: dict[str, Any]):
     return FIFOScheduler()
 
 
-def experiment_location(
-    run_dir: Path, member: str, storage: str | None = None, instance: str | None = None
-) -> str:
-    """Where ``member``'s Tune experiment lives: ``<run_dir>/tune/<member>`` by default, else
-    ``<storage>/<run name>/<instance>/tune/<member>`` (the run's storage as
-    :func:`~committee.distributed.driver.storage_for` lays it out), so that on a multi-node
-    cluster every trial writes to storage all nodes share. Raises ValueError when a storage
-    is given without the run's ``instance`` id."""
-    if storage is None:
-        return str((Path(run_dir) / TUNE / member).resolve())
-    if not instance:
-        raise ValueError(f"storage {storage!r} needs the run's instance id; got {instance!r}")
-    return f"{storage_for(Path(run_dir), storage, instance)}/tune/{member}"
-
-
-def _split_location(experiment: str | Path) -> tuple[str, str, str]:
-    """``(experiment, parent, name)`` of a local folder (resolved) or a URI such as s3://…"""
-    experiment = str(experiment)
-    if "://" not in experiment:
-        experiment = str(Path(experiment).expanduser().resolve())
-    experiment = experiment.rstrip("/")
-    parent, _, name = experiment.rpartition("/")
-    return experiment, parent, name
-
-
 # A search saved before the package was split into subpackages names this module by its
 # former path in its pickled state (the scheduler's class), which Tune unpickles on restore.
 FORMER_MODULES = {"committee.tuning": "committee.distributed.tuning"}
@@ -176,9 +150,10 @@ def search(
     """Run (or resume) one member's Tune experiment; return its ResultGrid.
 
     ``split`` holds the training and validation arrays only. ``experiment_dir``: a local
-    folder or a URI (:func:`experiment_location`); the trials' Ray Train runs are kept in its
-    ``trials`` subfolder. Unless ``verbose``, Tune's tables give way to one line per trial
-    result (:func:`_trial_lines`). ``backend``: Keras' backend in every trial's worker.
+    folder or a URI (:func:`committee.rundir.storage.experiment_location`); the trials' Ray
+    Train runs are kept in its ``trials`` subfolder. Unless ``verbose``, Tune's tables give
+    way to one line per trial result (:func:`_trial_lines`). ``backend``: Keras' backend in
+    every trial's worker.
     """
     from ray import tune
     from ray.train import CheckpointConfig
@@ -189,7 +164,7 @@ def search(
             from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     data_ref = put_split(split)
-    path, parent, name = _split_location(experiment_dir)
+    path, parent, name = split_location(experiment_dir)
     trials_storage = f"{path}/trials"
 
     def trainable(config: dict[str, Any]) -> None:

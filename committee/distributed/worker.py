@@ -20,6 +20,7 @@ from committee import log
 from committee.errors import one_line
 from committee.log import MEMBER, forwarding, logger
 from committee.members.spec import MemberSpec
+from committee.rundir import storage
 from committee.training import backend as backends
 from committee.training.checkpoint import MODEL_FILE, load_checkpoint, save_checkpoint
 from committee.training.loop import train_member
@@ -162,7 +163,7 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
 
     candidates = [] if checkpoint is None else [checkpoint]
     if member_storage:
-        fs, member_dir = checkpoints.filesystem(member_storage)
+        fs, member_dir = storage.filesystem(member_storage)
         seen = {c.path for c in candidates}
         candidates += [
             ray.train.Checkpoint(path, filesystem=fs)

@@ -24,8 +24,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
-import sys
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -74,7 +72,6 @@ KNOWN_ENTRIES = frozenset(
         TRIALS,
     }
 )
-STORAGE_SCHEMES = ("s3", "gs", "gcs", "abfs", "abfss", "hdfs", "file")
 
 
 def _umask() -> int:
@@ -383,49 +380,6 @@ class RunLock:
             self.path.unlink(missing_ok=True)
             os.close(self._fd)
             self._fd = None
-
-
-def check_storage(storage: str | None, timeout_s: float = 20.0) -> None:
-    """Check ``--storage`` up front: a writable local path, or a URI whose scheme Ray Train
-    supports and whose filesystem answers within ``timeout_s`` (checked in a subprocess, as
-    pyarrow's cloud clients can block without end). Raises ValueError naming the value."""
-    if storage is None:
-        return
-    if not storage.strip():
-        raise ValueError(
-            "--storage '' is empty; expected a path or a URI such as "
-            "s3://bucket/prefix (or leave --storage out)"
-        )
-    if "://" not in storage:
-        check_writable(storage, option="--storage")
-        return
-    scheme = storage.split("://", 1)[0].lower()
-    if scheme not in STORAGE_SCHEMES:
-        raise ValueError(
-            f"--storage {storage!r}: scheme {scheme}:// is not supported; expected "
-            f"a path or one of {', '.join(s + '://' for s in STORAGE_SCHEMES)}"
-        )
-    probe = (
-        "import sys, pyarrow.fs as f\n"
-        "fs, path = f.FileSystem.from_uri(sys.argv[1])\n"
-        "fs.get_file_info(path)\n"
-    )
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-c", probe, storage],
-            capture_output=True,
-            text=True,
-            timeout=timeout_s,
-        )
-    except subprocess.TimeoutExpired:
-        raise ValueError(
-            f"--storage {storage!r} did not answer within {timeout_s:g} s; "
-            f"expected reachable storage (check the bucket and the network)"
-        ) from None
-    if proc.returncode != 0:
-        lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
-        why = lines[-1][:300] if lines else f"exit status {proc.returncode}"
-        raise ValueError(f"--storage {storage!r} is not reachable: {why}")
 
 
 def check_writable(folder: str | os.PathLike, option: str = "--output") -> None:

@@ -11,7 +11,7 @@ import numpy as np
 import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 import pytest
-from helpers import run_cli
+from helpers import SMALL_RUN_MEMBERS, run_cli
 
 N = 20  # the first N test images
 
@@ -21,7 +21,7 @@ RULES = ("mean", "geometric", "weighted")
 
 @pytest.fixture(scope="module")
 def run_dir(small_run):
-    """The shared small run (conftest.small_run: model1 and model2, trained on JAX where it is
+    """The shared small run (conftest.shared_run: the seed's three members, trained on JAX where it is
     installed); predicting here runs TensorFlow."""
     return small_run
 
@@ -67,7 +67,7 @@ def _probas(table, column: str) -> np.ndarray:
 
 def _same_as_run(table, expected, rows: slice = slice(None)) -> None:
     """The predicted rows equal the run's own, member by member and rule by rule."""
-    for column in ("model1", "model2", *(f"committee_{r}" for r in RULES)):
+    for column in (*SMALL_RUN_MEMBERS, *(f"committee_{r}" for r in RULES)):
         np.testing.assert_allclose(
             _probas(table, f"{column}_proba")[rows], _probas(expected, f"{column}_proba"), atol=1e-5
         )
@@ -115,7 +115,7 @@ def test_png_folder_reproduces_the_runs_predictions(run_dir, expected, inputs, l
     ]
     assert set(table["index"].to_pylist()) == {0}
     assert table["class_name"].to_pylist() == [CLASS_NAMES[c] for c in table["class"].to_pylist()]
-    members = np.stack([table["model1_pred"].to_numpy(), table["model2_pred"].to_numpy()])
+    members = np.stack([table[f"{m}_pred"].to_numpy() for m in SMALL_RUN_MEMBERS])
     np.testing.assert_allclose(
         table["disagreement"].to_numpy(), (members != table["class"].to_numpy()).mean(axis=0)
     )
@@ -147,7 +147,7 @@ def test_arrays_and_idx_reproduce_the_runs_predictions_as_csv(
     assert table["index"].to_pylist() == list(range(N)) * 3
     for k, _ in enumerate(files):
         rows = slice(k * N, (k + 1) * N)
-        for column in ("model1", "model2", *(f"committee_{r}" for r in RULES)):
+        for column in (*SMALL_RUN_MEMBERS, *(f"committee_{r}" for r in RULES)):
             flat = np.stack([table[f"{column}_proba_{c}"].to_numpy() for c in range(10)], axis=1)
             np.testing.assert_allclose(flat[rows], _probas(expected, f"{column}_proba"), atol=1e-5)
         assert (

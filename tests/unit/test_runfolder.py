@@ -11,6 +11,7 @@ import pytest
 
 from committee.report import tables
 from committee.rundir import folder as runfolder
+from committee.rundir import storage
 
 IDENTITY = {"format": 1, "kind": "run", "seed": 0, "members": {}}
 
@@ -164,4 +165,4 @@ def test_overwrite_refuses_links_and_tampered_instances(tmp_path):
 
 def test_storage_must_not_be_empty():
     with pytest.raises(ValueError, match="--storage '' is empty"):
-        runfolder.check_storage("")
+        storage.check_storage("")
