@@ -21,8 +21,8 @@ RULES = ("mean", "geometric", "weighted")
 
 @pytest.fixture(scope="module")
 def run_dir(small_run):
-    """The shared small run (conftest.shared_run: the seed's three members, trained on JAX where it is
-    installed); predicting here runs TensorFlow."""
+    """The shared small run (conftest.shared_run: the seed's three members, trained on JAX
+    where it is installed); predicting here runs TensorFlow."""
     return small_run
 
 
