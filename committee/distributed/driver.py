@@ -153,11 +153,11 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
             threads[[t.is_alive() for t in threads].index(True)].join(poll_s)
             if on_tick is not None:
                 on_tick()
+        if errors:  # the last call to end failed
+            raise errors[0]
     except BaseException:
         STOPPING.set()  # threads still running must not save anything from here on
         raise
-    if errors:
-        raise errors[0]
     return results
 
 

@@ -261,8 +261,9 @@ def summarize(
 ) -> dict[str, Any]:
     """Best and default trials of one member's search (by last reported val accuracy).
 
-    Raises :class:`SearchError` when no trial reported a validation accuracy (a time budget
-    that ended before any trial finished its first epoch, or every trial failed)."""
+    Raises :class:`SearchError` when a time budget ended before any trial reported a
+    validation accuracy, RuntimeError (naming the first trial's error) when every trial
+    failed."""
     ok = [r for r in grid if r.metrics and METRIC in r.metrics and r.error is None]
     if not ok:
         errored = sum(1 for r in grid if r.error is not None)

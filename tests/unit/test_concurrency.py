@@ -149,3 +149,22 @@ def test_each_call_runs_in_a_daemon_thread_named_after_its_index():
 
     assert driver.run_concurrently([record, record], poll_s=POLL_S) == [False, False]
     assert sorted(seen) == [("member-0", True), ("member-1", True)]
+
+
+def test_a_failure_of_the_last_call_to_end_also_sets_stopping():
+    """Whichever way the first failure reaches the caller, STOPPING is set."""
+
+    release = threading.Event()
+
+    def slow_then_fail():
+        release.wait(5)
+        raise RuntimeError("last")
+
+    def quick():
+        release.set()
+        return 1
+
+    driver.STOPPING.clear()
+    with pytest.raises(RuntimeError, match="last"):
+        driver.run_concurrently([quick, slow_then_fail], poll_s=0.01)
+    assert driver.STOPPING.is_set()
