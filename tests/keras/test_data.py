@@ -2,51 +2,14 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
-import shutil
 import struct
 import subprocess
 import sys
-import threading
 import zlib
 from pathlib import Path
 
-import numpy as np
-import pytest
-
 from committee.data import fashion_mnist as data
 from committee.data.fashion_mnist import FILES
-from committee.errors import DataError
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.delenv("FASHION_MNIST_DIR", raising=False)
-    monkeypatch.delenv("FASHION_MNIST_MIRROR", raising=False)
-    return tmp_path / "home"
-
-
-class _Quiet(http.server.SimpleHTTPRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def mirror(tmp_path, data_dir):
-    """A real HTTP server on 127.0.0.1 serving a copy of the official files."""
-    root = tmp_path / "mirror"
-    shutil.copytree(data_dir, root)
-    server = http.server.ThreadingHTTPServer(
-        ("127.0.0.1", 0), functools.partial(_Quiet, directory=str(root))
-    )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield root, f"http://127.0.0.1:{server.server_address[1]}/"
-    server.shutdown()
-    server.server_close()
-
 
 BOMB_GIB = 1.5
 
@@ -78,35 +41,6 @@ except data.DataError as exc:
 status = Path("/proc/self/status").read_text()
 print(int(re.search(r"VmHWM:\\s*(\\d+) kB", status).group(1)) // 1024)  # MiB
 """
-
-
-def test_keras_cache_is_used_before_downloading(home, data_dir):
-    cache = home / ".keras" / "datasets" / "fashion-mnist"
-    shutil.copytree(data_dir, cache)
-    assert data.resolve_data_dir(download=False) == cache
-    shutil.rmtree(cache)
-    with pytest.raises(DataError, match="downloading is off"):
-        data.resolve_data_dir(download=False)
-
-
-def test_download_verifies_and_caches(home, mirror, monkeypatch, capsys):
-    root, url = mirror
-    monkeypatch.setenv("FASHION_MNIST_MIRROR", url)
-    folder = data.resolve_data_dir()
-    assert folder == home / ".keras" / "datasets" / "fashion-mnist"
-    for spec in FILES.values():
-        assert (folder / spec.name).read_bytes() == (root / spec.name).read_bytes()
-    assert not list(folder.glob(".*part"))  # no temporary files left behind
-    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err  # progress bar shown
-    assert data.load().x_train.shape == (60_000, 28, 28)
-
-
-def test_tail_split_is_keras_validation_split(dataset):
-    split = data.split_train_val(dataset.x_train, dataset.y_train)
-    assert split.x_train.shape == (48_000, 28, 28, 1) and split.x_val.shape == (12_000, 28, 28, 1)
-    assert split.x_train.dtype == np.float32 and split.x_train.max() <= 1.0
-    np.testing.assert_array_equal(split.y_val, dataset.y_train[48_000:])
-    np.testing.assert_allclose(split.x_val[0, ..., 0], dataset.x_train[48_000] / 255.0, rtol=1e-6)
 
 
 def test_gzip_bomb_is_refused_in_bounded_memory(tmp_path):

@@ -256,3 +256,32 @@ def test_download_stops_at_the_size_cap(home, monkeypatch, announce, message):
     assert f"{url}{FILES['train_images'].name}: " in text and message in text, text
     assert "\n" not in text
     assert not list((home / "cache").iterdir())  # nothing cached, no partial file left
+
+
+def test_keras_cache_is_used_before_downloading(home, data_dir):
+    cache = home / ".keras" / "datasets" / "fashion-mnist"
+    shutil.copytree(data_dir, cache)
+    assert data.resolve_data_dir(download=False) == cache
+    shutil.rmtree(cache)
+    with pytest.raises(DataError, match="downloading is off"):
+        data.resolve_data_dir(download=False)
+
+
+def test_download_verifies_and_caches(home, mirror, monkeypatch, capsys):
+    root, url = mirror
+    monkeypatch.setenv("FASHION_MNIST_MIRROR", url)
+    folder = data.resolve_data_dir()
+    assert folder == home / ".keras" / "datasets" / "fashion-mnist"
+    for spec in FILES.values():
+        assert (folder / spec.name).read_bytes() == (root / spec.name).read_bytes()
+    assert not list(folder.glob(".*part"))  # no temporary files left behind
+    assert "train-images-idx3-ubyte.gz" in capsys.readouterr().err  # progress bar shown
+    assert data.load().x_train.shape == (60_000, 28, 28)
+
+
+def test_tail_split_is_keras_validation_split(dataset):
+    split = data.split_train_val(dataset.x_train, dataset.y_train)
+    assert split.x_train.shape == (48_000, 28, 28, 1) and split.x_val.shape == (12_000, 28, 28, 1)
+    assert split.x_train.dtype == np.float32 and split.x_train.max() <= 1.0
+    np.testing.assert_array_equal(split.y_val, dataset.y_train[48_000:])
+    np.testing.assert_allclose(split.x_val[0, ..., 0], dataset.x_train[48_000] / 255.0, rtol=1e-6)

@@ -3,44 +3,12 @@ predictions, and bad inputs fail in one line with exit status 2 before Ray start
 
 from __future__ import annotations
 
-import gzip
 import struct
 
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
 N = 20  # the first N test images
-
-
-@pytest.fixture(scope="module")
-def run_dir(small_run):
-    """The shared small run (conftest.small_run: model1 and model2, trained on JAX where it is
-    installed); predicting here runs TensorFlow."""
-    return small_run
-
-
-@pytest.fixture(scope="module")
-def expected(run_dir):
-    """The run's own predictions of the first N test images."""
-    return pq.read_table(run_dir / "predictions.parquet").slice(0, N)
-
-
-@pytest.fixture(scope="module")
-def inputs(tmp_path_factory, dataset):
-    """The first N raw test images as a folder of PNGs, uint8 and float .npy, an IDX .gz."""
-    from PIL import Image
-
-    folder = tmp_path_factory.mktemp("inputs")
-    raw = dataset.x_test[:N]  # uint8 (N, 28, 28)
-    (folder / "pngs").mkdir()
-    for i, image in enumerate(raw):
-        Image.fromarray(image, mode="L").save(folder / "pngs" / f"test_{i:03d}.png")
-    np.save(folder / "u8.npy", raw)
-    np.save(folder / "f32.npy", raw.astype(np.float32) / 255)
-    with gzip.open(folder / "images.gz", "wb") as f:
-        f.write(struct.pack(">IIII", 2051, N, 28, 28) + raw.tobytes())
-    return folder
 
 
 def test_image_conversion(tmp_path):
@@ -76,7 +44,6 @@ def test_image_conversion(tmp_path):
 
 def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
     """A 100-byte PNG whose header claims 100000x100000 pixels: refused before decoding."""
-    import struct
     import zlib
 
     from committee.data.inputs import read_image
