@@ -6,7 +6,7 @@ that need neither TensorFlow nor Ray against them.
 A floor below the API the code calls (scikit-learn 1.6's brier_score_loss had no ``labels``)
 fails here in a minute instead of at scoring after a whole run. TensorFlow, Keras and Ray are
 left out: they are pinned (==2.21.*, ==2.60.*), too large to reinstall for a check, and
-tests/test_dependencies.py checks our floors against ray's own. Needs network (or a wheel
+tests/unit/test_dependencies.py checks our floors against ray's own. Needs network (or a wheel
 mirror) and ~400 MB in the venv's folder.
 """
 
@@ -35,11 +35,11 @@ LIGHT = (
     "pydantic",
 )
 TESTS = (
-    "tests/test_scoring.py",
-    "tests/test_diagnostics.py",
-    "tests/test_report_untrusted.py",
-    "tests/test_runfolder.py",
-    "tests/test_dependencies.py",
+    "tests/unit/test_scoring.py",
+    "tests/unit/test_diagnostics.py",
+    "tests/unit/test_report_untrusted.py",
+    "tests/unit/test_runfolder.py",
+    "tests/unit/test_dependencies.py",
 )
 
 

@@ -5,7 +5,7 @@ and RandomErasing layers. On the JAX backend those layers made a GPU training st
 slower (their image transforms run per image); here the same transforms cost tens of
 microseconds a batch on the CPU, on every backend and device (``bench/bench_steps.py`` prints
 the figure). The distributions are those of the Keras layers as the preset configured them
-(keras/src/layers/preprocessing/image_preprocessing/): ``tests/test_augmentation.py`` checks
+(keras/src/layers/preprocessing/image_preprocessing/): ``tests/unit/test_augmentation.py`` and ``tests/keras/test_augmentation.py`` checks
 them against the layers themselves.
 
 No Keras and no Ray here: :func:`augment` takes and returns NumPy arrays, and

@@ -1,6 +1,6 @@
 """`committee run --backend jax` on a slice of the real data, on a real local Ray cluster
 (conftest.small_run, which test_predict also reads): the members train in JAX workers, and the
-saved outputs are checked as the TensorFlow run's are (tests/test_run_integration.py)."""
+saved outputs are checked as the TensorFlow run's are (tests/ray/test_run_integration.py)."""
 
 from __future__ import annotations
 

@@ -159,7 +159,7 @@ def test_test_only_packages_are_not_runtime_dependencies():
     runtime = set(_declared())
     assert not runtime & TEST_ONLY, sorted(runtime & TEST_ONLY)
     test_extra = {Requirement(r).name.lower() for r in _project()["optional-dependencies"]["test"]}
-    assert "pyyaml" in test_extra  # tests/test_cluster_files.py reads YAML
+    assert "pyyaml" in test_extra  # tests/ray/test_cluster_files.py reads YAML
 
 
 def test_installed_sklearn_has_the_api_diagnostics_calls():
