@@ -5,8 +5,8 @@ and RandomErasing layers. On the JAX backend those layers made a GPU training st
 slower (their image transforms run per image); here the same transforms cost tens of
 microseconds a batch on the CPU, on every backend and device (``bench/bench_steps.py`` prints
 the figure). The distributions are those of the Keras layers as the preset configured them
-(keras/src/layers/preprocessing/image_preprocessing/): ``tests/unit/test_augmentation.py`` and ``tests/keras/test_augmentation.py`` checks
-them against the layers themselves.
+(keras/src/layers/preprocessing/image_preprocessing/): ``tests/keras/test_augmentation.py``
+checks them against the layers themselves.
 
 No Keras and no Ray here: :func:`augment` takes and returns NumPy arrays, and
 ``training.AugmentedBatches`` feeds its output to ``model.fit``.
@@ -62,8 +62,12 @@ class Augmentation:
         return bool(self.shift > 0 or self.flip or self.erasing > 0)
 
 
-def augment(images: np.ndarray, augmentation: Augmentation,
-            rng: np.random.Generator, flipped: np.ndarray | None = None) -> np.ndarray:
+def augment(
+    images: np.ndarray,
+    augmentation: Augmentation,
+    rng: np.random.Generator,
+    flipped: np.ndarray | None = None,
+) -> np.ndarray:
     """``images`` float ``(b, h, w)`` or ``(b, h, w, 1)`` in [0, 1], augmented as
     ``augmentation`` says with draws from ``rng`` (a ``numpy.random.Generator``); a new float32
     array of the same shape. ``flipped``: bool ``(b,)``, which images to flip, required with
@@ -74,8 +78,10 @@ def augment(images: np.ndarray, augmentation: Augmentation,
     if x.ndim not in (3, 4) or (x.ndim == 4 and x.shape[-1] != 1):
         raise ValueError(f"images of shape {x.shape}; expected (b, h, w) or (b, h, w, 1)")
     if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"images of dtype {x.dtype}; expected floats in [0, 1] "
-                         "(data.preprocess scales uint8 images)")
+        raise ValueError(
+            f"images of dtype {x.dtype}; expected floats in [0, 1] "
+            "(data.preprocess scales uint8 images)"
+        )
     if not np.isfinite(x).all():
         raise ValueError("images hold NaN or infinite values; expected floats in [0, 1]")
     if not isinstance(rng, np.random.Generator):
@@ -87,8 +93,10 @@ def augment(images: np.ndarray, augmentation: Augmentation,
     x = translate(x, augmentation.shift, rng) if augmentation.shift > 0 else x.copy()
     if augmentation.flip == "alternate":
         if flipped is None or np.shape(flipped) != (len(x),):
-            raise ValueError(f"alternating flips need `flipped` of shape ({len(x)},), got "
-                             f"{None if flipped is None else np.shape(flipped)}")
+            raise ValueError(
+                f"alternating flips need `flipped` of shape ({len(x)},), got "
+                f"{None if flipped is None else np.shape(flipped)}"
+            )
         flipped = np.asarray(flipped, dtype=bool)
         x[flipped] = x[flipped, :, ::-1]
     elif augmentation.flip:
@@ -119,8 +127,9 @@ def translate(images: np.ndarray, shift: float, rng: np.random.Generator) -> np.
         index = (np.arange(size)[None, :] + start[:, None]).astype(np.int64) + pad
         shape = (b, size, 1) if axis == 1 else (b, 1, size)
         index, weight = index.reshape(shape), frac.reshape(b, 1, 1)
-        padded = ((1 - weight) * np.take_along_axis(padded, index, axis=axis)
-                  + weight * np.take_along_axis(padded, index + 1, axis=axis))
+        padded = (1 - weight) * np.take_along_axis(
+            padded, index, axis=axis
+        ) + weight * np.take_along_axis(padded, index + 1, axis=axis)
     return padded.astype(np.float32)
 
 
@@ -136,8 +145,12 @@ def erase(images: np.ndarray, factor: float, rng: np.random.Generator) -> np.nda
     out = images.copy()
     if len(chosen):  # noise only for the few images erased
         cols, rows = np.arange(w)[None, None, :], np.arange(h)[None, :, None]
-        box = ((cols >= x0[chosen, None, None]) & (cols < x1[chosen, None, None])
-               & (rows >= y0[chosen, None, None]) & (rows < y1[chosen, None, None]))
+        box = (
+            (cols >= x0[chosen, None, None])
+            & (cols < x1[chosen, None, None])
+            & (rows >= y0[chosen, None, None])
+            & (rows < y1[chosen, None, None])
+        )
         noise = np.clip(rng.standard_normal((len(chosen), h, w), dtype=np.float32), 0.0, 1.0)
         out[chosen] = np.where(box, noise, out[chosen])
     return out

@@ -10,8 +10,8 @@ Where the files come from, in order:
    before it is written — atomically — into the Keras cache.
 
 Every file is read as a stream within limits (at most ``MAX_GZ_BYTES`` compressed, and never
-more than its IDX length + 1 byte decompressed, so a gzip bomb is refused in bounded memory) and checked:
-gzip integrity, the official gz MD5 *or* the SHA-256 of the
+more than its IDX length + 1 byte decompressed, so a gzip bomb is refused in bounded memory)
+and checked: gzip integrity, the official gz MD5 *or* the SHA-256 of the
 decompressed IDX content, the IDX magic number, counts, 28x28 dimensions and labels in 0..9.
 Any failure raises :class:`DataError` naming the file and what was expected.
 
@@ -35,11 +35,18 @@ from pathlib import Path
 import numpy as np
 
 from committee.errors import DataError, NpyFormatError
-from committee.errors import CommitteeError
 
 CLASS_NAMES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
 )
 NUM_CLASSES = len(CLASS_NAMES)
 IMAGE_SHAPE = (28, 28)
@@ -57,18 +64,34 @@ class IdxFile:
 
 
 FILES = {
-    "train_images": IdxFile("train-images-idx3-ubyte.gz", "images", 60_000,
-                            "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-                            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-    "train_labels": IdxFile("train-labels-idx1-ubyte.gz", "labels", 60_000,
-                            "25c81989df183df01b3e8a0aad5dffbe",
-                            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
-    "test_images": IdxFile("t10k-images-idx3-ubyte.gz", "images", 10_000,
-                           "bef4ecab320f06d8554ea6380940ec79",
-                           "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-    "test_labels": IdxFile("t10k-labels-idx1-ubyte.gz", "labels", 10_000,
-                           "bb300cfdad3c16e7a12a480ee83cd310",
-                           "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+    "train_images": IdxFile(
+        "train-images-idx3-ubyte.gz",
+        "images",
+        60_000,
+        "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    ),
+    "train_labels": IdxFile(
+        "train-labels-idx1-ubyte.gz",
+        "labels",
+        60_000,
+        "25c81989df183df01b3e8a0aad5dffbe",
+        "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    ),
+    "test_images": IdxFile(
+        "t10k-images-idx3-ubyte.gz",
+        "images",
+        10_000,
+        "bef4ecab320f06d8554ea6380940ec79",
+        "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    ),
+    "test_labels": IdxFile(
+        "t10k-labels-idx1-ubyte.gz",
+        "labels",
+        10_000,
+        "bb300cfdad3c16e7a12a480ee83cd310",
+        "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+    ),
 }
 
 # Official mirrors, tried in order (both serve the same four files).
@@ -83,6 +106,7 @@ MAX_GZ_BYTES = 64 << 20
 
 
 # --------------------------------------------------------------------------- parsing
+
 
 def _header_len(spec: IdxFile) -> int:
     return 16 if spec.kind == "images" else 8
@@ -101,13 +125,16 @@ def _check_header(head: bytes, spec: IdxFile, where: str) -> tuple[int, ...]:
     """
     header_len = _header_len(spec)
     if len(head) < header_len:
-        raise DataError(f"{where}: {len(head)} bytes is too short for an IDX {spec.kind} header "
-                        f"(expected at least {header_len})")
+        raise DataError(
+            f"{where}: {len(head)} bytes is too short for an IDX {spec.kind} header "
+            f"(expected at least {header_len})"
+        )
     magic, count = struct.unpack(">II", head[:8])
     expected_magic = IMAGE_MAGIC if spec.kind == "images" else LABEL_MAGIC
     if magic != expected_magic:
-        raise DataError(f"{where}: IDX magic number {magic}, expected {expected_magic} "
-                        f"for {spec.kind}")
+        raise DataError(
+            f"{where}: IDX magic number {magic}, expected {expected_magic} for {spec.kind}"
+        )
     if count != spec.count:
         raise DataError(f"{where}: holds {count} {spec.kind}, expected {spec.count}")
     if spec.kind == "labels":
@@ -138,8 +165,10 @@ def parse_idx(raw: bytes, spec: IdxFile, source: str = "") -> np.ndarray:
     shape = _check_header(raw[:header_len], spec, where)
     expected_len = _content_len(spec)
     if len(raw) != expected_len:
-        raise DataError(f"{where}: {len(raw)} bytes of IDX content, expected {expected_len} "
-                        f"for {spec.count} {spec.kind}")
+        raise DataError(
+            f"{where}: {len(raw)} bytes of IDX content, expected {expected_len} "
+            f"for {spec.count} {spec.kind}"
+        )
     return _to_array(memoryview(raw)[header_len:], shape, spec, where)
 
 
@@ -156,8 +185,10 @@ class _CappedReader:
         chunk = self._f.read(min(want, self.limit + 1 - self.count))
         self.count += len(chunk)
         if self.count > self.limit:
-            raise DataError(f"{self.where}: more than {self.limit:,} bytes; expected a gzip "
-                            f"file of at most that size (the official ones are under 27 MB)")
+            raise DataError(
+                f"{self.where}: more than {self.limit:,} bytes; expected a gzip "
+                f"file of at most that size (the official ones are under 27 MB)"
+            )
         self.md5.update(chunk)
         return chunk
 
@@ -189,8 +220,10 @@ def read_idx_gz(path: Path, spec: IdxFile, verify_checksum: bool = True) -> np.n
         sha = hashlib.sha256(head)
         sha.update(body)
         if sha.hexdigest() != spec.idx_sha256:
-            raise DataError(f"{path}: checksum mismatch: content SHA-256 {sha.hexdigest()[:16]}"
-                            f"..., expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})")
+            raise DataError(
+                f"{path}: checksum mismatch: content SHA-256 {sha.hexdigest()[:16]}"
+                f"..., expected {spec.idx_sha256[:16]}... (or gz MD5 {spec.gz_md5})"
+            )
     return array
 
 
@@ -206,12 +239,16 @@ def _inflate_idx(gz: _CappedReader, spec: IdxFile, path: Path):
         kind = "truncated gzip data" if isinstance(exc, EOFError) else f"not valid gzip ({exc})"
         raise DataError(f"{path}: {kind}; expected the official gzip file {spec.name}") from None
     if len(body) > expected_len - header_len:
-        raise DataError(f"{path}: IDX content too long: more than {expected_len} bytes, "
-                        f"expected {expected_len} for {spec.count} {spec.kind} (stopped "
-                        f"decompressing there)")
+        raise DataError(
+            f"{path}: IDX content too long: more than {expected_len} bytes, "
+            f"expected {expected_len} for {spec.count} {spec.kind} (stopped "
+            f"decompressing there)"
+        )
     if len(body) < expected_len - header_len:
-        raise DataError(f"{path}: {header_len + len(body)} bytes of IDX content, expected "
-                        f"{expected_len} for {spec.count} {spec.kind}")
+        raise DataError(
+            f"{path}: {header_len + len(body)} bytes of IDX content, expected "
+            f"{expected_len} for {spec.count} {spec.kind}"
+        )
     return head, body, shape
 
 
@@ -228,16 +265,20 @@ def read_images_idx_gz(path: str | os.PathLike, max_images: int) -> np.ndarray:
         with gzip.open(path, "rb") as stream:
             head = stream.read(16)
     except (OSError, EOFError, zlib.error) as exc:
-        raise DataError(f"{path}: not valid gzip ({exc}); expected a gzipped IDX images file "
-                        f"(magic {IMAGE_MAGIC}, 28x28)") from None
+        raise DataError(
+            f"{path}: not valid gzip ({exc}); expected a gzipped IDX images file "
+            f"(magic {IMAGE_MAGIC}, 28x28)"
+        ) from None
     count = struct.unpack(">I", head[4:8])[0] if len(head) >= 8 else 0
     if count > max_images:
         raise DataError(f"{path}: announces {count:,} images; expected at most {max_images:,}")
     return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
 
 
-_NPY_HEADERS = {(1, 0): np.lib.format.read_array_header_1_0,
-                (2, 0): np.lib.format.read_array_header_2_0}
+_NPY_HEADERS = {
+    (1, 0): np.lib.format.read_array_header_1_0,
+    (2, 0): np.lib.format.read_array_header_2_0,
+}
 
 
 def npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
@@ -254,31 +295,41 @@ def npy_header(stream) -> tuple[tuple[int, ...], np.dtype]:
 
 # --------------------------------------------------------------------------- locating
 
+
 def _has_all(folder: Path) -> bool:
     return all((folder / spec.name).is_file() for spec in FILES.values())
 
 
-def resolve_data_dir(data_dir: str | os.PathLike | None = None, download: bool = True,
-                     mirrors: tuple[str, ...] | None = None) -> Path:
+def resolve_data_dir(
+    data_dir: str | os.PathLike | None = None,
+    download: bool = True,
+    mirrors: tuple[str, ...] | None = None,
+) -> Path:
     """Return the folder holding the four files: explicit, Keras cache, or a fresh download."""
     explicit = data_dir or os.environ.get("FASHION_MNIST_DIR")
     if explicit:
         folder = Path(explicit).expanduser()
         if not folder.is_dir():
-            raise DataError(f"data folder {folder} does not exist (from "
-                            f"{'--data-dir' if data_dir else 'FASHION_MNIST_DIR'}); expected a "
-                            f"folder with the four Fashion-MNIST .gz files")
+            raise DataError(
+                f"data folder {folder} does not exist (from "
+                f"{'--data-dir' if data_dir else 'FASHION_MNIST_DIR'}); expected a "
+                f"folder with the four Fashion-MNIST .gz files"
+            )
         missing = [s.name for s in FILES.values() if not (folder / s.name).is_file()]
         if missing:
-            raise DataError(f"{folder / missing[0]}: file missing from the data folder "
-                            f"(missing: {', '.join(missing)})")
+            raise DataError(
+                f"{folder / missing[0]}: file missing from the data folder "
+                f"(missing: {', '.join(missing)})"
+            )
         return folder
     cache = KERAS_CACHE.expanduser()
     if _has_all(cache):
         return cache
     if not download:
-        raise DataError(f"Fashion-MNIST not found in {cache} and downloading is off; "
-                        f"pass --data-dir or set FASHION_MNIST_DIR")
+        raise DataError(
+            f"Fashion-MNIST not found in {cache} and downloading is off; "
+            f"pass --data-dir or set FASHION_MNIST_DIR"
+        )
     env_mirror = os.environ.get("FASHION_MNIST_MIRROR")
     download_all(cache, mirrors or ((env_mirror,) if env_mirror else MIRRORS))
     return cache
@@ -317,11 +368,19 @@ def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 6
         with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
             total = int(resp.headers.get("Content-Length") or 0) or None
             if total is not None and total > MAX_GZ_BYTES:
-                raise DataError(f"{url}: announces {total:,} bytes; expected a gzip file of at "
-                                f"most {MAX_GZ_BYTES:,} bytes")
+                raise DataError(
+                    f"{url}: announces {total:,} bytes; expected a gzip file of at "
+                    f"most {MAX_GZ_BYTES:,} bytes"
+                )
             body = _CappedReader(resp, MAX_GZ_BYTES, url)
-            with tqdm(total=total, unit="B", unit_scale=True, desc=spec.name,
-                      file=sys.stderr, mininterval=1.0) as bar:
+            with tqdm(
+                total=total,
+                unit="B",
+                unit_scale=True,
+                desc=spec.name,
+                file=sys.stderr,
+                mininterval=1.0,
+            ) as bar:
                 while chunk := body.read(1 << 16):
                     out.write(chunk)
                     bar.update(len(chunk))
@@ -335,6 +394,7 @@ def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 6
 
 
 # --------------------------------------------------------------------------- loading
+
 
 @dataclass
 class FashionMNIST:
@@ -353,8 +413,10 @@ def load(data_dir: str | os.PathLike | None = None, download: bool = True) -> Fa
     folder = resolve_data_dir(data_dir, download=download)
     arrays = {key: read_idx_gz(folder / spec.name, spec) for key, spec in FILES.items()}
     return FashionMNIST(
-        x_train=arrays["train_images"], y_train=arrays["train_labels"],
-        x_test=arrays["test_images"], y_test=arrays["test_labels"],
+        x_train=arrays["train_images"],
+        y_train=arrays["train_labels"],
+        x_test=arrays["test_images"],
+        y_test=arrays["test_labels"],
         source=str(folder),
         sha256={spec.name.removesuffix(".gz"): spec.idx_sha256 for spec in FILES.values()},
     )
@@ -383,8 +445,14 @@ def preprocess(images: np.ndarray) -> np.ndarray:
     return (images.astype(np.float32) / 255.0)[..., np.newaxis]
 
 
-def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
-                    method: str = "tail", seed: int = 0, limit: int | None = None) -> Split:
+def split_train_val(
+    x: np.ndarray,
+    y: np.ndarray,
+    val_fraction: float = 0.2,
+    method: str = "tail",
+    seed: int = 0,
+    limit: int | None = None,
+) -> Split:
     """Split the training arrays into train and validation parts.
 
     ``method="tail"`` reproduces Keras' ``validation_split`` (the seed notebook): the LAST
@@ -408,6 +476,7 @@ def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
         val_idx = np.arange(len(x) - n_val, len(x))
     else:
         from sklearn.model_selection import train_test_split
+
         counts = np.bincount(y, minlength=NUM_CLASSES)
         present = int((counts > 0).sum())
         if counts[counts > 0].min() < 2 or min(n_val, len(x) - n_val) < present:
@@ -415,8 +484,14 @@ def split_train_val(x: np.ndarray, y: np.ndarray, val_fraction: float = 0.2,
                 f"--split stratified with --limit-train {len(x)}: the smallest class has "
                 f"{int(counts[counts > 0].min())} image(s) and validation would hold {n_val}; "
                 f"expected at least 2 images per class and {present} in each part (raise "
-                f"--limit-train)")
-        train_idx, val_idx = train_test_split(np.arange(len(x)), test_size=n_val,
-                                              stratify=y, random_state=seed)
-    return Split(preprocess(x[train_idx]), y[train_idx].astype(np.int64),
-                 preprocess(x[val_idx]), y[val_idx].astype(np.int64))
+                f"--limit-train)"
+            )
+        train_idx, val_idx = train_test_split(
+            np.arange(len(x)), test_size=n_val, stratify=y, random_state=seed
+        )
+    return Split(
+        preprocess(x[train_idx]),
+        y[train_idx].astype(np.int64),
+        preprocess(x[val_idx]),
+        y[val_idx].astype(np.int64),
+    )

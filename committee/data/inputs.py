@@ -1,13 +1,14 @@
 """New images for ``committee predict``: image files, ``.npy`` arrays and IDX ``.gz`` files.
 
 Every input becomes float32 ``(28, 28)`` pixels in [0, 1], exactly what the members were
-trained on (:func:`committee.data.fashion_mnist.preprocess`: uint8 0..255 divided by 255; Fashion-MNIST
-garments are light on a dark background):
+trained on (:func:`committee.data.fashion_mnist.preprocess`: uint8 0..255 divided by 255;
+Fashion-MNIST garments are light on a dark background):
 
 - PNG / JPEG: transparent pixels are laid on black (the background), the image is converted
-  to 8-bit grayscale (Pillow mode ``L``; 16-bit values divided by 257), resized to 28x28 with the Lanczos filter when it has
-  another size (the aspect ratio is not kept), then divided by 255. Nothing is inverted unless
-  asked (``invert``: ``255 - pixel``, for photos of dark garments on a light background).
+  to 8-bit grayscale (Pillow mode ``L``; 16-bit values divided by 257), resized to 28x28 with
+  the Lanczos filter when it has another size (the aspect ratio is not kept), then divided by
+  255. Nothing is inverted unless asked (``invert``: ``255 - pixel``, for photos of dark
+  garments on a light background).
 - ``.npy``: ``(n, 28, 28)`` or ``(28, 28)``; an integer array must hold 0..255 (divided by
   255), a float array 0..1 (used as it is). The dtype decides, never the values; each array's
   reading is stated in a log line.
@@ -27,9 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from committee.errors import InputError
 from committee.data.fashion_mnist import IMAGE_SHAPE, DataError, npy_header, read_images_idx_gz
-from committee.errors import one_line
+from committee.errors import InputError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".gz")
@@ -63,18 +63,25 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(p for p in path.iterdir()
-                           if p.is_file() and p.suffix.lower() in SUFFIXES)
+            found = sorted(
+                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+            )
             if not found:
-                raise InputError(f"input folder {path} holds no {', '.join(SUFFIXES)} files; "
-                                 f"expected images or arrays to classify")
+                raise InputError(
+                    f"input folder {path} holds no {', '.join(SUFFIXES)} files; "
+                    f"expected images or arrays to classify"
+                )
             files += found
         elif not path.is_file():
-            raise InputError(f"input {path} does not exist; expected an image, a .npy or .gz "
-                             f"file, or a folder of them")
+            raise InputError(
+                f"input {path} does not exist; expected an image, a .npy or .gz "
+                f"file, or a folder of them"
+            )
         elif path.suffix.lower() not in SUFFIXES:
-            raise InputError(f"input {path} has extension {path.suffix or '(none)'!r}; expected "
-                             f"one of {', '.join(SUFFIXES)}")
+            raise InputError(
+                f"input {path} has extension {path.suffix or '(none)'!r}; expected "
+                f"one of {', '.join(SUFFIXES)}"
+            )
         else:
             files.append(path)
     return files
@@ -98,14 +105,21 @@ def read_inputs(paths: list[str | os.PathLike], invert: bool = False) -> Inputs:
         sources += [str(path)] * len(array)
         index.append(np.arange(len(array), dtype=np.int32))
     if light:
-        notes.append(f"warning: {len(light)} image(s) have a light border (e.g. {light[0]}); "
-                     f"Fashion-MNIST garments are light on a dark background: pass --invert "
-                     f"if these are dark garments on a light background")
+        notes.append(
+            f"warning: {len(light)} image(s) have a light border (e.g. {light[0]}); "
+            f"Fashion-MNIST garments are light on a dark background: pass --invert "
+            f"if these are dark garments on a light background"
+        )
     if not sources:
-        raise InputError(f"inputs {', '.join(map(str, paths))} hold no image; expected at "
-                         f"least one")
-    return Inputs(images=np.concatenate(images).astype(np.float32, copy=False), sources=sources,
-                  index=np.concatenate(index), notes=notes)
+        raise InputError(
+            f"inputs {', '.join(map(str, paths))} hold no image; expected at least one"
+        )
+    return Inputs(
+        images=np.concatenate(images).astype(np.float32, copy=False),
+        sources=sources,
+        index=np.concatenate(index),
+        notes=notes,
+    )
 
 
 def border_mean(pixels: np.ndarray) -> float:
@@ -121,15 +135,18 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
     try:
         with Image.open(path) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
-                raise InputError(f"input {path}: {image.width}x{image.height} pixels; expected "
-                                 f"at most {MAX_IMAGE_PIXELS:,} pixels")
+                raise InputError(
+                    f"input {path}: {image.width}x{image.height} pixels; expected "
+                    f"at most {MAX_IMAGE_PIXELS:,} pixels"
+                )
             if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
                 rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)),
-                                              rgba)
+                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
             if image.mode == "F":
-                raise InputError(f"input {path}: a floating-point image (mode F); expected "
-                                 f"an 8- or 16-bit PNG or a JPEG")
+                raise InputError(
+                    f"input {path}: a floating-point image (mode F); expected "
+                    f"an 8- or 16-bit PNG or a JPEG"
+                )
             if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: Pillow's L would clip
                 wide = np.asarray(image, dtype=np.float64)
                 image = Image.fromarray(np.clip(np.round(wide / 257), 0, 255).astype(np.uint8))
@@ -138,14 +155,16 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
                 gray = gray.resize(IMAGE_SHAPE[::-1], getattr(Image.Resampling, RESAMPLE))
             pixels = np.asarray(gray, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own cap, checked at open
-        raise InputError(f"input {path}: {one_line(exc)}; expected at most "
-                         f"{MAX_IMAGE_PIXELS:,} pixels") from None
+        raise InputError(
+            f"input {path}: {one_line(exc)}; expected at most {MAX_IMAGE_PIXELS:,} pixels"
+        ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, InputError):
             raise
         why = " ".join(str(exc).split()) or type(exc).__name__
-        raise InputError(f"input {path}: not a readable image ({why[:200]}); expected a PNG or "
-                         f"JPEG file") from None
+        raise InputError(
+            f"input {path}: not a readable image ({why[:200]}); expected a PNG or JPEG file"
+        ) from None
     if invert:
         pixels = 255 - pixels
     return pixels.astype(np.float32) / 255.0
@@ -159,24 +178,30 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
         with open(path, "rb") as f:
             shape, dtype = npy_header(f)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
-                         f"an array saved with numpy.save") from None
+        raise InputError(
+            f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
+            f"an array saved with numpy.save"
+        ) from None
     if shape == IMAGE_SHAPE:
         shape = (1, *IMAGE_SHAPE)
     if len(shape) != 3 or shape[1:] != IMAGE_SHAPE:
-        raise InputError(f"input {path}: array of shape {shape}; expected (n, 28, 28) or "
-                         f"(28, 28)")
+        raise InputError(f"input {path}: array of shape {shape}; expected (n, 28, 28) or (28, 28)")
     if shape[0] > MAX_IMAGES:
-        raise InputError(f"input {path}: {shape[0]:,} images; expected at most {MAX_IMAGES:,} "
-                         f"per file")
+        raise InputError(
+            f"input {path}: {shape[0]:,} images; expected at most {MAX_IMAGES:,} per file"
+        )
     if dtype.kind not in "iuf":
-        raise InputError(f"input {path}: array of dtype {dtype}; expected integers 0..255 "
-                         f"(e.g. uint8) or floats 0..1")
+        raise InputError(
+            f"input {path}: array of dtype {dtype}; expected integers 0..255 "
+            f"(e.g. uint8) or floats 0..1"
+        )
     try:
         array = np.load(path, allow_pickle=False).reshape(shape)
     except (OSError, ValueError, EOFError) as exc:
-        raise InputError(f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
-                         f"an array saved with numpy.save") from None
+        raise InputError(
+            f"input {path}: not a readable .npy file ({one_line(exc)}); expected "
+            f"an array saved with numpy.save"
+        ) from None
     return _scaled(array, str(path))
 
 
@@ -186,21 +211,31 @@ def _scaled(array: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     n = len(array)
     if array.dtype.kind == "f":
         if n and not np.all(np.isfinite(array)):
-            raise InputError(f"input {where}: float array holds NaN or infinite values; "
-                             f"expected floats in [0, 1]")
+            raise InputError(
+                f"input {where}: float array holds NaN or infinite values; "
+                f"expected floats in [0, 1]"
+            )
         low, high = (float(array.min()), float(array.max())) if n else (0.0, 0.0)
         if low < 0 or high > 1:
-            raise InputError(f"input {where}: float array holds {low:g}..{high:g}; expected "
-                             f"floats in [0, 1] (integers 0..255 as an integer dtype such as "
-                             f"uint8)")
-        return (array.astype(np.float32),
-                f"{where}: {array.dtype} {array.shape}: floats in [0, 1], used as they are")
+            raise InputError(
+                f"input {where}: float array holds {low:g}..{high:g}; expected "
+                f"floats in [0, 1] (integers 0..255 as an integer dtype such as "
+                f"uint8)"
+            )
+        return (
+            array.astype(np.float32),
+            f"{where}: {array.dtype} {array.shape}: floats in [0, 1], used as they are",
+        )
     low, high = (int(array.min()), int(array.max())) if n else (0, 0)
     if low < 0 or high > 255:
-        raise InputError(f"input {where}: {array.dtype} array holds {low}..{high}; expected "
-                         f"integers in 0..255 (or floats in [0, 1])")
-    return (array.astype(np.float32) / 255.0,
-            f"{where}: {array.dtype} {array.shape}: integers 0..255, divided by 255")
+        raise InputError(
+            f"input {where}: {array.dtype} array holds {low}..{high}; expected "
+            f"integers in 0..255 (or floats in [0, 1])"
+        )
+    return (
+        array.astype(np.float32) / 255.0,
+        f"{where}: {array.dtype} {array.shape}: integers 0..255, divided by 255",
+    )
 
 
 def read_idx(path: Path) -> tuple[np.ndarray, str]:
