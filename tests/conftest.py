@@ -7,8 +7,10 @@ local Ray clusters). The data comes from ../shared/data/fashion-mnist (no intern
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import subprocess
 import time
 from pathlib import Path
 
@@ -54,34 +56,55 @@ def data_copy(tmp_path, data_dir) -> Path:
 
 @pytest.fixture(scope="session")
 def shared_run(tmp_path_factory):
-    """``(run_dir, proc)``: one small finished run shared by the modules that read a run folder
-    (test_run_integration, test_run_jax, test_predict; a test that changes it works on a
-    copy). The seed's three members on 2,000 images (1,600 train / 400 validation), a 2-epoch
-    ceiling under a 0.06-second budget so that every member plans (and trains) 1 epoch,
-    trained on the JAX backend when JAX is installed (the test extras install it), so that
-    predicting it under TensorFlow also checks that members move between backends."""
+    """``(run_dir, proc, seconds)``: one small finished run shared by the modules that read a
+    run folder (test_run_integration, test_run_jax, test_predict; a test that changes it
+    works on a copy). The seed's three members on 2,000 images (1,600 train / 400
+    validation), a 2-epoch ceiling under a 0.06-second budget so that every member plans (and
+    trains) 1 epoch, trained on the JAX backend when JAX is installed (the test extras install
+    it), so that predicting it under TensorFlow also checks that members move between
+    backends. Made once per test run: under pytest-xdist the first process to ask makes it,
+    under a file lock, and the others read it."""
     import importlib.util
 
-    out = tmp_path_factory.mktemp("shared-run")
-    backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
-    started = time.time()
-    proc = run_cli(
-        "run",
-        "--backend",
-        backend,
-        "--limit-train",
-        "2000",
-        "--epochs",
-        "2",
-        "--member-minutes",
-        "0.001",
-        "--output",
-        str(out),
-        "--run-name",
-        "small",
-    )
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return out / "small", proc, time.time() - started
+    from filelock import FileLock
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # the processes of one run share the parent
+        root = root.parent
+    out, record = root / "shared-run", root / "shared-run.json"
+    with FileLock(str(root / "shared-run.lock")):
+        if not record.is_file():
+            backend = "jax" if importlib.util.find_spec("jax") else "tensorflow"
+            started = time.time()
+            proc = run_cli(
+                "run",
+                "--backend",
+                backend,
+                "--limit-train",
+                "2000",
+                "--epochs",
+                "2",
+                "--member-minutes",
+                "0.001",
+                "--output",
+                str(out),
+                "--run-name",
+                "small",
+            )
+            assert proc.returncode == 0, proc.stderr[-4000:]
+            record.write_text(
+                json.dumps(
+                    {
+                        "args": proc.args,
+                        "stdout": proc.stdout,
+                        "stderr": proc.stderr,
+                        "seconds": time.time() - started,
+                    }
+                )
+            )
+    saved = json.loads(record.read_text())
+    proc = subprocess.CompletedProcess(saved["args"], 0, saved["stdout"], saved["stderr"])
+    return out / "small", proc, saved["seconds"]
 
 
 @pytest.fixture(scope="session")
@@ -97,20 +120,8 @@ def ray_head(tmp_path_factory):
     head.stop()
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
-def pytest_collection_modifyitems(config, items):
+def pytest_itemcollected(item):
     """Mark each test with its tier, the folder under tests/ it is in (``-m unit`` etc.)."""
-    for item in items:
-        tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
-        if tier is not None:
-            item.add_marker(getattr(pytest.mark, tier))
-        # Under pytest-xdist's --dist loadgroup (.ci/run's ray tier), a module's tests stay in
-        # one process with their module-scoped Ray head, and the modules that read the
-        # session's shared run share one process, so the run is made once.
-        module = item.path.stem
-        group = (
-            "shared_run"
-            if "shared_run" in item.fixturenames or "small_run" in item.fixturenames
-            else module
-        )
-        item.add_marker(pytest.mark.xdist_group(group))
+    tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
+    if tier is not None:
+        item.add_marker(getattr(pytest.mark, tier))

@@ -115,6 +115,8 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "interrupted"
     env = {**os.environ}
     proc = _cli_popen(
+        "--backend",
+        "jax",
         "--members",
         "model2",
         "--epochs",
@@ -142,6 +144,8 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
 
     again = run_cli(
         "run",
+        "--backend",
+        "jax",
         "--members",
         "model2",
         "--epochs",

@@ -52,8 +52,8 @@ def _submit(head, out: Path, run_name: str, *extra: str, wait: bool = True):
     ]
     # A head answers on its dashboard before its job agent has registered; until then a
     # submission is refused with "No available agent ... try again later" (seen on a busy
-    # 2-core machine), so the submission is retried for a minute, as Ray's message says.
-    for _ in range(12):
+    # 2-core machine), so the submission is retried for three minutes, as Ray's message says.
+    for _ in range(36):
         proc = _job_cli(head, *args)
         if "No available agent to submit job" not in proc.stderr:
             return proc

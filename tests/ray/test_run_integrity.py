@@ -22,7 +22,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import ROOT, run_cli
 
-ARGS = ("--members", "model1,model2", "--epochs", "2", "--limit-train", "600")
+# JAX workers start faster than TensorFlow's; what these tests check does not depend on the
+# backend (the TensorFlow path is run by test_job_submit, test_faults, test_multinode).
+ARGS = ("--backend", "jax", "--members", "model1,model2", "--epochs", "2", "--limit-train", "600")
 
 
 def _run(output: Path, name: str, *extra: str, timeout: float = 600):
@@ -218,6 +220,8 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
 def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_finishes(tmp_path):
     proc = run_cli(
         "run",
+        "--backend",
+        "jax",
         "--members",
         "model1",
         "--epochs",
@@ -240,6 +244,8 @@ def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_fini
     assert not (run_dir / "models" / "model1.keras").exists()
     proc = run_cli(
         "run",
+        "--backend",
+        "jax",
         "--members",
         "model1",
         "--epochs",
@@ -285,6 +291,8 @@ def test_a_full_disk_is_one_line_and_a_rerun_with_space_finishes(small_disk):
 
 def test_a_tune_budget_too_short_is_one_line_and_a_changed_rerun_is_refused(tmp_path):
     args = (
+        "--backend",
+        "jax",
         "--members",
         "model1",
         "--num-samples",
