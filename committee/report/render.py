@@ -30,7 +30,7 @@ from committee.report import figures, tables
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
 from committee.rundir.folder import BEST_CONFIGS, FIGURES, REPORT, SAMPLES, TRIALS
-from committee.rundir.folder import PREDICTIONS as PREDICTIONS  # app.run: report.PREDICTIONS
+from committee.rundir.folder import PREDICTIONS as PREDICTIONS  # report.PREDICTIONS, as before
 
 # results.json data.class_counts, in the order the schema declares them
 CLASS_COUNT_SPLITS = tuple(schema.CountsBySplit.model_fields)

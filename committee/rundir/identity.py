@@ -4,12 +4,8 @@ A run folder records its identity when it is created (``config.json``, key ``ide
 each finished member records its own (``members/<name>.json``). A rerun of the same folder
 resumes only if its identity is the same (:func:`differences` names what is not), and a
 finished member is reused only if its own identity is unchanged, so stored probabilities are
-never scored against another split, seed or set of hyper-parameters.
-
-Seeds: a member's seed derives from the run seed and the member's fixed place in its preset
-(:func:`member_seed`), never from its position on the command line, so ``--members model3``
-trains the same model3 as the full preset. Every seed lies in ``0..MAX_SEED`` (TensorFlow's
-and NumPy's range).
+never scored against another split, seed or set of hyper-parameters. Each member's seed in
+the identity comes from :func:`committee.members.seeds.member_seed`.
 """
 
 from __future__ import annotations

@@ -23,15 +23,17 @@ def small(dataset):
     return data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
 
 
+def _arrays(split):
+    """``(x_train, y_train, x_val, y_val)`` of a data.Split, as train_member takes them."""
+    return split.x_train, split.y_train, split.x_val, split.y_val
+
+
 def test_one_epoch_reports_all_metrics(small):
     spec = members.SEED_PRESET[0].with_overrides(epochs=1)
     seen = []
     model, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         on_epoch_end=lambda e, logs, m, s: seen.append((e, logs, s.finished_at)),
         verbose=0,
     )
@@ -57,19 +59,14 @@ def test_one_epoch_reports_all_metrics(small):
 def test_resume_continues_the_epoch_count_and_optimizer_state(small, tmp_path):
     spec = members.SEED_PRESET[0].with_overrides(epochs=3)
     first = spec.with_overrides(epochs=1)
-    model, state = train_member(
-        first, small.x_train, small.y_train, small.x_val, small.y_val, verbose=0
-    )
+    model, state = train_member(first, *_arrays(small), verbose=0)
     save_checkpoint(tmp_path / "ckpt", model, state)
     restored, restored_state = load_checkpoint(tmp_path / "ckpt")
     assert int(restored.optimizer.iterations.numpy()) == int(model.optimizer.iterations.numpy()) > 0
     epochs = []
     _, final = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=(restored, restored_state),
         verbose=0,
         on_epoch_end=lambda e, *_: epochs.append(e),
@@ -84,19 +81,13 @@ def test_early_stopping_counters_survive_a_restart(small, tmp_path):
     # patience 0: the first epoch whose val_loss does not improve stops training
     model, state = train_member(
         spec.with_overrides(epochs=1),
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         verbose=0,
     )
     state.es_best = -1.0  # pretend an earlier epoch reached an unbeatable val_loss
     _, final = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=(model, state),
         verbose=0,
     )
@@ -105,17 +96,12 @@ def test_early_stopping_counters_survive_a_restart(small, tmp_path):
 
 def test_time_budget_ends_training_after_the_planned_epochs(small):
     spec = members.SEED_PRESET[0].with_overrides(epochs=4)
-    model, state = train_member(
-        spec, small.x_train, small.y_train, small.x_val, small.y_val, time_budget_s=1e-3, verbose=0
-    )
+    model, state = train_member(spec, *_arrays(small), time_budget_s=1e-3, verbose=0)
     assert state.epochs_planned == 1 and state.epoch == 1 and not state.stopped_early
     # An hour's budget, but a prediction that the validation pass times at far longer.
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         time_budget_s=3600,
         predict_images=10**10,
         verbose=0,
@@ -123,19 +109,14 @@ def test_time_budget_ends_training_after_the_planned_epochs(small):
     assert state.epochs_planned == 1 and state.epoch == 1
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         time_budget_s=3600,
         predict_images=1000,
         verbose=0,
     )
     assert state.epochs_planned == 4 and state.epoch == 4
     with pytest.raises(ValueError, match="time budget 0 s must be > 0"):
-        train_member(
-            spec, small.x_train, small.y_train, small.x_val, small.y_val, time_budget_s=0, verbose=0
-        )
+        train_member(spec, *_arrays(small), time_budget_s=0, verbose=0)
 
 
 def test_time_budget_replans_after_every_epoch(small):
@@ -146,10 +127,7 @@ def test_time_budget_replans_after_every_epoch(small):
     state = TrainState(epoch=1, epochs_planned=2, started_at=time.time() - 10, epoch_seconds=[10.0])
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=(compile_member(spec), state),
         time_budget_s=3600,
         verbose=0,
@@ -164,10 +142,7 @@ def test_time_budget_replans_after_every_epoch(small):
     )
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=(compile_member(spec), state),
         time_budget_s=3600,
         verbose=0,
@@ -184,10 +159,7 @@ def test_time_budget_counts_training_time_not_downtime(small):
     )
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=(compile_member(spec), state),
         time_budget_s=3600,
         verbose=0,
@@ -199,9 +171,7 @@ def test_planned_epochs_shorten_the_cosine_schedule(small):
     """A plan of 3 of 6 epochs: the schedule decays over 3, and the plan holds on resumption."""
     spec = members.SEED_PRESET[0].with_overrides(epochs=6, schedule="cosine")
     resume = (compile_member(spec), TrainState(epochs_planned=3))
-    _, state = train_member(
-        spec, small.x_train, small.y_train, small.x_val, small.y_val, resume=resume, verbose=0
-    )
+    _, state = train_member(spec, *_arrays(small), resume=resume, verbose=0)
     assert state.epoch == 3 and not state.stopped_early
     assert state.history["learning_rate"] == pytest.approx(
         [spec.learning_rate_at(e, 3) for e in range(3)], rel=1e-6
@@ -211,9 +181,7 @@ def test_planned_epochs_shorten_the_cosine_schedule(small):
 
 def test_saved_model_loads_in_safe_mode(small, tmp_path):
     spec = members.SEED_PRESET[1].with_overrides(epochs=1)
-    model, state = train_member(
-        spec, small.x_train, small.y_train, small.x_val, small.y_val, verbose=0
-    )
+    model, state = train_member(spec, *_arrays(small), verbose=0)
     save_checkpoint(tmp_path, model, state)
     again = load_model(tmp_path / "model.keras")
     np.testing.assert_allclose(
@@ -229,7 +197,7 @@ def test_precision_matches_this_machine():
 
 def test_tta_averages_exactly_its_views(small):
     spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
-    model, _ = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val, verbose=0)
+    model, _ = train_member(spec, *_arrays(small), verbose=0)
     x = small.x_val[:32]
     plain, mirrored = predict_proba(model, x), predict_proba(model, x[:, :, ::-1])
     assert not np.allclose(plain, mirrored, atol=1e-4)  # the views do differ
@@ -253,10 +221,7 @@ def test_a_diverged_epoch_stops_the_member_unrecorded(small):
     seen = []
     _, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         on_epoch_end=lambda e, *_: seen.append(e),
         verbose=0,
     )
@@ -270,7 +235,7 @@ def test_the_state_records_the_precision_used_and_the_device(small):
     """The precision actually used (float32 here for mixed_float16 without a GPU) travels in
     the TrainState, so the driver can record it per member."""
     spec = members.SEED_PRESET[0].with_overrides(epochs=1, precision="mixed_float16")
-    _, state = train_member(spec, small.x_train, small.y_train, small.x_val, small.y_val, verbose=0)
+    _, state = train_member(spec, *_arrays(small), verbose=0)
     assert state.precision == effective_precision("mixed_float16")
     assert state.device["cpu"] == device.cpu_model()
     assert state.device["gpus"] == device.gpu_names()
@@ -301,10 +266,7 @@ def test_the_moving_average_is_what_validation_and_predictions_see(small, tmp_pa
 
     model, state = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         seed=3,
         on_epoch_end=keep,
         verbose=0,
@@ -333,10 +295,7 @@ def test_a_resumed_member_continues_its_moving_average(small, tmp_path):
     folder = tmp_path / "ckpt"  # saved as the Ray layer saves it: at the epoch's end
     train_member(
         spec.with_overrides(epochs=1),
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         verbose=0,
         on_epoch_end=lambda e, logs, model, state: save_checkpoint(folder, model, state),
     )
@@ -349,10 +308,7 @@ def test_a_resumed_member_continues_its_moving_average(small, tmp_path):
     assert moved > 1e-3
     resumed, _ = train_member(
         spec,
-        small.x_train,
-        small.y_train,
-        small.x_val,
-        small.y_val,
+        *_arrays(small),
         resume=load_checkpoint(folder),
         verbose=0,
     )

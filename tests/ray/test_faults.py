@@ -113,22 +113,9 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
 
 def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "interrupted"
-    env = {**os.environ}
-    proc = _cli_popen(
-        "--backend",
-        "jax",
-        "--members",
-        "model2",
-        "--epochs",
-        "3",
-        "--limit-train",
-        "3000",
-        "--output",
-        str(tmp_path),
-        "--run-name",
-        "interrupted",
-        env=env,
-    )
+    args = ("--backend", "jax", "--members", "model2", "--epochs", "3", "--limit-train", "3000")
+    args += ("--output", str(tmp_path), "--run-name", "interrupted")
+    proc = _cli_popen(*args, env={**os.environ})
     _wait_for(
         lambda: _registered_checkpoints(run_dir / "train" / "model2"),
         300,
@@ -142,21 +129,7 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     assert (run_dir / "INCOMPLETE").exists() and not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp"))
 
-    again = run_cli(
-        "run",
-        "--backend",
-        "jax",
-        "--members",
-        "model2",
-        "--epochs",
-        "3",
-        "--limit-train",
-        "3000",
-        "--output",
-        str(tmp_path),
-        "--run-name",
-        "interrupted",
-    )
+    again = run_cli("run", *args)
     assert again.returncode == 0, again.stderr[-3000:]
     training = json.loads((run_dir / "results.json").read_text())["training"]["model2"]
     assert training["resumed_at"] and training["resumed_at"][0] >= 1

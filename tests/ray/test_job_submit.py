@@ -115,18 +115,8 @@ def test_job_submit_without_token_is_refused(ray_head, tmp_path):
 def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_path):
     run_dir = tmp_path / "stopped"
     # model3 (128 filters at 14x14) takes over twice as long per epoch as model1
-    proc = _submit(
-        ray_head,
-        tmp_path,
-        "stopped",
-        "--members",
-        "model1,model3",
-        "--epochs",
-        "4",
-        "--limit-train",
-        "12000",
-        wait=False,
-    )
+    args = ("stopped", "--members", "model1,model3", "--epochs", "4", "--limit-train", "12000")
+    proc = _submit(ray_head, tmp_path, *args, wait=False)
     assert proc.returncode == 0, proc.stderr
     job_id = _job_id(proc.stdout + proc.stderr)
     # Stop once model1 has finished and model3 has checkpointed but not finished.
@@ -154,17 +144,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
     assert not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
-    again = _submit(
-        ray_head,
-        tmp_path,
-        "stopped",
-        "--members",
-        "model1,model3",
-        "--epochs",
-        "4",
-        "--limit-train",
-        "12000",
-    )
+    again = _submit(ray_head, tmp_path, *args)
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]
     assert "model1: finished in an earlier run of this folder, reusing it" in logs

@@ -218,23 +218,9 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
 
 
 def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_finishes(tmp_path):
-    proc = run_cli(
-        "run",
-        "--backend",
-        "jax",
-        "--members",
-        "model1",
-        "--epochs",
-        "1",
-        "--limit-train",
-        "600",
-        "--learning-rate",
-        "1e30",
-        "--output",
-        str(tmp_path),
-        "--run-name",
-        "nan",
-    )
+    args = ("--backend", "jax", "--members", "model1", "--epochs", "1", "--limit-train", "600")
+    args += ("--output", str(tmp_path), "--run-name", "nan")
+    proc = run_cli("run", *args, "--learning-rate", "1e30")
     assert proc.returncode == 2, proc.stderr[-3000:]
     assert _last_line(proc).startswith(
         "committee: error: member model1 diverged in epoch 1 at learning rate 1e+30"
@@ -242,22 +228,7 @@ def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_fini
     run_dir = tmp_path / "nan"
     assert not (run_dir / "members" / "model1.json").exists()
     assert not (run_dir / "models" / "model1.keras").exists()
-    proc = run_cli(
-        "run",
-        "--backend",
-        "jax",
-        "--members",
-        "model1",
-        "--epochs",
-        "1",
-        "--limit-train",
-        "600",
-        "--output",
-        str(tmp_path),
-        "--run-name",
-        "nan",
-        "--overwrite",
-    )
+    proc = run_cli("run", *args, "--overwrite")
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert json.loads((run_dir / "results.json").read_text())["members"]["model1"]["accuracy"] > 0.3
 
