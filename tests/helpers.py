@@ -113,6 +113,9 @@ class RayHead:
             "--include-dashboard=true",
             "--node-ip-address=127.0.0.1",
         ]
+        agent_ports = _agent_ports()
+        self.agent_port = agent_ports["dashboard-agent-listen-port"]
+        cmd += [f"--{name}={port}" for name, port in agent_ports.items()]
         if resources:
             cmd.append(f"--resources={resources}")
         self.proc = subprocess.Popen(
@@ -124,6 +127,7 @@ class RayHead:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 120) -> None:
+        import socket
         import time
         import urllib.request
 
@@ -139,10 +143,18 @@ class RayHead:
                     headers={"Authorization": f"Bearer {self.token}"},
                 )
                 with urllib.request.urlopen(req, timeout=2):
-                    return
+                    pass
+                # Jobs are handed to the node's dashboard agent: until it listens, `ray job
+                # submit` is refused with "No available agent".
+                socket.create_connection(("127.0.0.1", self.agent_port), timeout=2).close()
+                return
             except OSError:
                 time.sleep(1)
-        raise TimeoutError(f"Ray head not ready after {timeout} s; see {self.log.name}")
+        raise TimeoutError(
+            f"Ray head (dashboard :{self.dashboard_port}, job agent :{self.agent_port}) not "
+            f"ready after {timeout} s; see {self.log.name} and the session's "
+            "logs/dashboard_agent.log"
+        )
 
     def add_node(self, num_cpus: int = 1) -> subprocess.Popen:
         """Start one more node (a full raylet) joining this head."""
@@ -153,6 +165,7 @@ class RayHead:
                 f"--address={self.gcs_address}",
                 f"--num-cpus={num_cpus}",
                 "--node-ip-address=127.0.0.1",
+                *(f"--{name}={port}" for name, port in _agent_ports().items()),
                 "--block",
             ],
             stdout=self.log,
@@ -167,6 +180,16 @@ class RayHead:
         for proc in [*self.nodes, self.proc]:
             _terminate(proc)
         self.log.close()
+
+
+def _agent_ports() -> dict[str, int]:
+    """Free ports for a node's agents. Ray's defaults (the dashboard agent's HTTP port is
+    52365) are the same for every node on the machine, so a second head started beside the
+    first (tests run in two processes) would have no job agent: `ray job submit` is then
+    refused with "No available agent" for as long as the head lives."""
+    names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port")
+    names += ("runtime-env-agent-port", "metrics-export-port")
+    return {name: free_port() for name in names}
 
 
 def _terminate(proc: subprocess.Popen) -> None:

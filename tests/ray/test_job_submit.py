@@ -50,10 +50,9 @@ def _submit(head, out: Path, run_name: str, *extra: str, wait: bool = True):
         run_name,
         *extra,
     ]
-    # A head answers on its dashboard before its job agent has registered; until then a
-    # submission is refused with "No available agent ... try again later" (seen on a busy
-    # 2-core machine), so the submission is retried for three minutes, as Ray's message says.
-    for _ in range(36):
+    # RayHead waits for its job agent to listen, but the agent registers with the head a moment
+    # later; until then a submission is refused with "No available agent ... try again later".
+    for _ in range(12):
         proc = _job_cli(head, *args)
         if "No available agent to submit job" not in proc.stderr:
             return proc
@@ -83,6 +82,21 @@ def test_dashboard_listens_on_loopback_only(ray_head):
         if c.status == psutil.CONN_LISTEN and c.laddr.port == ray_head.dashboard_port
     }
     assert listeners == {"127.0.0.1"}
+
+
+def test_a_head_started_beside_another_takes_jobs(ray_head, tmp_path):
+    # Two heads on one machine (the Ray tier runs in two processes) once shared the job agent's
+    # default port: the second head refused every submission.
+    from helpers import RayHead
+
+    second = RayHead(tmp_path)
+    try:
+        assert second.agent_port != ray_head.agent_port
+        proc = _job_cli(second, "submit", "--", sys.executable, "-c", "print('job ran')")
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        assert "job ran" in proc.stdout
+    finally:
+        second.stop()
 
 
 def test_job_submit_runs_the_committee(ray_head, tmp_path):
