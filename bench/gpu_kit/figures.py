@@ -3,6 +3,8 @@
     python figures.py run   LABEL RUN_DIR WALL_S    # a `committee run` folder's results.json
     python figures.py plain LABEL RESULT_JSON WALL_S [RAY_WALL_S]
                                                     # bench_seed.py --plain-keras-only's JSON
+    python figures.py predict LABEL PARQUET WALL_S RUN_DIR
+                                                    # `committee predict` of the test images
 
 Per member: epochs run, seconds per epoch and test accuracy. For a run, seconds per epoch is
 the member's train_s / epochs_run from results.json (from its start to its predictions, so
@@ -80,10 +82,30 @@ def plain_line(label: str, result: Path, wall: float, ray_wall: float | None) ->
     return line
 
 
+def predict_line(label: str, output: Path, wall: float, run_dir: Path) -> str:
+    """Rows, wall time, and agreement with the run's own test predictions (same images, same
+    members and rule: any difference is numerical, e.g. another batch size on the GPU)."""
+    import pyarrow.parquet as pq  # on the node; this file is otherwise standard library only
+
+    new = pq.read_table(output, columns=["index", "class"]).to_pydict()
+    run = pq.read_table(run_dir / "predictions.parquet").to_pydict()
+    by_index = dict(zip(run["index"], run["committee_mean_pred"]))
+    labels = dict(zip(run["index"], run["label"]))
+    same = sum(by_index[i] == c for i, c in zip(new["index"], new["class"]))
+    right = sum(labels[i] == c for i, c in zip(new["index"], new["class"]))
+    n = len(new["class"])
+    return (
+        f"{label}: wall {wall:.1f} s; {n} rows ({n / wall:.0f} images/s from start-up); "
+        f"same class as the run's predictions.parquet {same}/{n}; accuracy {right / n:.4f}"
+    )
+
+
 def main(argv: list[str]) -> int:
     kind, label, path, wall = argv[0], argv[1], Path(argv[2]), float(argv[3])
     if kind == "run":
         print(run_line(label, path, wall))
+    elif kind == "predict":
+        print(predict_line(label, path, wall, Path(argv[4])))
     else:
         print(plain_line(label, path, wall, float(argv[4]) if len(argv) > 4 else None))
     return 0

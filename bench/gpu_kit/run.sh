@@ -6,10 +6,12 @@
 #   (b) the same three models in plain Keras (JAX) one after another in one process
 #       (bench/bench_seed.py --plain-keras-only), and the ratio of wall times (a)/(b)
 #   (c) committee run --backend jax --preset strong --member-minutes $STRONG_MINUTES (default 4)
+#   (d) committee predict of the test images (IDX .gz) with (a)'s run, through Ray Data: wall
+#       time, and agreement with the run's own test predictions
 #
 #   FASHION_MNIST_DIR=/data/fashion-mnist bash .kit/run.sh
 #
-# Environment: FASHION_MNIST_DIR (required: the four .gz files), KIT_STEPS (default "a b c"),
+# Environment: FASHION_MNIST_DIR (required: the four .gz files), KIT_STEPS (default "a b c d"),
 # STRONG_MINUTES (4), STEP_TIMEOUT (590 s per step), KIT_EXTRA (options added to all three
 # commands, e.g. "--limit-train 6000 --epochs 2" for a quick try), PYTHON, KIT_SITE (as install.sh),
 # KIT_WORK (run folders; default a new temporary folder), KIT_LOGS (each step's log and
@@ -35,7 +37,7 @@ WORK=${KIT_WORK:-$(mktemp -d "${TMPDIR:-/tmp}/gpu-kit-XXXXXX")}
 LOGS=${KIT_LOGS:-${OUT:-$WORK}}
 LIMIT=${STEP_TIMEOUT:-590}
 MINUTES=${STRONG_MINUTES:-4}
-STEPS=" ${KIT_STEPS:-a b c} "
+STEPS=" ${KIT_STEPS:-a b c d} "
 read -r -a EXTRA <<< "${KIT_EXTRA:-}"
 mkdir -p "$WORK" "$LOGS"
 cd "$REPO" || die "cannot enter $REPO"
@@ -82,5 +84,12 @@ if [[ $STEPS == *" c "* ]]; then
         --member-minutes "$MINUTES" --data-dir "$FASHION_MNIST_DIR" --output "$WORK" \
         --run-name strong-jax $(fresh strong-jax) "${EXTRA[@]}"
     report "$label" "$LOGS/c-strong-ray.log" run "$label" "$WORK/strong-jax" "$WALL"
+fi
+if [[ $STEPS == *" d "* ]]; then
+    label="(d) committee predict of the 10,000 test images with (a)'s run"
+    step "$LOGS/d-predict.log" "$PYTHON" -m committee predict "$WORK/seed-jax" \
+        "$FASHION_MNIST_DIR/t10k-images-idx3-ubyte.gz" --output "$WORK/predict-test.parquet"
+    report "$label" "$LOGS/d-predict.log" predict "$label" "$WORK/predict-test.parquet" "$WALL" \
+        "$WORK/seed-jax"
 fi
 exit $status
