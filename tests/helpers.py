@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 from committee.distributed.cluster import free_port
@@ -100,6 +102,11 @@ class RayHead:
             "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
         }
         self.log = open(tmp / "ray-head.log", "w")
+        # Its own session folder: a job's driver finds its cluster through the head's
+        # ray_current_cluster file ("auto"), which in the shared /tmp/ray names whichever head
+        # `ray start` made last on this machine (tests run in two processes). Short, because
+        # Ray's socket paths under it are limited to 107 bytes.
+        self.temp_dir = tempfile.mkdtemp(prefix="rh", dir="/tmp")
         cmd = [
             str(Path(sys.executable).with_name("ray")),
             "start",
@@ -112,6 +119,7 @@ class RayHead:
             f"--num-cpus={num_cpus}",
             "--include-dashboard=true",
             "--node-ip-address=127.0.0.1",
+            f"--temp-dir={self.temp_dir}",
         ]
         agent_ports = _agent_ports()
         self.agent_port = agent_ports["dashboard-agent-listen-port"]
@@ -180,6 +188,7 @@ class RayHead:
         for proc in [*self.nodes, self.proc]:
             _terminate(proc)
         self.log.close()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
 def _agent_ports() -> dict[str, int]:

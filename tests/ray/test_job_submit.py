@@ -1,5 +1,5 @@
 """`ray job submit` against a real head on 127.0.0.1 (token auth on), `ray job stop`, and a
-resubmission that resumes the stopped run."""
+resubmission that resumes the stopped run and finishes the committee."""
 
 from __future__ import annotations
 
@@ -84,32 +84,29 @@ def test_dashboard_listens_on_loopback_only(ray_head):
     assert listeners == {"127.0.0.1"}
 
 
-def test_a_head_started_beside_another_takes_jobs(ray_head, tmp_path):
+WHICH_CLUSTER = """
+import ray
+ray.init(logging_level="ERROR")
+print("joined", ray.get_runtime_context().gcs_address)
+"""
+
+
+def test_heads_started_side_by_side_each_run_their_own_jobs(ray_head, tmp_path):
     # Two heads on one machine (the Ray tier runs in two processes) once shared the job agent's
-    # default port: the second head refused every submission.
+    # default port, so the second refused every submission, and shared /tmp/ray, so a job's
+    # driver on the first joined the second (the head `ray start` made last).
     from helpers import RayHead
 
     second = RayHead(tmp_path)
     try:
         assert second.agent_port != ray_head.agent_port
-        proc = _job_cli(second, "submit", "--", sys.executable, "-c", "print('job ran')")
-        assert proc.returncode == 0, proc.stderr[-2000:]
-        assert "job ran" in proc.stdout
+        for head in (second, ray_head):
+            proc = _job_cli(head, "submit", "--", sys.executable, "-c", WHICH_CLUSTER)
+            assert proc.returncode == 0, proc.stderr[-2000:]
+            joined = re.search(r"joined \S+:(\d+)", proc.stdout)
+            assert joined and int(joined.group(1)) == head.port, proc.stdout[-2000:]
     finally:
         second.stop()
-
-
-def test_job_submit_runs_the_committee(ray_head, tmp_path):
-    proc = _submit(ray_head, tmp_path, "submitted", "--epochs", "1", "--limit-train", "2000")
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    logs = proc.stdout + proc.stderr
-    assert "succeeded" in logs.lower()
-    for line in ("member model1", "member model2", "member model3", "committee mean"):
-        assert line in logs
-    run_dir = tmp_path / "submitted"
-    assert (run_dir / "results.json").is_file() and (run_dir / "predictions.parquet").is_file()
-    assert not (run_dir / "INCOMPLETE").exists()
-    assert _status(ray_head, _job_id(logs)) == "SUCCEEDED"  # Ray's own record
 
 
 def test_job_submit_without_token_is_refused(ray_head, tmp_path):
@@ -145,7 +142,8 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
             break
         time.sleep(0.2)
     else:
-        pytest.fail("the job never reached the point to stop it")
+        logs = _job_cli(ray_head, "logs", job_id).stdout
+        pytest.fail(f"the job never reached the point to stop it; its log ends:\n{logs[-3000:]}")
     stop = _job_cli(ray_head, "stop", job_id)
     assert stop.returncode == 0, stop.stderr
     deadline = time.time() + 120
@@ -158,9 +156,15 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
     assert not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
+    # The resubmission is also the plain case: a job that runs the committee to its end.
     again = _submit(ray_head, tmp_path, *args)
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]
+    assert "succeeded" in logs.lower()
+    assert _status(ray_head, _job_id(logs)) == "SUCCEEDED"  # Ray's own record
+    for line in ("member model1", "member model3", "committee mean"):
+        assert line in logs
+    assert (run_dir / "predictions.parquet").is_file()
     assert "model1: finished in an earlier run of this folder, reusing it" in logs
     results = json.loads((run_dir / "results.json").read_text())
     assert results["training"]["model1"]["reused"] is True

@@ -1,5 +1,6 @@
-"""A tiny real hyper-parameter search on a slice: FIFO through the CLI (two members, then the
-committee report), ASHA in-process with the test files made unreadable."""
+"""A tiny real hyper-parameter search on a slice: FIFO through the CLI on JAX workers (two
+members, then the committee report), ASHA in-process on TensorFlow over a strong member's space
+with the test files made unreadable."""
 
 from __future__ import annotations
 
@@ -74,7 +75,9 @@ def test_fifo_search_through_the_cli_under_storage(tmp_path):
         "--epochs",
         "1",
         "--limit-train",
-        "1000",
+        "600",
+        "--backend",
+        "jax",
         "--scheduler",
         "fifo",
         "--output",
@@ -115,64 +118,41 @@ def test_fifo_search_through_the_cli_under_storage(tmp_path):
         assert noise not in out, (noise, out)
 
 
-def test_a_strong_member_is_searched_with_its_augmentation(tmp_path, dataset):
-    """`tune --preset strong` has a space per strong member (rate, size, augmentation): two
-    trials of resnet on a slice, each training with its own sampled erasing and shift."""
+def test_asha_search_of_a_strong_member_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
+    """ASHA over a strong member's space (rate, size, augmentation): four trials of resnet on a
+    slice, with the test files made unreadable. ASHA may stop trials, but never the default
+    configuration (it trains to its end), and the CPUs of stopped trials are freed for the next
+    ones (the time budget turns a wait-forever regression into a failure); each trial trains
+    with its own sampled erasing and shift."""
     from committee.data import fashion_mnist as data
     from committee.distributed import tuning
     from committee.members import spec as members
 
     for name in ("vgg", "resnet", "wide"):  # each space is valid for its member (no Ray)
-        spec = next(s for s in members.STRONG_PRESET if s.name == name)
-        space = tuning.member_space(spec, epochs=1)
+        strong = next(s for s in members.STRONG_PRESET if s.name == name)
+        space = tuning.member_space(strong, epochs=1)
         assert {"learning_rate", "erasing", "shift"} <= set(space)
-        assert tuning.default_config(spec, space)["erasing"] == spec.erasing
-    split = data.split_train_val(dataset.x_train, dataset.y_train, limit=600)
-    spec = members.STRONG_PRESET[1].with_overrides(epochs=1)
-    space = tuning.member_space(spec, epochs=1)
-    grid, summary = _search_on_two_cpus(
-        spec,
-        space,
-        split,
-        tmp_path / "tune" / "resnet",
-        num_samples=2,
-        scheduler="fifo",
-        time_budget_s=None,
-    )
-    assert summary["trials"] == 2 and summary["errored"] == 0
-    configs = [r.config for r in grid]
-    assert {c["erasing"] for c in configs} != {spec.erasing}  # one trial sampled its own
-    assert summary["default_config"] == tuning.default_config(spec, space)
-    assert 0 < summary["best_val_accuracy"] <= 1 and summary["best_checkpoint"]
-
-
-def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
-    """Also: ASHA may stop trials, but never the default configuration (it trains to its end),
-    and the CPUs of stopped trials are freed for the next ones (the time budget turns a
-    wait-forever regression into a failure)."""
-    from committee.data import fashion_mnist as data
-    from committee.distributed import tuning
-    from committee.members import spec as members
-
+        assert tuning.default_config(strong, space)["erasing"] == strong.erasing
     split = data.split_train_val(dataset.x_train, dataset.y_train, limit=800)
     # Any attempt to read the test files from here on fails loudly.
     monkeypatch.setitem(data.FILES, "test_images", None)
     monkeypatch.setitem(data.FILES, "test_labels", None)
-    spec = members.SEED_PRESET[0].with_overrides(epochs=2)
+    spec = next(s for s in members.STRONG_PRESET if s.name == "resnet").with_overrides(epochs=2)
     space = tuning.member_space(spec, epochs=2)
     grid, summary = _search_on_two_cpus(
         spec,
         space,
         split,
-        tmp_path / "tune" / "model1",
+        tmp_path / "tune" / "resnet",
         num_samples=4,
         scheduler="asha",
         time_budget_s=400,
     )
     assert summary["trials"] == 4 and summary["errored"] == 0
     assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
-    assert summary["default_config"]["learning_rate"] == 0.001
+    assert summary["default_config"] == tuning.default_config(spec, space)
     assert summary["default_val_accuracy"] is not None and summary["default_epochs"] == 2
+    assert {r.config["erasing"] for r in grid} != {spec.erasing}  # trials sampled their own
     assert 0 < summary["best_val_accuracy"] <= 1
     assert summary["best_checkpoint"]
 
