@@ -5,7 +5,6 @@ constraints each is checked against before anything starts (:mod:`committee.vali
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,20 +70,36 @@ class RunOptions:
         return Path(self.output).expanduser() / self.run_name
 
 
+# Ceilings of the numeric options: every number an option takes is finite and within what
+# the layer below it accepts, so a value that passes here cannot fail after Ray starts.
+MAX_BUDGET_S = 365 * 24 * 3600  # a year: a budget's seconds (minutes * 60) stay finite, exact
+MAX_MINUTES = MAX_BUDGET_S // 60
+RESOURCE_STEP = 0.0001  # Ray counts CPUs and GPUs in units of 0.0001 (less is refused or cut)
+MAX_RESOURCE = 1_000_000  # per member: beyond any node; Ray's int64 units of 0.0001 hold it
+MAX_COUNT = 10_000  # retries, trials, concurrent trials
+MAX_STEPS = 60_000  # steps per execution: never more than the training set's images
+MAX_PREDICT_BATCH = 1_000_000  # images per Ray Data batch
+
+
+CPUS = Interval(float, 0, MAX_RESOURCE, closed="right", noun="a number", step=RESOURCE_STEP)
+GPUS = Interval(float, 0, MAX_RESOURCE, closed="both", noun="a number", step=RESOURCE_STEP)
+
+
 # RunOptions' simple constraints, checked in this order (committee.validation); the preset,
 # --members and the members' overrides (--epochs, --batch-size, --learning-rate) are checked
 # by RunOptions.specs() (members.select_members, members.SPEC_CONSTRAINTS), and the command
-# line refuses some values earlier, while parsing (cli).
+# line refuses the same values earlier, while parsing (cli builds its types from these tables).
 RUN_CONSTRAINTS = {
     "split": Options(data_mod.SPLITS),
     "limit_train": [None, Interval(int, 10, 60_000, closed="both")],
-    "cpus_per_member": [None, Interval(float, 0, None, closed="neither", noun="a number")],
-    "gpus_per_member": [None, Interval(float, 0, None, closed="left", noun="a number")],
-    "max_failures": Interval(int, 0, None, closed="left"),
-    "steps_per_execution": Interval(int, 1, None, closed="left"),
+    "cpus_per_member": [None, CPUS],
+    "gpus_per_member": [None, GPUS],
+    "workers_per_member": Interval(int, 1, MAX_COUNT, closed="both"),  # then: only 1
+    "max_failures": Interval(int, 0, MAX_COUNT, closed="both"),
+    "steps_per_execution": Interval(int, 1, MAX_STEPS, closed="both"),
     "member_minutes": [
         None,
-        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
+        Interval(float, 0, MAX_MINUTES, closed="right", noun="a finite number"),
     ],
 }
 
@@ -190,9 +205,12 @@ def _schedulers() -> tuple[str, ...]:
 
 # TuneOptions' own fields (RunOptions' are checked first, by validate).
 TUNE_CONSTRAINTS = {
-    "num_samples": Interval(int, 1, None, closed="left"),
-    "max_concurrent": [None, Interval(int, 1, None, closed="left")],
-    "time_budget_s": [None, Interval(float, 0, None, closed="neither")],
+    "num_samples": Interval(int, 1, MAX_COUNT, closed="both"),
+    "max_concurrent": [None, Interval(int, 1, MAX_COUNT, closed="both")],
+    "time_budget_s": [
+        None,
+        Interval(float, 0, MAX_BUDGET_S, closed="right", noun="a finite number"),
+    ],
     "scheduler": Options(_schedulers),
 }
 
@@ -247,12 +265,9 @@ class PredictOptions:
 # folder, --output and the inputs are checked by validate, in the order a user fixes them.
 PREDICT_CONSTRAINTS = {
     "rule": Options(fusion.RULES),
-    "batch_size": Interval(int, 1, None, closed="left"),
-    "cpus_per_member": [
-        None,
-        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
-    ],
-    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left", noun="a finite number")],
+    "batch_size": Interval(int, 1, MAX_PREDICT_BATCH, closed="both"),
+    "cpus_per_member": [None, CPUS],
+    "gpus_per_member": [None, GPUS],
 }
 
 
