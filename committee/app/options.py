@@ -8,10 +8,12 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from committee import validation
 from committee.data import fashion_mnist as data_mod
 from committee.distributed import address as address_mod
+from committee.distributed import cluster
 from committee.ensemble import fusion
 from committee.members import seeds
 from committee.members import spec as members_mod
@@ -104,6 +106,37 @@ RUN_CONSTRAINTS = {
 }
 
 
+# The environment variables the product reads and that can be wrong, checked with every
+# command's options before Ray starts, each in one line naming the variable (an empty one is
+# unset). RAY_ADDRESS's form is checked with --address (address.resolve), FASHION_MNIST_DIR
+# with --data-dir when the data is looked up (data.fashion_mnist.resolve_data_dir).
+ENVIRONMENT = {
+    cluster.AUTH_ENV: [None, Options(cluster.AUTH_MODES)],  # unset: token
+    "KERAS_BACKEND": [None, Options(backend_mod.BACKENDS)],
+}
+
+
+def _token_file(environ: SimpleNamespace) -> None:
+    path = environ.RAY_AUTH_TOKEN_PATH
+    if path is not None and not (Path(path).is_file() and os.access(path, os.R_OK)):
+        raise ValueError(
+            f"RAY_AUTH_TOKEN_PATH {path!r} is not a readable file; expected the file "
+            "holding Ray's token (or unset it)"
+        )
+
+
+def check_environment(environ=os.environ) -> None:
+    """Raise ValueError naming the first variable of :data:`ENVIRONMENT` (then
+    RAY_AUTH_TOKEN_PATH) whose value is not one the product takes."""
+    names = (*ENVIRONMENT, "RAY_AUTH_TOKEN_PATH")
+    values = SimpleNamespace(**{name: environ.get(name) or None for name in names})
+    validation.check(values, ENVIRONMENT, [_token_file], name=str)
+
+
+def _environment(options) -> None:
+    check_environment()
+
+
 def _one_worker_per_member(options: RunOptions) -> None:
     if options.workers_per_member != 1:
         raise ValueError(
@@ -135,12 +168,14 @@ def _usable_storage(options: RunOptions) -> None:
 
 
 def _known_backend(options: RunOptions) -> None:
-    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run."""
-    options.backend = backend_mod.resolve(options.backend)
+    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run; its
+    package must be installed here (the workers import it after Ray starts)."""
+    options.backend = backend_mod.resolve(options.backend, installed=True)
 
 
 # RunOptions' other checks, after the table, in this order.
 RUN_CHECKS = (
+    _environment,
     _one_worker_per_member,
     _seed_in_range,
     _plain_run_name,
@@ -280,7 +315,7 @@ def _predict_address_form(options: PredictOptions) -> None:
 def _predict_backend(options: PredictOptions) -> None:
     from committee.training.backend import resolve
 
-    resolve(None)  # KERAS_BACKEND, the actors' backend; a bad name fails before Ray starts
+    resolve(None, installed=True)  # KERAS_BACKEND, the actors'; fails before Ray starts
 
 
-PREDICT_CHECKS = (_predict_address_form, _predict_backend)
+PREDICT_CHECKS = (_environment, _predict_address_form, _predict_backend)

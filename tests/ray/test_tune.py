@@ -191,7 +191,8 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
         ),
         (
             ["--time-budget-s", "1e400"],
-            " tune: error: argument --time-budget-s: 1e400 must be a finite number in (0, 31536000]",
+            " tune: error: argument --time-budget-s: 1e400 must be a finite number in "
+            "(0, 31536000]",
         ),
         (
             ["--member-minutes", "5"],

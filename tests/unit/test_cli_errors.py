@@ -166,3 +166,29 @@ def test_log_failure_without_a_run_folder_uses_a_temporary_file(tmp_path):
         assert not (tmp_path / "missing").exists()
     finally:
         path.unlink()
+
+
+ENVIRONMENT_CASES = [  # (variable, value, expected words): what Ray or Keras would take badly
+    ("RAY_AUTH_MODE", "junk", "RAY_AUTH_MODE 'junk' is unknown; expected one of token, disabled"),
+    ("RAY_AUTH_MODE", "Token", "RAY_AUTH_MODE 'Token' is unknown"),
+    ("KERAS_BACKEND", "torch", "KERAS_BACKEND 'torch' is unknown; expected one of tensorflow, jax"),
+    ("RAY_AUTH_TOKEN_PATH", "/nonexistent/token", "RAY_AUTH_TOKEN_PATH '/nonexistent/token' is"),
+    ("RAY_ADDRESS", "http://127.0.0.1:8265", "RAY_ADDRESS 'http://127.0.0.1:8265' is not a Ray"),
+]
+
+
+@pytest.mark.parametrize("name, value, expected", ENVIRONMENT_CASES, ids=lambda x: str(x)[:20])
+def test_bad_environment_is_one_line_before_ray(
+    name, value, expected, monkeypatch, capsys, tmp_path
+):
+    monkeypatch.setenv(name, value)
+    _run_and_check([], expected, capsys, tmp_path)
+    assert cli.main(["predict", str(tmp_path), str(tmp_path)]) == 2  # every command
+    assert expected in capsys.readouterr().err
+
+
+def test_a_backend_not_installed_is_one_line_before_ray(monkeypatch, capsys, tmp_path):
+    monkeypatch.setitem(sys.modules, "jax", None)  # Python's own "not importable here"
+    _run_and_check(
+        ["--backend", "jax"], 'install it with pip install -e ".[jax]"', capsys, tmp_path
+    )
