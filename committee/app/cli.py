@@ -158,7 +158,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--output", help=f"parent folder of run folders (default {RunOptions.output}/)")
     g.add_argument(
         "--run-name",
-        help="run folder name (default: timestamp-preset); rerunning "
+        help="run folder name (default: <time>-<6 random hex digits>-<preset>, its own "
+        "even for runs started in the same second); rerunning "
         "an unfinished run's name with the same settings resumes it",
     )
     g.add_argument(

@@ -23,11 +23,13 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -157,6 +159,13 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def stamp(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx``: the local time for people to read, then 24 random bits, so
+    that what is named by it (an unnamed run's folder, a prediction file) differs between
+    commands started in the same second (``for s in 0 1; do committee run --seed $s & done``)."""
+    return f"{now or datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:

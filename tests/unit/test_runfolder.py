@@ -166,3 +166,25 @@ def test_overwrite_refuses_links_and_tampered_instances(tmp_path):
 def test_storage_must_not_be_empty():
     with pytest.raises(ValueError, match="--storage '' is empty"):
         storage.check_storage("")
+
+
+def test_unnamed_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    """`for s in 0 1; do committee run --seed $s & done`: the default name was the time to the
+    second, so the second run found the first one's folder locked ("in use by another run")."""
+    from datetime import datetime
+
+    from committee.app.options import RunOptions, check_run_name
+    from committee.app.run import fix_run_name
+
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    names = {runfolder.stamp(now) for _ in range(1000)}
+    assert len(names) == 1000 and all(n.startswith("20260102-030405-") for n in names)
+    runs = [RunOptions(seed=s, output=str(tmp_path)) for s in (0, 1)]
+    folders = [fix_run_name(options, "seed") for options in runs]
+    assert folders[0] != folders[1]
+    for options in runs:
+        check_run_name(options.run_name)  # a plain folder name, as --run-name would need
+    with runfolder.RunLock(folders[0]), runfolder.RunLock(folders[1]):
+        pass  # both runs hold their folders at once
+    named = RunOptions(run_name="mine", output=str(tmp_path))
+    assert fix_run_name(named, "seed") == tmp_path / "mine"  # a given name is kept
