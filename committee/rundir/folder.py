@@ -148,7 +148,14 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON data of ``path``. A file that is not JSON raises ValueError, one nested too
+    deeply for Python's parser included (its RecursionError would be taken for a failure
+    of the tool, not a damaged file)."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
 
 
 def _json_default(obj):

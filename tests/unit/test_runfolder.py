@@ -188,3 +188,17 @@ def test_unnamed_runs_started_in_the_same_second_get_their_own_folders(tmp_path)
         pass  # both runs hold their folders at once
     named = RunOptions(run_name="mine", output=str(tmp_path))
     assert fix_run_name(named, "seed") == tmp_path / "mine"  # a given name is kept
+
+
+@pytest.mark.parametrize("nesting", ["[" * 100_000, '{"a": ' * 100_000])
+def test_a_config_nested_too_deeply_is_a_damaged_file_not_a_crash(tmp_path, nesting):
+    """A 100,000-deep config.json raised RecursionError: exit 1 and a traceback, where a
+    damaged run folder is one line and exit 2."""
+    run = tmp_path / "deep"
+    run.mkdir()
+    (run / runfolder.CONFIG).write_text(nesting)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        runfolder.read_json(run / runfolder.CONFIG)
+    assert runfolder.read_marker(run) is None
+    with pytest.raises(runfolder.RunFolderError, match=r"config.json is unreadable \(ValueError\)"):
+        runfolder.check(run, IDENTITY)
