@@ -27,6 +27,7 @@ from committee.app.options import (
 )
 from committee.data.fashion_mnist import SPLITS
 from committee.errors import one_line
+from committee.log import printable
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS, SPEC_CONSTRAINTS
 from committee.rundir.folder import LOGS
 from committee.training.backend import BACKENDS
@@ -37,7 +38,7 @@ class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage dump) and exit status 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
 
 
 def _typed(table: dict, field: str):
@@ -387,13 +388,13 @@ def predict_command(args: argparse.Namespace) -> int:
     try:
         path, table = predict(options)
     except (ValueError, PermissionError, FileNotFoundError, ConnectionError) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         print("committee: interrupted; nothing was written", file=sys.stderr)
         return 130
     print(summary(table))
-    print(f"predictions in {path}")
+    print(printable(f"predictions in {path}"))
     return 0
 
 
@@ -416,7 +417,7 @@ def run_command(args: argparse.Namespace) -> int:
         FileNotFoundError,
         ConnectionError,
     ) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
@@ -424,7 +425,7 @@ def run_command(args: argparse.Namespace) -> int:
         from committee.errors import disk_full
 
         where = options.run_dir() if options.run_name else options.output
-        print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
+        _error(disk_full(exc, str(where)).strerror)
         return 2
     except KeyboardInterrupt:
         kept = (
@@ -433,27 +434,32 @@ def run_command(args: argparse.Namespace) -> int:
             else "finished members and checkpoints are kept"
         )
         print(
-            f"committee: interrupted; {kept} in "
-            f"{options.run_dir() if options.run_name else options.output}: rerun with the "
-            f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
-            f"{'start over' if options.overwrite else 'resume'}",
+            printable(
+                f"committee: interrupted; {kept} in "
+                f"{options.run_dir() if options.run_name else options.output}: rerun with the "
+                f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
+                f"{'start over' if options.overwrite else 'resume'}"
+            ),
             file=sys.stderr,
         )
         return 130
     except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
         return _unexpected(exc, options)
-    print(f"outputs in {run_dir}")
+    print(printable(f"outputs in {run_dir}"))
     return 0
+
+
+def _error(message: BaseException | str) -> None:
+    """The command's one line on stderr for a known condition (exit 2), what is not printable
+    in it escaped (log.printable): a file name cannot end the line and forge another."""
+    print(f"committee: error: {printable(str(message))}", file=sys.stderr)
 
 
 def _unexpected(exc: BaseException, options) -> int:
     """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
     log = log_failure(exc, options.run_dir() if options.run_name else None)
     first = one_line(exc, 300, pick="first", empty="")
-    print(
-        f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
-        file=sys.stderr,
-    )
+    _error(f"unexpected {type(exc).__name__}: {first} (traceback in {log})")
     return 1
 
 
@@ -491,9 +497,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for path in render(args.run_dir):
-            print(path)
+            print(printable(str(path)))
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     return 0
 
