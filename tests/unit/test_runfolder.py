@@ -202,3 +202,39 @@ def test_a_config_nested_too_deeply_is_a_damaged_file_not_a_crash(tmp_path, nest
     assert runfolder.read_marker(run) is None
     with pytest.raises(runfolder.RunFolderError, match=r"config.json is unreadable \(ValueError\)"):
         runfolder.check(run, IDENTITY)
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path):
+    """A run killed while writing left `.results.json.<random>.tmp` (and the like in its
+    subfolders) that no rerun removed; a folder holding only such files is a new run's."""
+    run = tmp_path / "run"
+    runfolder.prepare(run, "new", {"identity": IDENTITY})
+    (run / "members").mkdir()
+    left = [
+        run / ".results.json.k2j_x9aq.tmp",
+        run / "members" / ".model1.npz.0abcdefg.tmp",
+        run / ".config.json.zz9_0011.tmp",
+    ]
+    for path in left:
+        path.write_text("half")
+    kept = [run / ".results.json.tmp", run / "members" / "notes.tmp"]  # not atomic_path's
+    for path in kept:
+        path.write_text("kept")
+    assert runfolder.check(run, IDENTITY) == "resume"
+    runfolder.prepare(run, "resume", {"identity": IDENTITY})
+    assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in kept)
+
+    killed_first = tmp_path / "killed-before-its-marker"
+    killed_first.mkdir()
+    (killed_first / ".config.json.a1b2c3d4.tmp").write_text("{")
+    assert runfolder.check(killed_first, IDENTITY) == "new"  # not "a folder without config.json"
+    runfolder.prepare(killed_first, "new", {"identity": IDENTITY})
+    assert {p.name for p in killed_first.iterdir()} == {runfolder.CONFIG, runfolder.INCOMPLETE}
+
+
+def test_atomic_writes_temporary_names_are_the_ones_removed(tmp_path):
+    seen = []
+    with runfolder.atomic_path(tmp_path / "results.json") as tmp:
+        seen.append(tmp.name)
+    assert runfolder.is_temporary(seen[0])
