@@ -163,7 +163,7 @@ def _is_number(value) -> bool:
 # batches, stay exact); far above any useful value.
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 60_000  # the training set's images: a larger batch is the same batch
-MAX_LEARNING_RATE = 10
+MAX_LEARNING_RATE = 1e38  # Keras holds it in float32 (largest 3.4e38); too large diverges
 
 # What each field of a MemberSpec may hold (committee.validation), checked in this order for
 # every spec, its overrides (--epochs, --batch-size, --learning-rate) and each configuration
