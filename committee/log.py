@@ -27,11 +27,31 @@ logger = logging.getLogger("committee")
 MEMBER = {"member": True}  # ``extra`` of a line from the training code
 
 
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable (newlines, tabs, escape codes,
+    Unicode line separators and direction overrides) escaped as repr writes it (``\\n``,
+    ``\\x1b``, ``\\u202e``): a name from outside (a file name, a value) can neither end
+    a line and forge the next nor restyle the terminal. Every line the project writes for
+    people passes through here (this logger's lines, the command line's own)."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
+class OneLine(logging.Formatter):
+    """A record's message on one line, what is not printable escaped (:func:`printable`): a
+    logged name holding a newline cannot forge the next line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return printable(super().format(record))
+
+
 class Terminal(logging.Handler):
     """A member's line to stdout; the driver's to stderr or ``display`` as ``[committee] ...``."""
 
     def __init__(self):
         super().__init__()
+        self.setFormatter(OneLine())
         self.display = None  # a progress.Display while the driver shows one
 
     def emit(self, record: logging.LogRecord) -> None:
@@ -55,6 +75,7 @@ class Forward(logging.Handler):
 
     def __init__(self, send: Callable[[str], None]):
         super().__init__()
+        self.setFormatter(OneLine())
         self.send = send
 
     def emit(self, record: logging.LogRecord) -> None:

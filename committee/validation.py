@@ -4,7 +4,7 @@ The idea of scikit-learn's ``_parameter_constraints`` / ``validate_parameter_con
 this project's words. A table maps a field of an options dataclass to what it may hold:
 
 - :class:`Interval`: a number of a type between bounds, e.g. ``Interval(int, 1, None,
-  closed="left")``, an integer >= 1;
+  closed="left")``, an integer >= 1; with ``step``, a multiple of it (Ray's 0.0001 of a CPU);
 - :class:`Options`: one of a set of values, e.g. ``Options(("asha", "fifo"))``;
 - :class:`Boolean`: True or False;
 - ``[None, constraint]``: the same, or None (the option left out).
@@ -37,7 +37,8 @@ class Interval:
     ``type`` int takes integers, float takes integers and floats; neither takes a bool, and
     NaN lies in no interval. ``high=math.inf`` with its end open asks for a finite number.
     ``noun`` ("a number", "an integer", "a finite number") is said before the bounds in every
-    message; without it a message names the type only when the value is of another type."""
+    message; without it a message names the type only when the value is of another type.
+    ``step``: the value must also be a whole multiple of it (a float within rounding)."""
 
     def __init__(
         self,
@@ -46,12 +47,14 @@ class Interval:
         high: float | None,
         closed: str = "both",
         noun: str | None = None,
+        step: float | None = None,
     ):
         if type not in (int, float):
             raise TypeError(f"Interval type {type!r}; expected int or float")
         if closed not in CLOSED:
             raise ValueError(f"Interval closed {closed!r}; expected one of {', '.join(CLOSED)}")
         self.type, self.low, self.high, self.closed, self.noun = type, low, high, closed, noun
+        self.step = step
 
     @property
     def type_noun(self) -> str:
@@ -72,6 +75,10 @@ class Interval:
             value <= self.high if self.closed in ("both", "right") else value < self.high
         ):
             return False
+        if self.step is not None and math.isfinite(value):
+            steps = value / self.step
+            if abs(steps - round(steps)) > 1e-6 * max(1.0, abs(steps)):
+                return False
         return value == value  # NaN, even where no bound was given
 
     def bounds(self) -> str:
@@ -81,13 +88,14 @@ class Interval:
         high = None if self.high == math.inf else self.high
         left = self.closed in ("both", "left")
         right = self.closed in ("both", "right")
+        step = "" if self.step is None else f", a multiple of {self.step:g}"
         if self.low is not None and high is not None:
             if self.type is int and left and right:
-                return f"in {self.low}..{high}"
-            return f"in {'[' if left else '('}{self.low}, {high}{']' if right else ')'}"
+                return f"in {self.low}..{high}{step}"
+            return f"in {'[' if left else '('}{self.low}, {high}{']' if right else ')'}{step}"
         if self.low is not None:
-            return f"{'>=' if left else '>'} {self.low}"
-        return "" if high is None else f"{'<=' if right else '<'} {high}"
+            return f"{'>=' if left else '>'} {self.low}{step}"
+        return "" if high is None else f"{'<=' if right else '<'} {high}{step}"
 
     def expected(self, value: Any) -> str:
         """What follows "must": ``"be >= 1"``, ``"lie in 10..60000"``, ``"be a number > 0"``,
@@ -151,6 +159,11 @@ def shown(value: Any) -> str:
 def flag(field: str) -> str:
     """The command-line option of a field: ``max_failures`` -> ``--max-failures``."""
     return "--" + field.replace("_", "-")
+
+
+def constraint_of(entry: Constraint | list) -> Constraint:
+    """The constraint of a table entry (``[None, constraint]``'s second)."""
+    return _constraint(entry)[1]
 
 
 def _constraint(entry: Constraint | list) -> tuple[bool, Constraint]:

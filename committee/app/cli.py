@@ -12,36 +12,42 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import errno
-import math
 import os
 import sys
 from pathlib import Path
 
 from committee import log
-from committee.app.options import PredictOptions, RunOptions, TuneOptions
+from committee.app.options import (
+    PREDICT_CONSTRAINTS,
+    RUN_CONSTRAINTS,
+    TUNE_CONSTRAINTS,
+    PredictOptions,
+    RunOptions,
+    TuneOptions,
+)
 from committee.data.fashion_mnist import SPLITS
 from committee.errors import one_line
-from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS
+from committee.log import printable
+from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS, SPEC_CONSTRAINTS
 from committee.rundir.folder import LOGS
 from committee.training.backend import BACKENDS
-from committee.validation import Interval, argument_type
+from committee.validation import argument_type, constraint_of
 
 
 class OneLineParser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (no usage dump) and exit status 2."""
 
     def error(self, message):
-        self.exit(2, f"{self.prog}: error: {message}\n")
+        self.exit(2, f"{self.prog}: error: {printable(message)}\n")
 
 
-# The command line's own checks of numbers, in argparse's wording ("argument --epochs: 0 must
-# be > 0"); the options' tables (options.RUN_CONSTRAINTS, options.PREDICT_CONSTRAINTS) check the
-# same fields again for callers that build the options themselves.
-_positive_int = argument_type(Interval(int, 0, None, closed="neither"))
-_positive_float = argument_type(
-    Interval(float, 0, math.inf, closed="neither", noun="a finite number")
-)
-_nonneg_float = argument_type(Interval(float, 0, math.inf, closed="left", noun="a finite number"))
+def _typed(table: dict, field: str):
+    """An argparse ``type=`` for ``field``: its constraint in the options' table
+    (options.RUN_CONSTRAINTS, TUNE_CONSTRAINTS, PREDICT_CONSTRAINTS, members.SPEC_CONSTRAINTS),
+    so the command line refuses, while parsing and in argparse's wording ("argument --epochs:
+    0 must lie in 1..100000"), exactly what the table refuses for callers that build the
+    options themselves."""
+    return argument_type(constraint_of(table[field]))
 
 
 def _seed(text: str) -> int:
@@ -99,14 +105,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--epochs",
-        type=_positive_int,
+        type=_typed(SPEC_CONSTRAINTS, "epochs"),
         help="epoch ceiling for every member "
         f"(default: the preset's, {_preset_epochs()}; early stopping or a time "
         "budget may end sooner). Given, it turns off the preset's time budget",
     )
     g.add_argument(
         "--member-minutes",
-        type=_positive_float,
+        type=_typed(RUN_CONSTRAINTS, "member_minutes"),
         metavar="M",
         help="each member trains and predicts within about M minutes: after "
         "every epoch it measures its pace (and, from the validation pass, what its "
@@ -115,10 +121,14 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
         f"{_preset_minutes()}, unless --epochs is given). The job adds about a "
         "minute for start-up and scoring",
     )
-    g.add_argument("--batch-size", type=_positive_int, help="override every member's batch size")
+    g.add_argument(
+        "--batch-size",
+        type=_typed(SPEC_CONSTRAINTS, "batch_size"),
+        help="override every member's batch size",
+    )
     g.add_argument(
         "--learning-rate",
-        type=_positive_float,
+        type=_typed(SPEC_CONSTRAINTS, "learning_rate"),
         help="override every member's initial learning rate",
     )
     g = parser.add_argument_group("data")
@@ -129,7 +139,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--limit-train",
-        type=_positive_int,
+        type=_typed(RUN_CONSTRAINTS, "limit_train"),
         metavar="N",
         help="use only the first N training images (quick runs)",
     )
@@ -149,7 +159,8 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--output", help=f"parent folder of run folders (default {RunOptions.output}/)")
     g.add_argument(
         "--run-name",
-        help="run folder name (default: timestamp-preset); rerunning "
+        help="run folder name (default: <time>-<6 random hex digits>-<preset>, its own "
+        "even for runs started in the same second); rerunning "
         "an unfinished run's name with the same settings resumes it",
     )
     g.add_argument(
@@ -172,24 +183,25 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--cpus-per-member",
-        type=_positive_float,
-        help="CPUs per member (default: the cluster's CPUs shared evenly)",
+        type=_typed(RUN_CONSTRAINTS, "cpus_per_member"),
+        help="CPUs per member, fractions in steps of 0.0001 (default: the cluster's CPUs "
+        "shared evenly)",
     )
     g.add_argument(
         "--gpus-per-member",
-        type=_nonneg_float,
-        help="GPUs per member, fractions allowed (default: 1 with >= 3 GPUs, an even "
+        type=_typed(RUN_CONSTRAINTS, "gpus_per_member"),
+        help="GPUs per member, fractions in steps of 0.0001 (default: 1 with >= 3 GPUs, an even "
         "share with fewer, 0 without)",
     )
     g.add_argument(
         "--workers-per-member",
-        type=_positive_int,
+        type=_typed(RUN_CONSTRAINTS, "workers_per_member"),
         help="data-parallel workers per member; only 1 works with Keras 3 "
         f"(default {RunOptions.workers_per_member})",
     )
     g.add_argument(
         "--max-failures",
-        type=int,
+        type=_typed(RUN_CONSTRAINTS, "max_failures"),
         help="retries of a member's training after a worker dies "
         f"(default {RunOptions.max_failures})",
     )
@@ -209,7 +221,7 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     )
     g.add_argument(
         "--steps-per-execution",
-        type=_positive_int,
+        type=_typed(RUN_CONSTRAINTS, "steps_per_execution"),
         help="Keras steps_per_execution: batches per compiled call "
         f"(default {RunOptions.steps_per_execution}; "
         "same updates, less per-step overhead)",
@@ -220,16 +232,20 @@ def add_tune_arguments(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("search")
     g.add_argument(
         "--num-samples",
-        type=int,
+        type=_typed(TUNE_CONSTRAINTS, "num_samples"),
         help="configurations per member, the default one included "
         f"(default {TuneOptions.num_samples})",
     )
     g.add_argument(
         "--max-concurrent",
-        type=int,
+        type=_typed(TUNE_CONSTRAINTS, "max_concurrent"),
         help="trials at once (default: as many as the cluster's CPUs allow)",
     )
-    g.add_argument("--time-budget-s", type=float, help="stop each member's search after T s")
+    g.add_argument(
+        "--time-budget-s",
+        type=_typed(TUNE_CONSTRAINTS, "time_budget_s"),
+        help="stop each member's search after T s",
+    )
     g.add_argument(
         "--scheduler",
         help=f"asha (stop poor trials early) or fifo (default {TuneOptions.scheduler})",
@@ -343,7 +359,7 @@ def add_predict_parser(sub) -> None:
     )
     pred.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=_typed(PREDICT_CONSTRAINTS, "batch_size"),
         help=f"images per Ray Data batch (default {PredictOptions.batch_size})",
     )
     pred.add_argument(
@@ -352,12 +368,12 @@ def add_predict_parser(sub) -> None:
     )
     pred.add_argument(
         "--cpus-per-member",
-        type=_positive_float,
+        type=_typed(PREDICT_CONSTRAINTS, "cpus_per_member"),
         help="CPUs per member's actor (default: the cluster's CPUs shared evenly)",
     )
     pred.add_argument(
         "--gpus-per-member",
-        type=_nonneg_float,
+        type=_typed(PREDICT_CONSTRAINTS, "gpus_per_member"),
         help="GPUs per member's actor (default as for committee run)",
     )
 
@@ -372,13 +388,13 @@ def predict_command(args: argparse.Namespace) -> int:
     try:
         path, table = predict(options)
     except (ValueError, PermissionError, FileNotFoundError, ConnectionError) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     except KeyboardInterrupt:
         print("committee: interrupted; nothing was written", file=sys.stderr)
         return 130
     print(summary(table))
-    print(f"predictions in {path}")
+    print(printable(f"predictions in {path}"))
     return 0
 
 
@@ -401,7 +417,7 @@ def run_command(args: argparse.Namespace) -> int:
         FileNotFoundError,
         ConnectionError,
     ) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     except OSError as exc:
         if exc.errno != errno.ENOSPC:
@@ -409,7 +425,7 @@ def run_command(args: argparse.Namespace) -> int:
         from committee.errors import disk_full
 
         where = options.run_dir() if options.run_name else options.output
-        print(f"committee: error: {disk_full(exc, str(where)).strerror}", file=sys.stderr)
+        _error(disk_full(exc, str(where)).strerror)
         return 2
     except KeyboardInterrupt:
         kept = (
@@ -418,27 +434,32 @@ def run_command(args: argparse.Namespace) -> int:
             else "finished members and checkpoints are kept"
         )
         print(
-            f"committee: interrupted; {kept} in "
-            f"{options.run_dir() if options.run_name else options.output}: rerun with the "
-            f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
-            f"{'start over' if options.overwrite else 'resume'}",
+            printable(
+                f"committee: interrupted; {kept} in "
+                f"{options.run_dir() if options.run_name else options.output}: rerun with the "
+                f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
+                f"{'start over' if options.overwrite else 'resume'}"
+            ),
             file=sys.stderr,
         )
         return 130
     except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
         return _unexpected(exc, options)
-    print(f"outputs in {run_dir}")
+    print(printable(f"outputs in {run_dir}"))
     return 0
+
+
+def _error(message: BaseException | str) -> None:
+    """The command's one line on stderr for a known condition (exit 2), what is not printable
+    in it escaped (log.printable): a file name cannot end the line and forge another."""
+    print(f"committee: error: {printable(str(message))}", file=sys.stderr)
 
 
 def _unexpected(exc: BaseException, options) -> int:
     """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
     log = log_failure(exc, options.run_dir() if options.run_name else None)
     first = one_line(exc, 300, pick="first", empty="")
-    print(
-        f"committee: error: unexpected {type(exc).__name__}: {first} (traceback in {log})",
-        file=sys.stderr,
-    )
+    _error(f"unexpected {type(exc).__name__}: {first} (traceback in {log})")
     return 1
 
 
@@ -476,9 +497,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         for path in render(args.run_dir):
-            print(path)
+            print(printable(str(path)))
     except (FileNotFoundError, KeyError, ValueError) as exc:
-        print(f"committee: error: {exc}", file=sys.stderr)
+        _error(exc)
         return 2
     return 0
 

@@ -5,14 +5,15 @@ constraints each is checked against before anything starts (:mod:`committee.vali
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 from committee import validation
 from committee.data import fashion_mnist as data_mod
 from committee.distributed import address as address_mod
+from committee.distributed import cluster
 from committee.ensemble import fusion
 from committee.members import seeds
 from committee.members import spec as members_mod
@@ -71,22 +72,69 @@ class RunOptions:
         return Path(self.output).expanduser() / self.run_name
 
 
+# Ceilings of the numeric options: every number an option takes is finite and within what
+# the layer below it accepts, so a value that passes here cannot fail after Ray starts.
+MAX_BUDGET_S = 365 * 24 * 3600  # a year: a budget's seconds (minutes * 60) stay finite, exact
+MAX_MINUTES = MAX_BUDGET_S // 60
+RESOURCE_STEP = 0.0001  # Ray counts CPUs and GPUs in units of 0.0001 (less is refused or cut)
+MAX_RESOURCE = 1_000_000  # per member: beyond any node; Ray's int64 units of 0.0001 hold it
+MAX_COUNT = 10_000  # retries, trials, concurrent trials
+MAX_STEPS = 60_000  # steps per execution: never more than the training set's images
+MAX_PREDICT_BATCH = 1_000_000  # images per Ray Data batch
+
+
+CPUS = Interval(float, 0, MAX_RESOURCE, closed="right", noun="a number", step=RESOURCE_STEP)
+GPUS = Interval(float, 0, MAX_RESOURCE, closed="both", noun="a number", step=RESOURCE_STEP)
+
+
 # RunOptions' simple constraints, checked in this order (committee.validation); the preset,
 # --members and the members' overrides (--epochs, --batch-size, --learning-rate) are checked
 # by RunOptions.specs() (members.select_members, members.SPEC_CONSTRAINTS), and the command
-# line refuses some values earlier, while parsing (cli).
+# line refuses the same values earlier, while parsing (cli builds its types from these tables).
 RUN_CONSTRAINTS = {
     "split": Options(data_mod.SPLITS),
     "limit_train": [None, Interval(int, 10, 60_000, closed="both")],
-    "cpus_per_member": [None, Interval(float, 0, None, closed="neither", noun="a number")],
-    "gpus_per_member": [None, Interval(float, 0, None, closed="left", noun="a number")],
-    "max_failures": Interval(int, 0, None, closed="left"),
-    "steps_per_execution": Interval(int, 1, None, closed="left"),
+    "cpus_per_member": [None, CPUS],
+    "gpus_per_member": [None, GPUS],
+    "workers_per_member": Interval(int, 1, MAX_COUNT, closed="both"),  # then: only 1
+    "max_failures": Interval(int, 0, MAX_COUNT, closed="both"),
+    "steps_per_execution": Interval(int, 1, MAX_STEPS, closed="both"),
     "member_minutes": [
         None,
-        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
+        Interval(float, 0, MAX_MINUTES, closed="right", noun="a finite number"),
     ],
 }
+
+
+# The environment variables the product reads and that can be wrong, checked with every
+# command's options before Ray starts, each in one line naming the variable (an empty one is
+# unset). RAY_ADDRESS's form is checked with --address (address.resolve), FASHION_MNIST_DIR
+# with --data-dir when the data is looked up (data.fashion_mnist.resolve_data_dir).
+ENVIRONMENT = {
+    cluster.AUTH_ENV: [None, Options(cluster.AUTH_MODES)],  # unset: token
+    "KERAS_BACKEND": [None, Options(backend_mod.BACKENDS)],
+}
+
+
+def _token_file(environ: SimpleNamespace) -> None:
+    path = environ.RAY_AUTH_TOKEN_PATH
+    if path is not None and not (Path(path).is_file() and os.access(path, os.R_OK)):
+        raise ValueError(
+            f"RAY_AUTH_TOKEN_PATH {path!r} is not a readable file; expected the file "
+            "holding Ray's token (or unset it)"
+        )
+
+
+def check_environment(environ=os.environ) -> None:
+    """Raise ValueError naming the first variable of :data:`ENVIRONMENT` (then
+    RAY_AUTH_TOKEN_PATH) whose value is not one the product takes."""
+    names = (*ENVIRONMENT, "RAY_AUTH_TOKEN_PATH")
+    values = SimpleNamespace(**{name: environ.get(name) or None for name in names})
+    validation.check(values, ENVIRONMENT, [_token_file], name=str)
+
+
+def _environment(options) -> None:
+    check_environment()
 
 
 def _one_worker_per_member(options: RunOptions) -> None:
@@ -120,12 +168,14 @@ def _usable_storage(options: RunOptions) -> None:
 
 
 def _known_backend(options: RunOptions) -> None:
-    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run."""
-    options.backend = backend_mod.resolve(options.backend)
+    """Fixes ``backend`` (--backend, else KERAS_BACKEND, else tensorflow) for the run; its
+    package must be installed here (the workers import it after Ray starts)."""
+    options.backend = backend_mod.resolve(options.backend, installed=True)
 
 
 # RunOptions' other checks, after the table, in this order.
 RUN_CHECKS = (
+    _environment,
     _one_worker_per_member,
     _seed_in_range,
     _plain_run_name,
@@ -190,9 +240,12 @@ def _schedulers() -> tuple[str, ...]:
 
 # TuneOptions' own fields (RunOptions' are checked first, by validate).
 TUNE_CONSTRAINTS = {
-    "num_samples": Interval(int, 1, None, closed="left"),
-    "max_concurrent": [None, Interval(int, 1, None, closed="left")],
-    "time_budget_s": [None, Interval(float, 0, None, closed="neither")],
+    "num_samples": Interval(int, 1, MAX_COUNT, closed="both"),
+    "max_concurrent": [None, Interval(int, 1, MAX_COUNT, closed="both")],
+    "time_budget_s": [
+        None,
+        Interval(float, 0, MAX_BUDGET_S, closed="right", noun="a finite number"),
+    ],
     "scheduler": Options(_schedulers),
 }
 
@@ -247,12 +300,9 @@ class PredictOptions:
 # folder, --output and the inputs are checked by validate, in the order a user fixes them.
 PREDICT_CONSTRAINTS = {
     "rule": Options(fusion.RULES),
-    "batch_size": Interval(int, 1, None, closed="left"),
-    "cpus_per_member": [
-        None,
-        Interval(float, 0, math.inf, closed="neither", noun="a finite number"),
-    ],
-    "gpus_per_member": [None, Interval(float, 0, math.inf, closed="left", noun="a finite number")],
+    "batch_size": Interval(int, 1, MAX_PREDICT_BATCH, closed="both"),
+    "cpus_per_member": [None, CPUS],
+    "gpus_per_member": [None, GPUS],
 }
 
 
@@ -265,7 +315,7 @@ def _predict_address_form(options: PredictOptions) -> None:
 def _predict_backend(options: PredictOptions) -> None:
     from committee.training.backend import resolve
 
-    resolve(None)  # KERAS_BACKEND, the actors' backend; a bad name fails before Ray starts
+    resolve(None, installed=True)  # KERAS_BACKEND, the actors'; fails before Ray starts
 
 
-PREDICT_CHECKS = (_predict_address_form, _predict_backend)
+PREDICT_CHECKS = (_environment, _predict_address_form, _predict_backend)

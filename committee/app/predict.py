@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -46,7 +45,7 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
     given as the file, or one of the run's own files."""
     if output is None:
         plain = run_name if re.fullmatch(r"[\w-][\w.-]{0,99}", run_name) else "run"
-        return Path(f"predictions-{plain}-{datetime.now():%Y%m%d-%H%M%S}.parquet")
+        return Path(f"predictions-{plain}-{runfolder.stamp()}.parquet")
     path = Path(output).expanduser()
     if path.suffix.lower() not in FORMATS:
         raise ValueError(

@@ -48,14 +48,21 @@ def _class_counts(labels: np.ndarray) -> list[int]:
     return np.bincount(labels, minlength=data_mod.NUM_CLASSES).astype(int).tolist()
 
 
+def fix_run_name(options: RunOptions, label: str) -> Path:
+    """Name an unnamed run ``<time>-<6 random hex digits>-<label>`` (folder.stamp: runs
+    started in the same second get their own folders), once, so that later messages can
+    name the folder; return the run folder."""
+    if options.run_name is None:
+        options.run_name = f"{runfolder.stamp()}-{label}"
+    return options.run_dir()
+
+
 def prepare(options: RunOptions, label: str):
     """Fix the run folder's name, load and split the data. Writes nothing.
 
     Returns ``(run_dir, dataset, split)``. Runs before any Ray cluster starts.
     """
-    if options.run_name is None:  # fixed once, so later messages can name the folder
-        options.run_name = datetime.now().strftime(f"%Y%m%d-%H%M%S-{label}")
-    run_dir = options.run_dir()
+    run_dir = fix_run_name(options, label)
     dataset = data_mod.load(options.data_dir)
     split = data_mod.split_train_val(
         dataset.x_train,

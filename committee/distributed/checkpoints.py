@@ -64,7 +64,7 @@ def _snapshot_problem(fs, member_dir: str) -> str | None:
         if snapshot.get("ray_version") != ray_version:
             return f"written by Ray {snapshot.get('ray_version')}, not {ray_version}"
         names = [r["checkpoint_dir_name"] for r in snapshot.get("checkpoint_results", [])]
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+    except (OSError, ValueError, TypeError, KeyError, AttributeError, RecursionError) as exc:
         return f"unreadable ({type(exc).__name__})"
     missing = [
         n for n in names if fs.get_file_info(f"{member_dir}/{n}").type != pafs.FileType.Directory

@@ -36,6 +36,11 @@ def quiet_stderr(quiet: bool = True):
 # the node's IP is 127.0.0.1 instead of the routable address, and every server of the local Ray
 # (GCS, raylet, object manager, workers, agents, metrics) binds to loopback only.
 _LOOPBACK_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+# Token authentication of a private Ray: RAY_AUTH_MODE unset (or empty) or "token" turns it on,
+# "disabled" (said in so many words) off; Ray itself takes any other value as off, silently.
+AUTH_ENV = "RAY_AUTH_MODE"
+AUTH_MODES = ("token", "disabled")
+TOKEN_ENVS = ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH")  # a token the user names
 TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
 PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
 
@@ -85,12 +90,29 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: bo
     # and passes it on to the workers it spawns; the driver's own is restored after.
     # The same way, every process of this Ray gets the loopback switch (_LOOPBACK_ENV); the
     # driver reads it once at import (ray_constants), so its copy is set for ray.init too.
+    # Token authentication too travels in the environment (private_auth_env).
+    auth = private_auth_env()
+    if not auth:
+        from committee.log import logger
+
+        logger.warning(
+            f"{AUTH_ENV}=disabled: this run's private Ray has no token authentication; any "
+            "process on this machine can reach it and run code in it"
+        )
     port = free_port()
-    saved = {name: os.environ.get(name) for name in ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV)}
+    names = ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV, *auth)
+    saved = {name: os.environ.get(name) for name in names}
     saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
     os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
     os.environ[_LOOPBACK_ENV] = "0"
+    os.environ.update(auth)
     ray_constants.ENABLE_RAY_CLUSTER = False
+    if auth:
+        from ray._private.authentication.authentication_token_setup import _enable_token_auth
+        from ray._raylet import AuthenticationTokenLoader
+
+        _enable_token_auth()  # this process's cached RayConfig reads the mode again
+        AuthenticationTokenLoader.instance().reset_cache()  # and the token
     try:
         ray.init(
             address="local",
@@ -112,6 +134,33 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: bo
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+def auth_mode(environ=os.environ) -> str:
+    """A private Ray's authentication: ``RAY_AUTH_MODE``, "token" when unset or empty.
+    Raises ValueError, naming the variable, for any value but those of :data:`AUTH_MODES`."""
+    value = environ.get(AUTH_ENV) or "token"
+    if value not in AUTH_MODES:
+        raise ValueError(
+            f"{AUTH_ENV} {value!r} is unknown; expected one of {', '.join(AUTH_MODES)}"
+        )
+    return value
+
+
+def private_auth_env(environ=os.environ) -> dict[str, str]:
+    """The environment that gives a private local Ray (and each of its processes, which
+    inherit it) token authentication: ``RAY_AUTH_MODE=token`` and, unless the user names a
+    token (:data:`TOKEN_ENVS`), a new random one held in memory for this Ray only, not
+    written to ``~/.ray/auth_token`` (which needs a writable home). ``{}`` when
+    ``RAY_AUTH_MODE=disabled``; ValueError for an unknown mode (:func:`auth_mode`)."""
+    import secrets
+
+    if auth_mode(environ) == "disabled":
+        return {}
+    env = {AUTH_ENV: "token"}
+    if not any(environ.get(name) for name in TOKEN_ENVS):
+        env["RAY_AUTH_TOKEN"] = secrets.token_hex(32)
+    return env
 
 
 def free_port() -> int:

@@ -159,17 +159,23 @@ def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# Ceilings: every number finite and within what Keras takes (a schedule's steps, epochs x
+# batches, stay exact); far above any useful value.
+MAX_EPOCHS = 100_000
+MAX_BATCH_SIZE = 60_000  # the training set's images: a larger batch is the same batch
+MAX_LEARNING_RATE = 1e38  # Keras holds it in float32 (largest 3.4e38); too large diverges
+
 # What each field of a MemberSpec may hold (committee.validation), checked in this order for
 # every spec, its overrides (--epochs, --batch-size, --learning-rate) and each configuration
 # of a search included.
 SPEC_CONSTRAINTS = {
     "architecture": Options(ARCHITECTURES),
     "optimizer": Options(OPTIMIZERS),
-    "learning_rate": Interval(float, 0, math.inf, closed="neither", noun="a number"),
-    "batch_size": Interval(int, 0, None, closed="neither", noun="an integer"),
-    "epochs": Interval(int, 0, None, closed="neither", noun="an integer"),
+    "learning_rate": Interval(float, 0, MAX_LEARNING_RATE, closed="right", noun="a number"),
+    "batch_size": Interval(int, 1, MAX_BATCH_SIZE, closed="both", noun="an integer"),
+    "epochs": Interval(int, 1, MAX_EPOCHS, closed="both", noun="an integer"),
     "schedule": Options(SCHEDULES),
-    "patience": Interval(int, 0, None, closed="left", noun="an integer"),
+    "patience": Interval(int, 0, MAX_EPOCHS, closed="both", noun="an integer"),
     "precision": Options(PRECISIONS),
     **AUGMENTATION_CONSTRAINTS,  # shift, erasing, flip
     "label_smoothing": Interval(float, 0, 1, closed="left", noun="a number"),

@@ -23,11 +23,13 @@ import io
 import json
 import os
 import re
+import secrets
 import shutil
 import tempfile
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -100,6 +102,28 @@ def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
             )
 
 
+# atomic_path's temporary names: ".<name>.<mkstemp's 8 characters>.tmp".
+_TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+
+
+def is_temporary(name: str) -> bool:
+    """Whether ``name`` is one that :func:`atomic_path` writes to before renaming."""
+    return _TEMPORARY.fullmatch(name) is not None
+
+
+def remove_temporaries(run_dir: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of :func:`atomic_path` that a killed process left anywhere
+    in ``run_dir`` (its rename never came). Only under the folder's lock (:class:`RunLock`),
+    when no other process writes there. Returns the files removed."""
+    removed = []
+    for folder, _, names in os.walk(run_dir):  # symbolic links to folders are not followed
+        for name in filter(is_temporary, names):
+            path = Path(folder) / name
+            path.unlink(missing_ok=True)
+            removed.append(path)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
@@ -146,7 +170,14 @@ def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
 
 
 def read_json(path: str | os.PathLike) -> Any:
-    return json.loads(Path(path).read_text())
+    """The JSON data of ``path``. A file that is not JSON raises ValueError, one nested too
+    deeply for Python's parser included (its RecursionError would be taken for a failure
+    of the tool, not a damaged file)."""
+    text = Path(path).read_text()
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValueError(f"{path}: JSON nested too deeply") from None
 
 
 def _json_default(obj):
@@ -157,6 +188,13 @@ def _json_default(obj):
     if isinstance(obj, Path):
         return str(obj)
     raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def stamp(now: datetime | None = None) -> str:
+    """``YYYYmmdd-HHMMSS-xxxxxx``: the local time for people to read, then 24 random bits, so
+    that what is named by it (an unnamed run's folder, a prediction file) differs between
+    commands started in the same second (``for s in 0 1; do committee run --seed $s & done``)."""
+    return f"{now or datetime.now():%Y%m%d-%H%M%S}-{secrets.token_hex(3)}"
 
 
 def is_complete(run_dir: str | os.PathLike) -> bool:
@@ -237,8 +275,8 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
     run_dir = Path(run_dir)
     if run_dir.exists() and not run_dir.is_dir():
         raise RunFolderError(f"output {run_dir} exists and is not a folder; expected a folder path")
-    if not run_dir.is_dir() or not any(run_dir.iterdir()):
-        return "new"
+    if not run_dir.is_dir() or all(is_temporary(p.name) for p in run_dir.iterdir()):
+        return "new"  # (a killed run's temporary files alone: prepare removes them)
     config = read_marker(run_dir)
     if config is None and (run_dir / CONFIG).is_file():
         try:
@@ -299,11 +337,17 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
 
 def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
     """Make ``run_dir`` ready for a run that :func:`check` allowed as ``mode``; mark it
-    incomplete. ``config`` (JSON data) is written to ``config.json`` with the tool's marker;
-    a resumed run keeps its first ``instance`` id. ``"overwrite"`` sets the old run aside
-    (:func:`finish` drops it, :func:`abandon` puts it back). Returns the config written."""
+    incomplete, after removing the temporary files a killed run left
+    (:func:`remove_temporaries`). ``config`` (JSON data) is written to ``config.json`` with
+    the tool's marker; a resumed run keeps its first ``instance`` id. ``"overwrite"`` sets
+    the old run aside (:func:`finish` drops it, :func:`abandon` puts it back). Returns the
+    config written."""
     run_dir = Path(run_dir)
     config = {"tool": TOOL, "instance": uuid.uuid4().hex, **config}
+    if mode != "overwrite" and run_dir.is_dir():  # (an overwritten run's go with it)
+        removed = remove_temporaries(run_dir)
+        if removed:
+            logger.info(f"removed {len(removed)} temporary file(s) a killed run left in {run_dir}")
     if mode == "resume":
         config["instance"] = (read_marker(run_dir) or {}).get("instance", config["instance"])
     elif mode == "overwrite":

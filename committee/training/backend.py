@@ -15,9 +15,15 @@ BACKENDS = ("tensorflow", "jax")
 DEFAULT = "tensorflow"
 
 
-def resolve(option: str | None) -> str:
+# The backends that need an extra of this project installed: backend -> (module, fix).
+NEEDS = {"jax": ("jax", 'pip install -e ".[jax]" (on GPUs also jax[cuda12] or jax[cuda13])')}
+
+
+def resolve(option: str | None, installed: bool = False) -> str:
     """The backend to use: ``option`` (``--backend``) if given, else ``KERAS_BACKEND``, else
-    TensorFlow. Raises ValueError naming where an unknown name came from."""
+    TensorFlow. Raises ValueError naming where an unknown name came from, and with
+    ``installed``, where a backend's package (:data:`NEEDS`) cannot be imported here, the
+    command that installs it (checked without importing it)."""
     if option is not None:
         name, source = option, "--backend"
     else:
@@ -27,7 +33,22 @@ def resolve(option: str | None) -> str:
             f"{source} {name!r} is not a backend this job runs on; expected one of "
             f"{', '.join(BACKENDS)}"
         )
+    if installed and name in NEEDS and not _importable(NEEDS[name][0]):
+        module, fix = NEEDS[name]
+        raise ValueError(
+            f"{source} {name!r} needs the {module} package, which is not installed here; "
+            f"install it with {fix}"
+        )
     return name
+
+
+def _importable(module: str) -> bool:
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a blocked import, or a module without a spec
+        return False
 
 
 def process_env(

@@ -33,16 +33,35 @@ def ray_listeners() -> list[tuple[str, int, str]]:
     return sorted(out)
 
 
-def test_local_ray_binds_every_listener_to_loopback():
+def _auth_seen_by_a_worker() -> tuple[str | None, bool]:
+    return os.environ.get("RAY_AUTH_MODE"), bool(os.environ.get("RAY_AUTH_TOKEN"))
+
+
+def test_local_ray_binds_every_listener_to_loopback(monkeypatch):
+    """Also: token authentication is on whatever RAY_AUTH_MODE Ray would take as off, and
+    with no writable home (Ray's own token file is ~/.ray/auth_token)."""
+    import pytest
     import ray
 
     from committee.distributed.cluster import connect, free_port
 
     assert not ray.is_initialized()
+    monkeypatch.setenv("RAY_AUTH_MODE", "junk")  # Ray: no auth, no warning
+    with pytest.raises(ValueError, match="^RAY_AUTH_MODE 'junk' is unknown"):
+        connect(num_cpus=1)
+    assert not ray.is_initialized()
+    monkeypatch.delenv("RAY_AUTH_MODE")
+    for name in ("RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HOME", "/proc/nohome")
     connect(num_cpus=1)  # exactly as a run without --address starts its Ray
     try:
         # a task, so a worker process (and its listener) exists too
         assert ray.get(ray.remote(free_port).options(num_cpus=0.5).remote()) > 0
+        assert ray.get(ray.remote(_auth_seen_by_a_worker).options(num_cpus=0.5).remote()) == (
+            "token",
+            True,
+        )
         listeners = ray_listeners()
         names = {name for _, _, name in listeners}
         assert {"gcs_server", "raylet"} <= names, listeners  # the measurement sees Ray's own
@@ -52,3 +71,4 @@ def test_local_ray_binds_every_listener_to_loopback():
     finally:
         ray.shutdown()
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # driver's restored
+    assert os.environ.get("RAY_AUTH_TOKEN") is None  # the token lived in Ray's processes only

@@ -160,20 +160,31 @@ def test_asha_search_of_a_strong_member_never_touches_the_test_set(tmp_path, dat
 @pytest.mark.parametrize(
     "args, expected",
     [
-        (["--num-samples", "0"], "--num-samples 0 must be >= 1"),
-        (["--scheduler", "pbt"], "--scheduler 'pbt' is unknown; expected one of asha, fifo"),
-        (["--max-concurrent", "0"], "--max-concurrent 0 must be >= 1"),
-        (["--time-budget-s", "-5"], "--time-budget-s -5.0 must be > 0"),
+        (["--num-samples", "0"], " tune: error: argument --num-samples: 0 must lie in 1..10000"),
+        (
+            ["--scheduler", "pbt"],
+            ": error: --scheduler 'pbt' is unknown; expected one of asha, fifo",
+        ),
+        (
+            ["--max-concurrent", "0"],
+            " tune: error: argument --max-concurrent: 0 must lie in 1..10000",
+        ),
+        (
+            ["--time-budget-s", "1e400"],
+            " tune: error: argument --time-budget-s: 1e400 must be a finite number in "
+            "(0, 31536000]",
+        ),
         (
             ["--member-minutes", "5"],
-            "--member-minutes 5 applies to committee run; bound a search with --time-budget-s",
+            ": error: --member-minutes 5 applies to committee run; bound a search with "
+            "--time-budget-s",
         ),
     ],
 )
 def test_bad_search_options_fail_before_ray(args, expected, tmp_path):
     proc = run_cli("tune", *args, "--output", str(tmp_path))
     assert proc.returncode == 2
-    assert proc.stderr.strip().splitlines() == [f"committee: error: {expected}"]
+    assert proc.stderr.strip().splitlines() == [f"committee{expected}"]
     assert not any(tmp_path.iterdir())
 
 

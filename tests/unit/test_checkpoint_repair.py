@@ -176,8 +176,16 @@ def test_a_snapshot_without_a_ray_version_is_removed(member):
         ("[]", "AttributeError"),
         (json.dumps({"ray_version": RAY, "checkpoint_results": [{}]}), "KeyError"),
         (json.dumps({"ray_version": RAY, "checkpoint_results": 3}), "TypeError"),
+        ("[" * 100_000 + "]" * 100_000, "RecursionError"),  # not the repair's own failure
     ],
-    ids=["empty", "cut-short", "a-list", "a-result-without-its-folder", "results-not-a-list"],
+    ids=[
+        "empty",
+        "cut-short",
+        "a-list",
+        "a-result-without-its-folder",
+        "results-not-a-list",
+        "nested-too-deeply",
+    ],
 )
 def test_an_unreadable_snapshot_is_removed_with_the_reason(member, content, why):
     logged: list[str] = []

@@ -68,3 +68,29 @@ def test_a_member_name_never_leaves_the_log_folder(tmp_path):
     display = Display(["../x"], log_dir=tmp_path / "logs", stream=io.StringIO())
     display.event({"member": "../x", "kind": "line", "text": "hi"})
     assert not (tmp_path / "x.log").exists() and not (tmp_path / "logs").exists()
+
+
+FORGED = "x.png\n[committee] all members finished\x1b[2K\u2028"
+
+
+def test_a_name_holding_a_newline_cannot_forge_a_line(tmp_path, capsys):
+    """A logged file name with a newline or escape codes (an input of `committee predict`)
+    is one line, its control characters escaped as repr writes them."""
+    import logging
+
+    from committee import log
+    from committee.app import cli
+
+    log.setup()
+    log.logger.info(f"reading {FORGED}")
+    log.logger.info(f"[m] reading {FORGED}", extra=log.MEMBER)
+    sent: list[str] = []
+    handler = log.Forward(sent.append)
+    handler.handle(logging.makeLogRecord({"msg": f"reading {FORGED}"}))
+    captured = capsys.readouterr()
+    for text in (captured.err, captured.out, sent[0] + "\n"):
+        assert text.count("\n") == 1, text
+        assert "x.png\\n[committee] all members finished\\x1b[2K\\u2028" in text
+    assert cli.main(["predict", str(tmp_path / FORGED), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "\\n[committee] all members finished\\x1b" in err, err

@@ -166,3 +166,75 @@ def test_overwrite_refuses_links_and_tampered_instances(tmp_path):
 def test_storage_must_not_be_empty():
     with pytest.raises(ValueError, match="--storage '' is empty"):
         storage.check_storage("")
+
+
+def test_unnamed_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
+    """`for s in 0 1; do committee run --seed $s & done`: the default name was the time to the
+    second, so the second run found the first one's folder locked ("in use by another run")."""
+    from datetime import datetime
+
+    from committee.app.options import RunOptions, check_run_name
+    from committee.app.run import fix_run_name
+
+    now = datetime(2026, 1, 2, 3, 4, 5)
+    names = {runfolder.stamp(now) for _ in range(1000)}
+    assert len(names) == 1000 and all(n.startswith("20260102-030405-") for n in names)
+    runs = [RunOptions(seed=s, output=str(tmp_path)) for s in (0, 1)]
+    folders = [fix_run_name(options, "seed") for options in runs]
+    assert folders[0] != folders[1]
+    for options in runs:
+        check_run_name(options.run_name)  # a plain folder name, as --run-name would need
+    with runfolder.RunLock(folders[0]), runfolder.RunLock(folders[1]):
+        pass  # both runs hold their folders at once
+    named = RunOptions(run_name="mine", output=str(tmp_path))
+    assert fix_run_name(named, "seed") == tmp_path / "mine"  # a given name is kept
+
+
+@pytest.mark.parametrize("nesting", ["[" * 100_000, '{"a": ' * 100_000])
+def test_a_config_nested_too_deeply_is_a_damaged_file_not_a_crash(tmp_path, nesting):
+    """A 100,000-deep config.json raised RecursionError: exit 1 and a traceback, where a
+    damaged run folder is one line and exit 2."""
+    run = tmp_path / "deep"
+    run.mkdir()
+    (run / runfolder.CONFIG).write_text(nesting)
+    with pytest.raises(ValueError, match="nested too deeply"):
+        runfolder.read_json(run / runfolder.CONFIG)
+    assert runfolder.read_marker(run) is None
+    with pytest.raises(runfolder.RunFolderError, match=r"config.json is unreadable \(ValueError\)"):
+        runfolder.check(run, IDENTITY)
+
+
+def test_a_killed_runs_temporary_files_are_removed_by_the_next_run(tmp_path):
+    """A run killed while writing left `.results.json.<random>.tmp` (and the like in its
+    subfolders) that no rerun removed; a folder holding only such files is a new run's."""
+    run = tmp_path / "run"
+    runfolder.prepare(run, "new", {"identity": IDENTITY})
+    (run / "members").mkdir()
+    left = [
+        run / ".results.json.k2j_x9aq.tmp",
+        run / "members" / ".model1.npz.0abcdefg.tmp",
+        run / ".config.json.zz9_0011.tmp",
+    ]
+    for path in left:
+        path.write_text("half")
+    kept = [run / ".results.json.tmp", run / "members" / "notes.tmp"]  # not atomic_path's
+    for path in kept:
+        path.write_text("kept")
+    assert runfolder.check(run, IDENTITY) == "resume"
+    runfolder.prepare(run, "resume", {"identity": IDENTITY})
+    assert not any(path.exists() for path in left)
+    assert all(path.exists() for path in kept)
+
+    killed_first = tmp_path / "killed-before-its-marker"
+    killed_first.mkdir()
+    (killed_first / ".config.json.a1b2c3d4.tmp").write_text("{")
+    assert runfolder.check(killed_first, IDENTITY) == "new"  # not "a folder without config.json"
+    runfolder.prepare(killed_first, "new", {"identity": IDENTITY})
+    assert {p.name for p in killed_first.iterdir()} == {runfolder.CONFIG, runfolder.INCOMPLETE}
+
+
+def test_atomic_writes_temporary_names_are_the_ones_removed(tmp_path):
+    seen = []
+    with runfolder.atomic_path(tmp_path / "results.json") as tmp:
+        seen.append(tmp.name)
+    assert runfolder.is_temporary(seen[0])

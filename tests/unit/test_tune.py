@@ -21,7 +21,7 @@ def test_search_space_of_the_wrong_type_is_refused():
         ({"arch.dropout": ("uniform", 0.1, 1.5)}, "arch.dropout 1.5 must be a number in"),
         ({"arch.dense_units": ("choice", [64, "wide"])}, "arch.dense_units 'wide' must be an"),
         # (log)uniform samples are floats, which an integer field cannot take
-        ({"batch_size": ("uniform", 16, 64)}, "batch size 16.0 must be an integer > 0"),
+        ({"batch_size": ("uniform", 16, 64)}, "batch size 16.0 must be an integer in 1..60000"),
         ({"arch.dense_units": ("randint", -2, 64)}, "arch.dense_units -2 must be an integer"),
     ]:
         with pytest.raises(ValueError, match=expected):

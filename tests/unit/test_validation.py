@@ -13,7 +13,7 @@ import pytest
 from committee.app import cli
 from committee.app import options as job
 from committee.members import spec as members
-from committee.validation import Boolean, Interval, Options, argument_type, check
+from committee.validation import Boolean, Interval, Options, argument_type, check, constraint_of
 
 TABLES = [
     (job.RunOptions, job.RUN_CONSTRAINTS),
@@ -153,3 +153,68 @@ def test_options_from_args_take_every_argument_and_keep_other_defaults():
     ) == (3, 2, "fifo", True, 8, 0.2)
     run = cli.options_from_args(cli.build_parser().parse_args(["run", "--seed", "4"]))
     assert type(run) is job.RunOptions and run == job.RunOptions(seed=4)
+
+
+NUMERIC_TABLES = TABLES[:3] + [(members.MemberSpec, members.SPEC_CONSTRAINTS)]
+
+
+@pytest.mark.parametrize("cls, table", NUMERIC_TABLES, ids=lambda x: getattr(x, "__name__", ""))
+def test_every_numeric_option_has_a_finite_ceiling(cls, table):
+    """A number that passes the table must be one the layers below take: no option may be
+    left unbounded above (1e307 minutes overflowed to inf seconds after Ray had started)."""
+    for field, entry in table.items():
+        constraint = constraint_of(entry)
+        if isinstance(constraint, Interval):
+            assert constraint.high is not None and math.isfinite(constraint.high), field
+            assert not constraint.accepts(math.inf) and not constraint.accepts(math.nan), field
+
+
+def test_every_numeric_argument_is_checked_by_its_options_table():
+    """The command line parses each number with its table's own constraint, so the parser and
+    the table refuse the same values (a ceiling added to one is in both)."""
+    subparsers = next(
+        a for a in cli.build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    tables = {**members.SPEC_CONSTRAINTS, **job.RUN_CONSTRAINTS, **job.TUNE_CONSTRAINTS}
+    for command, table in (("run", tables), ("tune", tables), ("predict", None)):
+        for action in subparsers[command]._actions:
+            if action.type is None or action.dest in ("seed", "members", "run_dir"):
+                continue
+            own = job.PREDICT_CONSTRAINTS if table is None else table
+            interval = constraint_of(own[action.dest])
+            for value in (interval.low, interval.high):
+                if value is None:
+                    continue
+                too_far = value * 2 + 1 if value == interval.high else value - 1
+                with pytest.raises(argparse.ArgumentTypeError):
+                    action.type(str(too_far))
+
+
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        (job.RunOptions(member_minutes=1e307), "--member-minutes 1e+307 must be a finite number"),
+        (job.RunOptions(cpus_per_member=1e-9), "must be a number in (0, 1000000], a multiple of"),
+        (job.RunOptions(gpus_per_member=0.33333), "a multiple of 0.0001"),
+        (job.RunOptions(max_failures=10**30), "--max-failures 1000000000000000000000000000000"),
+        (job.TuneOptions(time_budget_s=math.inf), "--time-budget-s inf must be a finite number"),
+        (job.TuneOptions(num_samples=10**9), "--num-samples 1000000000 must lie in 1..10000"),
+        (job.PredictOptions("r", ["x"], cpus_per_member=0.00001), "a multiple of 0.0001"),
+        (job.PredictOptions("r", ["x"], batch_size=2**63), "--batch-size 9223372036854775808"),
+    ],
+)
+def test_options_built_in_code_meet_the_same_ceilings(options, message):
+    table = {
+        job.RunOptions: job.RUN_CONSTRAINTS,
+        job.TuneOptions: {**job.RUN_CONSTRAINTS, **job.TUNE_CONSTRAINTS},
+        job.PredictOptions: job.PREDICT_CONSTRAINTS,
+    }[type(options)]
+    with pytest.raises(ValueError) as raised:
+        check(options, table)
+    assert message in str(raised.value)
+
+
+def test_a_step_refuses_what_ray_would_cut_and_keeps_what_it_counts():
+    cpus = Interval(float, 0, 8, closed="right", step=0.0001)
+    assert all(cpus.accepts(v) for v in (0.0001, 0.3, 0.33, 1, 2.5, 7.9999, 8))
+    assert not any(cpus.accepts(v) for v in (0.00005, 0.33333, 1e-9, 8.0001, math.nan))
