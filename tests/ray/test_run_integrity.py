@@ -217,7 +217,8 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
     assert (proj / "precious.txt").read_text() == "keep"
 
 
-def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_finishes(tmp_path):
+def test_a_diverged_member_is_never_saved(tmp_path):
+    # (That its unfinished folder can then be overwritten is runfolder's, tested without Ray.)
     args = ("--backend", "jax", "--members", "model1", "--epochs", "1", "--limit-train", "600")
     args += ("--output", str(tmp_path), "--run-name", "nan")
     proc = run_cli("run", *args, "--learning-rate", "1e30")
@@ -226,15 +227,15 @@ def test_a_diverged_member_is_never_saved_and_an_overwrite_with_sane_inputs_fini
         "committee: error: member model1 diverged in epoch 1 at learning rate 1e+30"
     )
     run_dir = tmp_path / "nan"
+    assert (run_dir / "INCOMPLETE").exists()
     assert not (run_dir / "members" / "model1.json").exists()
     assert not (run_dir / "models" / "model1.keras").exists()
-    proc = run_cli("run", *args, "--overwrite")
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert json.loads((run_dir / "results.json").read_text())["members"]["model1"]["accuracy"] > 0.3
 
 
 def test_a_full_disk_is_one_line_and_a_rerun_with_space_finishes(small_disk):
     args = (
+        "--backend",
+        "jax",
         "--members",
         "model1",
         "--epochs",
