@@ -78,7 +78,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
         "--epochs",
         "4",
         "--limit-train",
-        "8000",
+        "4000",
         "--output",
         str(tmp_path),
         "--run-name",

@@ -213,7 +213,6 @@ def test_an_unknown_keras_backend_is_refused_before_ray_starts(run_dir, tmp_path
     )
     assert proc.returncode == 2
     assert proc.stderr == (
-        "committee: error: KERAS_BACKEND 'numpy' is not a backend this job "
-        "runs on; expected one of tensorflow, jax\n"
+        "committee: error: KERAS_BACKEND 'numpy' is unknown; expected one of tensorflow, jax\n"
     )
     assert not (tmp_path / "out.csv").exists()
