@@ -20,6 +20,7 @@ from committee.members import spec as members_mod
 from committee.rundir import folder as runfolder
 from committee.rundir import storage
 from committee.training import backend as backend_mod
+from committee.training.export import EXPORT_RULES
 from committee.validation import Interval, Options
 
 
@@ -319,3 +320,19 @@ def _predict_backend(options: PredictOptions) -> None:
 
 
 PREDICT_CHECKS = (_environment, _predict_address_form, _predict_backend)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportOptions:
+    run_dir: str | os.PathLike
+    output: str = "committee.keras"  # in the current folder
+    rule: str = fusion.MEAN
+    overwrite: bool = False
+
+
+EXPORT_CONSTRAINTS = {"rule": Options(EXPORT_RULES)}
+
+EXPORT_CHECKS = (_environment, _predict_backend)
