@@ -92,20 +92,15 @@ class CommitteeClassifier:
         rule: str | None = None,
         batch_size: int = PredictOptions.batch_size,
     ):
-        rule = PredictOptions.rule if rule is None else rule
         validation.check(
-            SimpleNamespace(rule=rule, batch_size=batch_size),
-            {field: PREDICT_CONSTRAINTS[field] for field in ("rule", "batch_size")},
+            SimpleNamespace(batch_size=batch_size),
+            {"batch_size": PREDICT_CONSTRAINTS["batch_size"]},
             name=str,
         )
-        committee = load_committee(run_dir)
-        if rule not in committee.rules:
-            raise ValueError(
-                f"rule {rule!r}: run {committee.name} has no such rule; expected one of "
-                f"{', '.join(committee.rules)}"
-            )
-        self.run_dir, self.rule, self.batch_size = Path(run_dir), rule, batch_size
-        self._committee = committee
+        self._committee = load_committee(run_dir)
+        self.run_dir, self.batch_size = Path(run_dir), batch_size
+        self.rule = PredictOptions.rule if rule is None else rule
+        committee = self._committee
         self._models = load_models(committee)
         self.name = committee.name
         self.members_ = list(committee.members)
@@ -117,6 +112,24 @@ class CommitteeClassifier:
         self.classes_ = np.arange(NUM_CLASSES, dtype=np.int64)
         self.class_names_ = list(CLASS_NAMES)
         self.results_ = committee.results
+
+    @property
+    def rule(self) -> str:
+        """The fusion rule of :meth:`predict_proba`, :meth:`predict` and :meth:`score`; set
+        it to another of the run's rules (``rules_``), checked (ValueError) when set."""
+        return self._rule
+
+    @rule.setter
+    def rule(self, rule: str) -> None:
+        validation.check(
+            SimpleNamespace(rule=rule), {"rule": PREDICT_CONSTRAINTS["rule"]}, name=str
+        )
+        if rule not in self._committee.rules:
+            raise ValueError(
+                f"rule {rule!r}: run {self._committee.name} has no such rule; expected one of "
+                f"{', '.join(self._committee.rules)}"
+            )
+        self._rule = rule
 
     def __repr__(self) -> str:
         return (

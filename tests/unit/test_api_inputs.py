@@ -129,3 +129,27 @@ def test_importing_the_package_and_its_api_names_stays_cheap(request):
         assert not [m for m in sys.modules if m.split(".")[0] in heavy]
     with pytest.raises(AttributeError, match="has no attribute 'nothing'"):
         committee.nothing  # noqa: B018
+
+
+def test_a_run_from_python_takes_the_command_lines_options_and_refuses_bad_ones_first():
+    """committee.run(**options): RunOptions' fields; bad ones refused before anything starts
+    (here no Ray or Keras could: the unit tier blocks them)."""
+    from committee.app.options import RunOptions
+    from committee.errors import UsageError
+
+    with pytest.raises(TypeError, match=r"^run\(\) got unknown option 'epoch'; expected one of"):
+        committee_run(epoch=2)
+    with pytest.raises(TypeError, match="not both"):
+        committee_run(RunOptions(), epochs=2)
+    with pytest.raises(TypeError, match=r"^members 'model1,model3' is a string; expected a list"):
+        committee_run(members="model1,model3")
+    with pytest.raises(UsageError, match=r"^--limit-train 5 must"):
+        committee_run(limit_train=5)
+    with pytest.raises(UsageError, match=r"member 'model9'"):
+        committee_run(RunOptions(members=["model9"]))
+
+
+def committee_run(*args, **kwargs):
+    import committee
+
+    return committee.run(*args, **kwargs)
