@@ -17,7 +17,8 @@ Fashion-MNIST garments are light on a dark background):
 - A folder: its files with these extensions (not its subfolders), in name order.
 
 Any bad input raises :class:`InputError`: one line naming the file, what was found and what
-was expected.
+was expected. Arrays given in Python (the API's ``predict_proba(x)``) follow the same rules:
+:func:`images_from_array`, :func:`labels_from_array`.
 """
 
 from __future__ import annotations
