@@ -300,7 +300,8 @@ def export(
 ) -> Path:
     """Write the committee of ``run_dir`` as one Keras model file, as ``committee export``
     does (:mod:`committee.app.export`): the members, each member's test-time augmentation
-    built in as layers, and ``rule`` (mean, or weighted with the run's fitted weights). It
+    built in as layers, and ``rule`` (mean, weighted with the run's fitted weights, or
+    geometric). It
     loads with ``keras.saving.load_model(path, safe_mode=True)``; its input is float32
     ``(n, 28, 28, 1)`` in [0, 1], its output float32 ``(n, 10)`` probabilities.
 

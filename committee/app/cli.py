@@ -409,14 +409,15 @@ no custom objects and no import of this package, on TensorFlow or JAX.
 Built in: every member (the weights it predicts with), each member's test-time augmentation
 as the run used it (horizontal mirror: keras.ops.flip; one-pixel shifts: ZeroPadding2D then
 Cropping2D), and the fusion rule (--rule mean: Average; weighted: the run's weights, fitted
-on validation data, as Rescaling then Add). So the file gives the run's committee
-probabilities (predictions.parquet's committee_<rule>_proba) to float32 rounding, about 1e-7.
+on validation data, as Rescaling then Add; geometric: keras.ops.log of the clipped
+probabilities, Average, Softmax). So the file gives the run's committee probabilities
+(predictions.parquet's committee_<rule>_proba) to float32 rounding, about 1e-6.
 The file is written only after it has been loaded back in safe mode and checked against the
 members' own predictions on probe images."""
 
 
 def add_export_parser(sub) -> None:
-    from committee.training.export import EXPORT_RULES
+    from committee.ensemble.fusion import RULES
 
     exp = sub.add_parser(
         "export",
@@ -430,10 +431,9 @@ def add_export_parser(sub) -> None:
     )
     exp.add_argument(
         "--rule",
-        choices=EXPORT_RULES,
+        choices=RULES,
         help=f"the fusion rule built in (default {ExportOptions.rule}; weighted: the run's "
-        "fitted weights; the geometric rule needs a logarithm that only a Lambda layer, "
-        "refused in safe mode, would give)",
+        "fitted weights)",
     )
     exp.add_argument(
         "--output",

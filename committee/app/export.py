@@ -3,7 +3,7 @@
 validate (options, the run folder, the output path; nothing is loaded before all pass) ->
 load the members in this process (Keras' safe mode, their moving-average weights) -> one Keras
 model (:func:`committee.training.export.committee_model`: the members, **their test-time
-augmentation built in as layers**, the mean or the fitted weighted rule) -> saved to a
+augmentation built in as layers**, the mean, fitted weighted or geometric rule) -> saved to a
 temporary file beside the output, loaded back with plain ``keras.saving.load_model(path,
 safe_mode=True)`` and checked against the members' own predictions (the path ``committee
 predict`` takes) on probe images -> renamed into place. No Ray.
@@ -24,7 +24,7 @@ from committee.ensemble import fusion
 from committee.log import logger
 from committee.rundir import folder as runfolder
 from committee.rundir.finished_run import Committee, load_committee, load_models
-from committee.training.export import EXPORT_RULES, committee_model
+from committee.training.export import committee_model
 
 SUFFIX = ".keras"  # Keras 3 saves a whole model only under this extension
 PROBE_IMAGES = 16  # images the reloaded file is checked on
@@ -76,7 +76,7 @@ def validate(options: ExportOptions) -> tuple[Committee, Path]:
     if options.rule not in committee.rules:
         raise ValueError(
             f"--rule {options.rule}: run {committee.name} has no such rule; "
-            f"expected one of {', '.join(r for r in committee.rules if r in EXPORT_RULES)}"
+            f"expected one of {', '.join(committee.rules)}"
         )
     return committee, output_path(options.output, Path(options.run_dir), options.overwrite)
 
@@ -87,13 +87,19 @@ def probe_images(n: int = PROBE_IMAGES) -> np.ndarray:
 
 
 def build(committee: Committee, rule: str = fusion.MEAN, models: dict | None = None):
-    """The committee's Keras model under ``rule`` (mean or weighted, with the run's fitted
-    weights), each member's TTA built in; ``models``: the members' loaded models (default:
-    loaded here). Raises RunFolderError naming a member's file that does not load."""
+    """The committee's Keras model under ``rule`` (mean, weighted with the run's fitted
+    weights, or geometric), each member's TTA built in; ``models``: the members' loaded
+    models (default: loaded here). Raises RunFolderError naming a member's file that does not
+    load."""
     models = load_models(committee) if models is None else models
     members = [(name, models[name], tta) for name, (_, tta) in committee.members.items()]
-    weights = committee.weights if rule == fusion.WEIGHTED else None
-    return committee_model(members, weights, name=f"committee_{rule}")
+    return committee_model(
+        members,
+        weights=committee.weights if rule == fusion.WEIGHTED else None,
+        log_floor=fusion.PROBA_FLOOR if rule == fusion.GEOMETRIC else None,
+        name=f"committee_{rule}",
+        output_name=f"committee_{rule}",
+    )
 
 
 def export(

@@ -20,7 +20,6 @@ from committee.members import spec as members_mod
 from committee.rundir import folder as runfolder
 from committee.rundir import storage
 from committee.training import backend as backend_mod
-from committee.training.export import EXPORT_RULES
 from committee.validation import Interval, Options
 
 
@@ -333,6 +332,6 @@ class ExportOptions:
     overwrite: bool = False
 
 
-EXPORT_CONSTRAINTS = {"rule": Options(EXPORT_RULES)}
+EXPORT_CONSTRAINTS = {"rule": Options(fusion.RULES)}
 
 EXPORT_CHECKS = (_environment, _predict_backend)

@@ -14,11 +14,13 @@ The model takes float32 ``(n, 28, 28, 1)`` images in [0, 1] (pixel / 255) and re
 - each member (its moving average of the weights where it keeps one, as prediction does) is a
   nested copy of its model, uncompiled, named after the member, applied to each of its views,
   the views' probabilities averaged (``Average``);
-- the members' probabilities fused by ``mean`` (``Average``) or ``weighted`` (each member's
-  ``Rescaling`` by its fitted weight, then ``Add``).
+- the members' probabilities fused as :mod:`committee.ensemble.fusion`'s rules are: their
+  mean (``Average``), a weighted sum (each member's ``Rescaling`` by its weight, then ``Add``)
+  or their normalised geometric mean (``keras.ops.clip`` at a floor and ``keras.ops.log`` per
+  member, ``Average``, ``Softmax``).
 
 Computed in float32 throughout (the ``committee predict`` path fuses in float64): the two agree
-to about 1e-7. Keras, no Ray.
+to about 1e-6. Keras, no Ray.
 """
 
 from __future__ import annotations
@@ -27,8 +29,6 @@ from collections.abc import Sequence
 
 from committee.members.architectures import INPUT_SHAPE
 from committee.members.tta import tta_plan
-
-EXPORT_RULES = ("mean", "weighted")  # the rules built from plain layers (no log for geometric)
 
 
 def detached_copy(model, name: str):
@@ -82,17 +82,21 @@ def tta_view_tensors(images, mode: str, cache: dict | None = None) -> list:
 def committee_model(
     members: Sequence[tuple[str, object, str]],
     weights: Sequence[float] | None = None,
+    log_floor: float | None = None,
     name: str = "committee",
+    output_name: str = "committee",
 ):
     """One Keras model whose output is the committee's probabilities.
 
     ``members``: ``(name, model, tta)`` per member, in the run's order: a Keras model mapping
     float32 ``(n, 28, 28, 1)`` in [0, 1] to ``(n, 10)`` probabilities, and its TTA mode
-    (none, mirror, mirror+shifts). ``weights``: the weighted rule's, one per member,
-    non-negative and summing to 1; None: the mean rule. Returns an uncompiled
-    ``keras.Model`` with input float32 ``(None, 28, 28, 1)`` and output float32
-    ``(None, 10)``. Raises ValueError for an unknown TTA mode or weights of the wrong
-    count."""
+    (none, mirror, mirror+shifts). The fusion: the members' mean by default; ``weights``
+    (one per member, non-negative, summing to 1): their weighted sum; ``log_floor``: their
+    normalised geometric mean, each probability clipped to ``[log_floor, 1]`` before its
+    logarithm. Returns an uncompiled ``keras.Model`` named ``name`` with input float32
+    ``(None, 28, 28, 1)`` and output float32 ``(None, 10)`` (its last layer
+    ``output_name``). Raises ValueError for an unknown TTA mode, weights of the wrong count,
+    or both weights and a floor."""
     import keras
     from keras import layers
 
@@ -100,6 +104,8 @@ def committee_model(
         raise ValueError("no members given; expected at least one (name, model, tta)")
     if weights is not None and len(weights) != len(members):
         raise ValueError(f"{len(weights)} weights for {len(members)} members; expected one each")
+    if weights is not None and log_floor is not None:
+        raise ValueError("weights and log_floor given; expected at most one (one rule)")
     images = keras.Input(INPUT_SHAPE, dtype="float32", name="images")
     cache: dict = {}
     probas = []
@@ -112,20 +118,20 @@ def committee_model(
             if len(outputs) == 1
             else layers.Average(dtype="float32", name=f"{member}_tta")(outputs)
         )
-    if weights is None:
-        fused = (
-            layers.Average(dtype="float32", name="committee_mean")(probas)
-            if len(probas) > 1
-            else layers.Identity(dtype="float32", name="committee_mean")(probas[0])
-        )
-    else:
-        scaled = [
+    if weights is not None:
+        probas = [
             layers.Rescaling(float(w), dtype="float32", name=f"{member}_weight")(p)
             for (member, _, _), w, p in zip(members, weights, probas)
         ]
-        fused = (
-            layers.Add(dtype="float32", name="committee_weighted")(scaled)
-            if len(scaled) > 1
-            else layers.Identity(dtype="float32", name="committee_weighted")(scaled[0])
-        )
+    if log_floor is not None:
+        probas = [keras.ops.log(keras.ops.clip(p, log_floor, 1.0)) for p in probas]
+    merge = layers.Add if weights is not None else layers.Average
+    last = f"{output_name}_log" if log_floor is not None else output_name
+    fused = (
+        merge(dtype="float32", name=last)(probas)
+        if len(probas) > 1
+        else layers.Identity(dtype="float32", name=last)(probas[0])
+    )
+    if log_floor is not None:
+        fused = layers.Softmax(dtype="float32", name=output_name)(fused)
     return keras.Model(images, fused, name=name)

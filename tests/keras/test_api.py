@@ -144,11 +144,11 @@ def test_bad_arguments_are_one_line_naming_them(run_dir, test_images, tmp_path):
 def test_export_reproduces_the_committee_and_loads_in_safe_mode_elsewhere(
     run_dir, expected, test_images, tmp_path
 ):
-    """Both rules exported; a fresh JAX process (this package not imported) loads each file
+    """Every rule exported; a fresh JAX process (this package not imported) loads each file
     with plain keras.saving.load_model(safe_mode=True) and gives the run's committee
     probabilities, member TTA included (model1's ten views, model3's two), to 1e-5."""
     x, _ = test_images
-    files = {rule: tmp_path / f"{rule}.keras" for rule in ("mean", "weighted")}
+    files = {rule: tmp_path / f"{rule}.keras" for rule in RULES}
     for rule, path in files.items():
         assert committee.export(run_dir, path, rule=rule) == path
     np.save(tmp_path / "x.npy", (x.astype(np.float32) / 255)[..., np.newaxis])
@@ -205,10 +205,10 @@ def test_export_refuses_bad_input_in_one_line_and_logs_the_unexpected(
     assert existing.read_bytes() == b"x"
     assert cli.main(["export", str(tmp_path), "--output", str(tmp_path / "c.keras")]) == 2
     assert "results.json not found" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_:  # argparse: no geometric export
-        cli.main(["export", str(run_dir), "--rule", "geometric"])
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["export", str(run_dir), "--rule", "vote"])
     assert exit_.value.code == 2
-    assert "invalid choice: 'geometric' (choose from 'mean', 'weighted')" in (
+    assert "invalid choice: 'vote' (choose from 'mean', 'weighted', 'geometric')" in (
         capsys.readouterr().err
     )
 

@@ -223,7 +223,7 @@ def test_the_python_api_and_the_export_reproduce_the_run_without_ray(run_dir, da
     """In-process Keras (TensorFlow here; the members trained on JAX where it is installed),
     no Ray: committee.load gives predictions.parquet's probabilities and results.json's
     accuracy for every rule on the whole test set, and committee export's file (loaded with
-    plain keras.saving.load_model in safe mode) the mean and weighted committees to 1e-5."""
+    plain keras.saving.load_model in safe mode) each rule's committee to 1e-5."""
     import json
 
     import keras
@@ -243,7 +243,7 @@ def test_the_python_api_and_the_export_reproduce_the_run_without_ray(run_dir, da
         print(f"score {rule}: {score!r} from Python, {recorded!r} in results.json")
         assert abs(score - recorded) <= 1 / len(y)  # at most one near-tie decided otherwise
     images = (x.astype(np.float32) / 255)[..., np.newaxis]
-    for rule in ("mean", "weighted"):
+    for rule in RULES:
         out = tmp_path / f"{rule}.keras"
         assert main(["export", str(run_dir), "--rule", rule, "--output", str(out)]) == 0
         model = keras.saving.load_model(out, safe_mode=True)
