@@ -27,6 +27,28 @@ imports only those below it, ``|`` separating siblings that do not import each o
 
 Importing the package or any subpackage imports neither TensorFlow, Keras, JAX nor Ray and
 changes no process-wide state (logging is set up by :func:`committee.log.setup`).
+
+The Python API (:mod:`committee.app.api`), imported on first use::
+
+    committee.load(run_dir, rule=None)   a finished run's committee: predict_proba, predict,
+                                         score (CommitteeClassifier)
+    committee.run(**options)             a run, as ``committee run`` (RunOptions' fields)
+    committee.export(run_dir, output)    the committee as one .keras file
 """
 
 __version__ = "0.1.0"
+
+API = ("CommitteeClassifier", "load", "run", "export")  # committee.app.api's, on first use
+__all__ = ["__version__", *API]
+
+
+def __getattr__(name: str):
+    if name in API:  # imported here, not above: importing the package stays cheap
+        from committee.app import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'committee' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *API})

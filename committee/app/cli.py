@@ -21,6 +21,7 @@ from committee.app.options import (
     PREDICT_CONSTRAINTS,
     RUN_CONSTRAINTS,
     TUNE_CONSTRAINTS,
+    ExportOptions,
     PredictOptions,
     RunOptions,
     TuneOptions,
@@ -294,6 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")
     add_predict_parser(sub)
+    add_export_parser(sub)
     return parser
 
 
@@ -398,6 +400,88 @@ def predict_command(args: argparse.Namespace) -> int:
     return 0
 
 
+EXPORT_DESCRIPTION = """\
+Write the committee of a finished run as one Keras model file: input float32 (n, 28, 28, 1)
+images in [0, 1] (pixel / 255, light garment on a dark background), output float32 (n, 10)
+committee probabilities. It loads with plain keras.saving.load_model(path, safe_mode=True),
+no custom objects and no import of this package, on TensorFlow or JAX.
+
+Built in: every member (the weights it predicts with), each member's test-time augmentation
+as the run used it (horizontal mirror: keras.ops.flip; one-pixel shifts: ZeroPadding2D then
+Cropping2D), and the fusion rule (--rule mean: Average; weighted: the run's weights, fitted
+on validation data, as Rescaling then Add; geometric: keras.ops.log of the clipped
+probabilities, Average, Softmax). So the file gives the run's committee probabilities
+(predictions.parquet's committee_<rule>_proba) to float32 rounding, about 1e-6.
+The file is written only after it has been loaded back in safe mode and checked against the
+members' own predictions on probe images."""
+
+
+def add_export_parser(sub) -> None:
+    from committee.ensemble.fusion import RULES
+
+    exp = sub.add_parser(
+        "export",
+        help="write a trained committee (members, TTA and rule) as one .keras model",
+        description=EXPORT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        argument_default=argparse.SUPPRESS,
+    )
+    exp.add_argument(
+        "run_dir", type=Path, metavar="RUN_DIR", help="the folder of a finished committee run"
+    )
+    exp.add_argument(
+        "--rule",
+        choices=RULES,
+        help=f"the fusion rule built in (default {ExportOptions.rule}; weighted: the run's "
+        "fitted weights)",
+    )
+    exp.add_argument(
+        "--output",
+        metavar="FILE",
+        help=f"a new .keras file in an existing folder (default {ExportOptions.output} in "
+        "the current folder)",
+    )
+    exp.add_argument(
+        "--overwrite", action="store_true", help="replace the --output file if it exists"
+    )
+
+
+def export_command(args: argparse.Namespace) -> int:
+    """``committee export``: bad input is one line and exit status 2 before any model is
+    loaded; a member that does not load is one line naming it (2); anything else exits 1 with
+    one line naming the file holding its traceback."""
+    from committee.app.export import export, validate
+    from committee.app.run import interrupt_on_sigterm
+    from committee.errors import CommitteeError
+
+    options = options_from(ExportOptions, args)
+    interrupt_on_sigterm()
+    try:
+        checked = validate(options)  # nothing is loaded before every check passes
+    except (ValueError, PermissionError, FileNotFoundError) as exc:
+        _error(exc)
+        return 2
+    try:
+        path, _ = export(options, checked)
+    except (CommitteeError, FileExistsError, PermissionError) as exc:
+        _error(exc)
+        return 2
+    except OSError as exc:
+        if exc.errno != errno.ENOSPC:
+            return _unexpected(exc, None)
+        from committee.errors import disk_full
+
+        _error(disk_full(exc, str(Path(options.output).parent)).strerror)
+        return 2
+    except KeyboardInterrupt:
+        print("committee: interrupted; nothing was written", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
+        return _unexpected(exc, None)
+    print(printable(f"committee model in {path}"))
+    return 0
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
     from committee.app.run import interrupt_on_sigterm, run
@@ -456,8 +540,11 @@ def _error(message: BaseException | str) -> None:
 
 
 def _unexpected(exc: BaseException, options) -> int:
-    """Report an unexpected failure in one line naming the log of its traceback; exit 1."""
-    log = log_failure(exc, options.run_dir() if options.run_name else None)
+    """Report an unexpected failure in one line naming the log of its traceback (the run
+    folder's logs/error.log when ``options`` name a run folder, else a temporary file);
+    exit 1."""
+    named = options is not None and options.run_name
+    log = log_failure(exc, options.run_dir() if named else None)
     first = one_line(exc, 300, pick="first", empty="")
     _error(f"unexpected {type(exc).__name__}: {first} (traceback in {log})")
     return 1
@@ -493,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_command(args)
     if args.command == "predict":
         return predict_command(args)
+    if args.command == "export":
+        return export_command(args)
     from committee.report.render import render
 
     try:

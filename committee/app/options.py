@@ -319,3 +319,19 @@ def _predict_backend(options: PredictOptions) -> None:
 
 
 PREDICT_CHECKS = (_environment, _predict_address_form, _predict_backend)
+
+
+# --------------------------------------------------------------------------- export
+
+
+@dataclass
+class ExportOptions:
+    run_dir: str | os.PathLike
+    output: str = "committee.keras"  # in the current folder
+    rule: str = fusion.MEAN
+    overwrite: bool = False
+
+
+EXPORT_CONSTRAINTS = {"rule": Options(fusion.RULES)}
+
+EXPORT_CHECKS = (_environment, _predict_backend)

@@ -92,15 +92,17 @@ def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
     return committee, images, out
 
 
+def fuse_rule(committee: Committee, member_probas: dict[str, np.ndarray], rule: str) -> np.ndarray:
+    """The run's ``rule`` (with its fitted weights for ``weighted``) applied to the members'
+    ``(n, 10)`` probabilities: float32 ``(n, 10)``."""
+    probas = [member_probas[name] for name in committee.members]
+    weights = committee.weights if rule == fusion.WEIGHTED else None
+    return fusion.fuse(probas, rule, weights).astype(np.float32)
+
+
 def fuse_all(committee: Committee, member_probas: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each of the run's rules applied to the members' ``(n, 10)`` probabilities."""
-    probas = [member_probas[name] for name in committee.members]
-    return {
-        rule: fusion.fuse(
-            probas, rule, committee.weights if rule == fusion.WEIGHTED else None
-        ).astype(np.float32)
-        for rule in committee.rules
-    }
+    return {rule: fuse_rule(committee, member_probas, rule) for rule in committee.rules}
 
 
 def predict(options: PredictOptions) -> tuple[Path, pa.Table]:

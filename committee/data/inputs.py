@@ -17,7 +17,8 @@ Fashion-MNIST garments are light on a dark background):
 - A folder: its files with these extensions (not its subfolders), in name order.
 
 Any bad input raises :class:`InputError`: one line naming the file, what was found and what
-was expected.
+was expected. Arrays given in Python (the API's ``predict_proba(x)``) follow the same rules:
+:func:`images_from_array`, :func:`labels_from_array`.
 """
 
 from __future__ import annotations
@@ -28,7 +29,13 @@ from pathlib import Path
 
 import numpy as np
 
-from committee.data.fashion_mnist import IMAGE_SHAPE, DataError, npy_header, read_images_idx_gz
+from committee.data.fashion_mnist import (
+    IMAGE_SHAPE,
+    NUM_CLASSES,
+    DataError,
+    npy_header,
+    read_images_idx_gz,
+)
 from committee.errors import InputError, one_line
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -205,20 +212,21 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
     return _scaled(array, str(path))
 
 
-def _scaled(array: np.ndarray, where: str) -> tuple[np.ndarray, str]:
-    """Integers 0..255 divided by 255, floats 0..1 as they are: float32 ``(n, 28, 28)`` and
-    the log line; anything else raises :class:`InputError`."""
+def _scaled(array: np.ndarray, where: str, label: str | None = None) -> tuple[np.ndarray, str]:
+    """Integers 0..255 divided by 255, floats 0..1 as they are: float32 of ``array``'s shape
+    and the log line; anything else raises :class:`InputError`, its message starting with
+    ``label`` (default ``input <where>``)."""
+    label = f"input {where}" if label is None else label
     n = len(array)
     if array.dtype.kind == "f":
         if n and not np.all(np.isfinite(array)):
             raise InputError(
-                f"input {where}: float array holds NaN or infinite values; "
-                f"expected floats in [0, 1]"
+                f"{label}: float array holds NaN or infinite values; expected floats in [0, 1]"
             )
         low, high = (float(array.min()), float(array.max())) if n else (0.0, 0.0)
         if low < 0 or high > 1:
             raise InputError(
-                f"input {where}: float array holds {low:g}..{high:g}; expected "
+                f"{label}: float array holds {low:g}..{high:g}; expected "
                 f"floats in [0, 1] (integers 0..255 as an integer dtype such as "
                 f"uint8)"
             )
@@ -229,13 +237,84 @@ def _scaled(array: np.ndarray, where: str) -> tuple[np.ndarray, str]:
     low, high = (int(array.min()), int(array.max())) if n else (0, 0)
     if low < 0 or high > 255:
         raise InputError(
-            f"input {where}: {array.dtype} array holds {low}..{high}; expected "
+            f"{label}: {array.dtype} array holds {low}..{high}; expected "
             f"integers in 0..255 (or floats in [0, 1])"
         )
     return (
         array.astype(np.float32) / 255.0,
         f"{where}: {array.dtype} {array.shape}: integers 0..255, divided by 255",
     )
+
+
+# ------------------------------------------------------------------ arrays given in Python
+
+ARRAY_SHAPES = "(n, 28, 28) or (n, 28, 28, 1)"
+
+
+def _as_array(x, argument: str) -> np.ndarray:
+    if x is None or isinstance(x, (str, bytes)):
+        raise InputError(
+            f"{argument}: {type(x).__name__} {one_line(repr(x), 60)}; expected an array"
+        )
+    try:
+        return np.asarray(x)
+    except (ValueError, TypeError) as exc:  # e.g. ragged nested lists
+        raise InputError(
+            f"{argument}: not an array ({one_line(exc, 200)}); expected an array"
+        ) from None
+
+
+def images_from_array(x, argument: str = "x") -> np.ndarray:
+    """Images given in Python as what the members take: float32 ``(n, 28, 28, 1)`` in [0, 1].
+
+    ``x``: an array (or anything :func:`numpy.asarray` turns into one) of shape
+    ``(n, 28, 28)`` or ``(n, 28, 28, 1)``, ``n >= 1``, light garments on a dark background
+    as in Fashion-MNIST. Its dtype decides its scale, never its values, as for a ``.npy``
+    input: an integer dtype (e.g. uint8) holds pixels 0..255 and is divided by 255; a float
+    dtype (float16/32/64) holds pixel / 255 in [0, 1] and is used as it is (as float32).
+    Raises :class:`InputError` (a ValueError; one line starting with ``argument``) naming the
+    dtype, shape or range found and what was expected."""
+    array = _as_array(x, argument)
+    if array.dtype.kind not in "iuf":
+        raise InputError(
+            f"{argument}: array of dtype {array.dtype}; expected integers 0..255 "
+            f"(e.g. uint8) or floats 0..1 (e.g. float32, pixel / 255)"
+        )
+    shape = array.shape
+    if not (
+        (len(shape) == 3 and shape[1:] == IMAGE_SHAPE)
+        or (len(shape) == 4 and shape[1:] == (*IMAGE_SHAPE, 1))
+    ):
+        one = " (one image: x[np.newaxis])" if shape in (IMAGE_SHAPE, (*IMAGE_SHAPE, 1)) else ""
+        raise InputError(f"{argument}: array of shape {shape}; expected {ARRAY_SHAPES}{one}")
+    if shape[0] == 0:
+        raise InputError(f"{argument}: array of shape {shape} holds no image; expected n >= 1")
+    scaled, _ = _scaled(array.reshape(shape[0], *IMAGE_SHAPE), argument, label=argument)
+    return np.ascontiguousarray(scaled[..., np.newaxis])
+
+
+def labels_from_array(y, n: int, argument: str = "y") -> np.ndarray:
+    """Class labels given in Python, one per image: int64 ``(n,)``.
+
+    ``y``: integers 0..9 (an integer dtype), shape ``(n,)``. Raises :class:`InputError`
+    (a ValueError; one line starting with ``argument``) naming the dtype, shape or value
+    found and what was expected."""
+    array = _as_array(y, argument)
+    if array.dtype.kind not in "iu":
+        raise InputError(
+            f"{argument}: array of dtype {array.dtype}; expected integer class labels "
+            f"0..{NUM_CLASSES - 1}"
+        )
+    if array.shape != (n,):
+        raise InputError(
+            f"{argument}: array of shape {array.shape}; expected ({n},), one label per image"
+        )
+    if n and (array.min() < 0 or array.max() >= NUM_CLASSES):
+        raise InputError(
+            f"{argument}: labels {int(array.min())}..{int(array.max())}; expected class "
+            f"labels 0..{NUM_CLASSES - 1}"
+        )
+    return array.astype(np.int64)
 
 
 def read_idx(path: Path) -> tuple[np.ndarray, str]:

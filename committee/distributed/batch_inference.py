@@ -9,14 +9,12 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-import tempfile
-from pathlib import Path
 
 import numpy as np
 
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.distributed.cluster import Placement
-from committee.errors import MemberLoadError, one_line
+from committee.errors import MemberLoadError
 from committee.training import backend as backends
 
 
@@ -50,21 +48,10 @@ class MemberPredictor:
     def __init__(
         self, name: str, model_bytes: bytes, tta: str, threads: int, backend: str = backends.DEFAULT
     ):
-        from committee.training.prediction import load_model
+        from committee.training.prediction import load_member
 
         backends.configure(backend, threads=threads)
-        with tempfile.TemporaryDirectory() as tmp:
-            path = Path(tmp) / f"{name}.keras"
-            path.write_bytes(model_bytes)
-            try:
-                self.model = load_model(path)
-            except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
-                why = one_line(exc, 200, pick="last")
-                raise MemberLoadError(
-                    f"models/{name}.keras could not be loaded in Keras' safe "
-                    f"mode ({type(exc).__name__}: {why}); expected the member's "
-                    f"trained model as committee run saved it"
-                ) from None
+        self.model = load_member(name, model_bytes)
         self.column, self.tta = f"{name}_proba", tta
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:

@@ -25,6 +25,15 @@ TTA_MODES: dict[str, int] = {
 }
 
 
+def tta_plan(mode: str) -> tuple[tuple[bool, ...], tuple[tuple[int, int], ...]]:
+    """``mode``'s views as ``(mirrorings, shifts)``: each pair of a mirroring (horizontal, or
+    not) and a shift ``(rows, columns)`` in pixels is one view, in :func:`tta_views`' order
+    (mirroring outer). Raises ValueError for an unknown ``mode``."""
+    if mode not in TTA_MODES:
+        raise ValueError(f"tta {mode!r} is unknown; expected one of {', '.join(TTA_MODES)}")
+    return _TTA[mode]
+
+
 def tta_views(x: np.ndarray, mode: str = "none"):
     """Yield the views of ``x`` (``(n, 28, 28, 1)``) that test-time augmentation averages.
 
@@ -33,12 +42,10 @@ def tta_views(x: np.ndarray, mode: str = "none"):
     0, the background, as in the training shifts' constant fill). ``TTA_MODES[mode]`` views in
     all, each of ``x``'s shape and dtype. Raises ValueError for an unknown ``mode``.
     """
-    if mode not in TTA_MODES:
-        raise ValueError(f"tta {mode!r} is unknown; expected one of {', '.join(TTA_MODES)}")
+    flips, shifts = tta_plan(mode)
     if mode == "none":  # the default: no padded copies
         yield x
         return
-    flips, shifts = _TTA[mode]
     padded = np.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
     rows, cols = x.shape[1], x.shape[2]
     for flip in flips:

@@ -11,6 +11,7 @@ import numpy as np
 
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.ensemble import fusion
+from committee.errors import MemberLoadError
 from committee.members.tta import TTA_MODES
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
@@ -29,6 +30,8 @@ class Committee:
     members: dict[str, tuple[bytes, str]]  # name -> (.keras file bytes, TTA mode)
     rules: list[str]  # the run's fusion rules, in results.json's order
     weights: list[float] | None  # the weighted rule's, in the order of ``members``
+    results: dict | None = None  # results.json, as checked by rundir.schema
+    run_dir: Path | None = None  # the folder it was read from
 
 
 def load_committee(run_dir: str | os.PathLike) -> Committee:
@@ -76,7 +79,30 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
             fusion.weighted_rule([np.full((1, NUM_CLASSES), 0.1)] * len(names), weights)
         except ValueError as exc:
             raise RunFolderError(f"{results_path}: field 'weights': {exc}") from None
-    return Committee(name=results["run"]["name"], members=members, rules=rules, weights=weights)
+    return Committee(
+        name=results["run"]["name"],
+        members=members,
+        rules=rules,
+        weights=weights,
+        results=results,
+        run_dir=run_dir,
+    )
+
+
+def load_models(committee: Committee) -> dict:
+    """Each member's Keras model, in the run's order, loaded in this process in Keras' safe
+    mode with the weights it predicts with (:func:`committee.training.prediction.load_member`:
+    its moving average where it keeps one). Raises :class:`RunFolderError` naming the file
+    that does not load."""
+    from committee.training.prediction import load_member
+
+    models = {}
+    for name, (model_bytes, _) in committee.members.items():
+        try:
+            models[name] = load_member(name, model_bytes)
+        except MemberLoadError as exc:  # its message starts with models/<name>.keras
+            raise RunFolderError(f"{Path(committee.run_dir or '.') / str(exc)}") from None
+    return models
 
 
 def _model_bytes(run_dir: Path, name: str) -> bytes:

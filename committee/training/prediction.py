@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import os
+import tempfile
+from pathlib import Path
 
 import numpy as np
 
+from committee.errors import MemberLoadError, one_line
 from committee.members.tta import tta_views
 
 
@@ -15,6 +18,25 @@ def load_model(path: str | os.PathLike):
     import keras
 
     return averaged_weights(keras.models.load_model(path, safe_mode=True))
+
+
+def load_member(name: str, model_bytes: bytes):
+    """Member ``name``'s model from its ``.keras`` file's bytes (as
+    :func:`committee.rundir.finished_run.load_committee` reads them), by :func:`load_model`
+    from a private temporary file. Raises :class:`MemberLoadError` (one line starting with
+    ``models/<name>.keras``) when it does not load."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"{name}.keras"
+        path.write_bytes(model_bytes)
+        try:
+            return load_model(path)
+        except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
+            why = one_line(exc, 200, pick="last")
+            raise MemberLoadError(
+                f"models/{name}.keras could not be loaded in Keras' safe "
+                f"mode ({type(exc).__name__}: {why}); expected the member's "
+                f"trained model as committee run saved it"
+            ) from None
 
 
 def averaged_weights(model):

@@ -216,3 +216,37 @@ def test_an_unknown_keras_backend_is_refused_before_ray_starts(run_dir, tmp_path
         "committee: error: KERAS_BACKEND 'numpy' is unknown; expected one of tensorflow, jax\n"
     )
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_the_python_api_and_the_export_reproduce_the_run_without_ray(run_dir, dataset, tmp_path):
+    """In-process Keras (TensorFlow here; the members trained on JAX where it is installed),
+    no Ray: committee.load gives predictions.parquet's probabilities and results.json's
+    accuracy for every rule on the whole test set, and committee export's file (loaded with
+    plain keras.saving.load_model in safe mode) each rule's committee to 1e-5."""
+    import json
+
+    import keras
+
+    import committee
+    from committee.app.cli import main
+
+    table = pq.read_table(run_dir / "predictions.parquet")
+    results = json.loads((run_dir / "results.json").read_text())
+    x, y = dataset.x_test, dataset.y_test
+    clf = committee.load(run_dir)
+    for rule in RULES:
+        clf.rule = rule
+        expected_proba = _probas(table, f"committee_{rule}_proba")
+        np.testing.assert_allclose(clf.predict_proba(x), expected_proba, atol=1e-5)
+        score, recorded = clf.score(x, y), results["committee"][rule]["accuracy"]
+        print(f"score {rule}: {score!r} from Python, {recorded!r} in results.json")
+        assert abs(score - recorded) <= 1 / len(y)  # at most one near-tie decided otherwise
+    images = (x.astype(np.float32) / 255)[..., np.newaxis]
+    for rule in RULES:
+        out = tmp_path / f"{rule}.keras"
+        assert main(["export", str(run_dir), "--rule", rule, "--output", str(out)]) == 0
+        model = keras.saving.load_model(out, safe_mode=True)
+        got = model.predict(images, batch_size=1024, verbose=0)
+        difference = float(np.abs(got - _probas(table, f"committee_{rule}_proba")).max())
+        print(f"export {rule}: max |difference| {difference:.3g} from predictions.parquet")
+        assert difference <= 1e-5
