@@ -283,6 +283,15 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add_run_arguments(run)
+    run.add_argument(
+        "--config",
+        metavar="FILE",
+        help="train each member named in FILE with its hyper-parameters: the best_configs.json "
+        "of a search (committee tune --run-name S writes runs/S/best_configs.json), an object "
+        'of member -> settings such as {"model1": {"learning_rate": 0.002, '
+        '"arch.filters": 64}}; without --members, the members FILE names. Its content is part '
+        "of the run's identity; --epochs, --batch-size and --learning-rate still override it",
+    )
     tune = sub.add_parser(
         "tune",
         help="search each member's hyper-parameters with Ray Tune, "

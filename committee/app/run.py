@@ -89,6 +89,7 @@ def identity_of(options: RunOptions, specs, dataset, kind: str, search=None) -> 
         time_budget_s=None if minutes is None else 60 * minutes,
         search=search,
         backend=options.backend,
+        config=options.member_configs,
     )
 
 
