@@ -245,6 +245,8 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     Raises :class:`~committee.rundir.folder.RunFolderError` (one line naming the file and field).
     """
     run_dir = Path(run_dir)
+    if results is None and runfolder.is_search(run_dir):
+        return render_search(run_dir)
     results = _checked_results(run_dir, results)
     samples = read_samples(run_dir / SAMPLES)
     noise = noise_of(run_dir, results)
@@ -366,6 +368,27 @@ def write_search(
     runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
 
 
+def render_search(run_dir: str | Path) -> list[Path]:
+    """(Re)write a search's report.md from its results.json (checked: schema.SearchResults);
+    return the paths written. Its figures/trials.png stays as the search drew it (the
+    trials' curves are not kept). Raises :class:`~committee.rundir.folder.RunFolderError`
+    naming the file, and what to run instead when the search has not finished."""
+    run_dir = Path(run_dir)
+    path = run_dir / runfolder.RESULTS
+    if not path.is_file():
+        unfinished = (run_dir / runfolder.INCOMPLETE).exists()
+        raise runfolder.RunFolderError(
+            f"{path} not found; expected a finished search's results"
+            + (": rerun the same committee tune --run-name to finish it" if unfinished else "")
+        )
+    results = schema.read_search_results(path)
+    scores = {k: results[k] for k in ("default", "tuned") if results.get(k) is not None}
+    report = run_dir / REPORT
+    runfolder.check_inside(run_dir, [report])
+    runfolder.write_text(report, search_markdown(results["members"], scores, results["search"]))
+    return [report]
+
+
 def _on_backend(run: dict) -> str:
     """ ", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
     backend = run.get("backend")
@@ -423,6 +446,10 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
         "",
         f"Trials: `{TRIALS}`; curves: `{FIGURES}/{figures.TRIALS_PNG}`; best configurations: "
         f"`{BEST_CONFIGS}`.",
+        "",
+        f"The search keeps no trained committee: to train and use one with these "
+        f"configurations, `committee run --config <this folder>/{BEST_CONFIGS}` (with the "
+        "search's `--preset`), then `committee predict` / `committee report` on that run.",
         "",
     ]
     return "\n".join(lines)

@@ -216,6 +216,36 @@ def read_marker(run_dir: Path) -> dict | None:
     return config if isinstance(config, dict) and config.get("tool") == TOOL else None
 
 
+def is_search(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` is a search's folder (``committee tune``): its config.json records
+    a search, or it holds a search's own outputs (best_configs.json, trials.parquet)."""
+    run_dir = Path(run_dir)
+    marker = read_marker(run_dir)
+    identity = marker.get("identity") if marker else None
+    if isinstance(identity, dict) and identity.get("kind") == "tune":
+        return True
+    return (run_dir / BEST_CONFIGS).is_file() or (run_dir / TRIALS).is_file()
+
+
+def search_preset(run_dir: str | os.PathLike) -> str | None:
+    """The preset a search's config.json records (a plain name), else None."""
+    marker = read_marker(Path(run_dir))
+    identity = marker.get("identity") if marker else None
+    preset = identity.get("preset") if isinstance(identity, dict) else None
+    return preset if isinstance(preset, str) and preset.isidentifier() else None
+
+
+def use_of_search(run_dir: str | os.PathLike) -> str:
+    """What to run to predict with a search's result: the run of its best configurations."""
+    run_dir = Path(run_dir)
+    preset = search_preset(run_dir)
+    with_preset = f" --preset {preset}" if preset and preset != "seed" else ""
+    return (
+        f"committee run{with_preset} --config {run_dir / BEST_CONFIGS}, then predict "
+        f"with that run's folder"
+    )
+
+
 def _foreign_entries(run_dir: Path) -> list[str]:
     return sorted(
         p.name
