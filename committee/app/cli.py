@@ -35,7 +35,13 @@ from committee.validation import argument_type, constraint_of
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+    """argparse, but a usage error is one line (no usage dump) and exit status 2, and no
+    option is taken from an abbreviation of its name (``--epoch 2`` is an error, not
+    ``--epochs 2``): this parser and every subcommand's (argparse makes them of this class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {printable(message)}\n")
@@ -269,11 +275,25 @@ def options_from(cls, args: argparse.Namespace):
     return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
 
 
+def package_version() -> str:
+    """The installed package's version (its metadata), else the source's
+    ``committee.__version__``."""
+    from importlib import metadata
+
+    import committee
+
+    try:
+        return metadata.version("fashion-committee")
+    except metadata.PackageNotFoundError:
+        return committee.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="committee",
         description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     # An option left out is absent from the parsed arguments (SUPPRESS), so its default is
     # the options dataclass's: each default is written once, in committee.app.options.

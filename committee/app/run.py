@@ -23,7 +23,7 @@ from committee.app.options import RunOptions, validate
 from committee.app.provenance import code_version, machine_info, versions
 from committee.data import fashion_mnist as data_mod
 from committee.errors import usage_errors
-from committee.log import logger
+from committee.log import logger, plural
 from committee.report import render as report
 from committee.report import tables
 from committee.rundir import folder as runfolder
@@ -168,7 +168,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     }
     with writing(run_dir, mode, config) as config:
         logger.info(
-            f"run folder {run_dir} ({mode}); {len(specs)} members concurrently on "
+            f"run folder {run_dir} ({mode}); {plural(len(specs), 'member')} concurrently on "
             f"{options.backend}, {placement.describe()} each"
         )
         rng = np.random.default_rng(options.seed)

@@ -34,7 +34,7 @@ from committee.distributed.worker import (
     train_loop_per_worker,
 )
 from committee.errors import MemberDiverged, disk_full, no_space
-from committee.log import logger
+from committee.log import logger, plural
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
 from committee.rundir.member_files import (
@@ -311,7 +311,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
     budget = "" if run.time_budget_s is None else f" within {run.time_budget_s / 60:g} min"
     logger.info(
         f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
-        f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
+        f"{plural(spec.epochs, 'epoch')}{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
         f"{spec.learning_rate:g}, seed {member['seed']})"
     )
     with _naming_a_full_disk(member_storage, catching=Exception):
@@ -333,7 +333,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         else f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)"
     )
     logger.info(
-        f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+        f"{spec.name}: done after {plural(outcome.epochs_run, 'epoch')}{planned}"
         f"{' (early stop)' if outcome.stopped_early else ''}"
     )
     return outcome

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from committee.errors import RunFolderError
-from committee.log import logger
+from committee.log import logger, plural
 
 INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
@@ -377,7 +377,9 @@ def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
     if mode != "overwrite" and run_dir.is_dir():  # (an overwritten run's go with it)
         removed = remove_temporaries(run_dir)
         if removed:
-            logger.info(f"removed {len(removed)} temporary file(s) a killed run left in {run_dir}")
+            logger.info(
+                f"removed {plural(len(removed), 'temporary file')} a killed run left in {run_dir}"
+            )
     if mode == "resume":
         config["instance"] = (read_marker(run_dir) or {}).get("instance", config["instance"])
     elif mode == "overwrite":
