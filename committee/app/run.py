@@ -152,6 +152,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     )
 
     started = time.time()
+    logger.info(starting_ray(options.address))
     with usage_errors():  # the address, and members the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()
@@ -241,6 +242,18 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
     print(summary(results), flush=True)
     return run_dir
+
+
+def starting_ray(address: str | None) -> str:
+    """The line shown while Ray starts (seconds to a minute, before any member's bar)."""
+    import os
+
+    joined = address or os.environ.get("RAY_ADDRESS")
+    return (
+        f"connecting to the Ray cluster at {joined} ..."
+        if joined
+        else "starting a private local Ray cluster ..."
+    )
 
 
 def summary(results: dict) -> str:

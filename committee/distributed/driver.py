@@ -29,6 +29,7 @@ import numpy as np
 from committee.distributed.cluster import Placement, quiet_stderr
 from committee.distributed.worker import (
     MemberJob,
+    phase_sender,
     predict_member,
     score_members,
     train_loop_per_worker,
@@ -314,8 +315,11 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         f"{plural(spec.epochs, 'epoch')}{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
         f"{spec.learning_rate:g}, seed {member['seed']})"
     )
+    phase = phase_sender(run.progress, spec.name)
+    phase("starting its Ray Train worker")
     with _naming_a_full_disk(member_storage, catching=Exception):
         result = trainer.fit()
+    phase("predicting the validation and test images")
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
     state = _read_state(checkpoint)
     probs = ray.get(
