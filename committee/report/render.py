@@ -27,6 +27,7 @@ from committee.data.fashion_mnist import (
 from committee.ensemble import fusion
 from committee.ensemble.diagnostics import N_BINS, NOISE_LEVEL, noise_of_scores
 from committee.errors import one_line
+from committee.log import plural
 from committee.report import figures, tables
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
@@ -402,7 +403,7 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
     lines = [
         f"# Hyper-parameter search `{meta['name']}`",
         "",
-        f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
+        f"{plural(meta['num_samples'], 'configuration')} per member ({meta['scheduler']}), the "
         f"default configuration among them; objective validation accuracy on "
         f"{meta['n_val']:,} validation images. The test set was used only after selection.",
         "",

@@ -88,3 +88,10 @@ def test_counts_in_messages_agree():
     assert summary(pa.table({"class_name": ["Bag", "Bag"]})) == "2 images: Bag 2"
     with pytest.raises(ValueError, match="^1 validation image cannot be split"):
         out_of_fold_weighted([np.full((1, 10), 0.1)], np.array([3]))
+
+
+def test_a_search_of_one_configuration_says_so():
+    from committee.report.render import search_markdown
+
+    meta = {"name": "s", "num_samples": 1, "scheduler": "fifo", "n_val": 10}
+    assert "1 configuration per member (fifo)" in search_markdown({}, {}, meta)
