@@ -95,9 +95,21 @@ def _preset_minutes() -> str:
     return "; ".join(budgets + [f"none for {p}" for p in PRESETS if p not in PRESET_MEMBER_MINUTES])
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of a committee run (shared by ``committee run`` and jobs/train_committee.py)."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
+    """Options of a committee run (shared by ``committee run``, ``tune`` and
+    jobs/train_committee.py; ``config``: with ``--config``, which a search does not take)."""
     g = parser.add_argument_group("members")
+    if config:
+        g.add_argument(
+            "--config",
+            metavar="FILE",
+            help="train each member named in FILE with its hyper-parameters: the "
+            "best_configs.json of a search (committee tune --run-name S writes "
+            'runs/S/best_configs.json), an object of member -> settings such as {"model1": '
+            '{"learning_rate": 0.002, "arch.filters": 64}}; without --members, the members '
+            "FILE names. Its content is part of the run's identity; --epochs, --batch-size "
+            "and --learning-rate still override it",
+        )
     g.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -303,22 +315,13 @@ def build_parser() -> argparse.ArgumentParser:
         argument_default=argparse.SUPPRESS,
     )
     add_run_arguments(run)
-    run.add_argument(
-        "--config",
-        metavar="FILE",
-        help="train each member named in FILE with its hyper-parameters: the best_configs.json "
-        "of a search (committee tune --run-name S writes runs/S/best_configs.json), an object "
-        'of member -> settings such as {"model1": {"learning_rate": 0.002, '
-        '"arch.filters": 64}}; without --members, the members FILE names. Its content is part '
-        "of the run's identity; --epochs, --batch-size and --learning-rate still override it",
-    )
     tune = sub.add_parser(
         "tune",
         help="search each member's hyper-parameters with Ray Tune, "
         "then score default and tuned committees",
         argument_default=argparse.SUPPRESS,
     )
-    add_run_arguments(tune)
+    add_run_arguments(tune, config=False)
     add_tune_arguments(tune)
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")

@@ -60,7 +60,8 @@ class RunOptions:
         configs = self.member_configs
         names = self.members
         if configs is not None:
-            preset = {spec.name: spec for spec in members_mod.PRESETS.get(self.preset, [])}
+            members_mod.select_members(self.preset)  # an unknown preset is named first
+            preset = {spec.name: spec for spec in members_mod.PRESETS[self.preset]}
             for name in configs:
                 _configured_member(self.config, name, self.preset, preset, names)
             if names is None:
@@ -156,7 +157,7 @@ def _configured_member(path, name: str, preset: str, members: dict, chosen) -> N
         hint = f" (member of preset {others[0]!r}: pass --preset {others[0]})" if others else ""
         raise ValueError(
             f"--config {path}: member {name!r} is not in preset {preset!r}; expected one of "
-            f"{', '.join(members) or 'its members'}{hint}"
+            f"{', '.join(members)}{hint}"
         )
     if chosen is not None and name not in chosen:
         raise ValueError(

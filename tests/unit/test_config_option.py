@@ -142,6 +142,11 @@ def test_a_missing_config_file(capsys, tmp_path):
     )
 
 
+def test_an_unknown_preset_is_named_before_the_config(tmp_path):
+    with pytest.raises(ValueError, match="preset 'huge' is unknown"):
+        RunOptions(preset="huge", config=str(_file(tmp_path, BEST))).specs()
+
+
 def test_config_with_other_members(tmp_path):
     path = str(_file(tmp_path, BEST))
     with pytest.raises(ValueError, match="member 'model3' is not among --members model1"):
