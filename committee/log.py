@@ -27,6 +27,14 @@ logger = logging.getLogger("committee")
 MEMBER = {"member": True}  # ``extra`` of a line from the training code
 
 
+def plural(count: int, noun: str, nouns: str | None = None, *, thousands: bool = False) -> str:
+    """``count`` and ``noun`` in agreement: ``plural(1, "member")`` -> ``"1 member"``,
+    ``plural(3, "member")`` -> ``"3 members"`` (``nouns``: the plural when not noun + "s";
+    ``thousands``: ``1,000``)."""
+    number = f"{count:,}" if thousands else f"{count}"
+    return f"{number} {noun if count == 1 else (nouns or noun + 's')}"
+
+
 def printable(text: str) -> str:
     """``text`` with every character that is not printable (newlines, tabs, escape codes,
     Unicode line separators and direction overrides) escaped as repr writes it (``\\n``,

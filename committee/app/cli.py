@@ -36,7 +36,13 @@ from committee.validation import argument_type, constraint_of
 
 
 class OneLineParser(argparse.ArgumentParser):
-    """argparse, but a usage error is one line (no usage dump) and exit status 2."""
+    """argparse, but a usage error is one line (no usage dump) and exit status 2, and no
+    option is taken from an abbreviation of its name (``--epoch 2`` is an error, not
+    ``--epochs 2``): this parser and every subcommand's (argparse makes them of this class)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {printable(message)}\n")
@@ -90,9 +96,21 @@ def _preset_minutes() -> str:
     return "; ".join(budgets + [f"none for {p}" for p in PRESETS if p not in PRESET_MEMBER_MINUTES])
 
 
-def add_run_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of a committee run (shared by ``committee run`` and jobs/train_committee.py)."""
+def add_run_arguments(parser: argparse.ArgumentParser, *, config: bool = True) -> None:
+    """Options of a committee run (shared by ``committee run``, ``tune`` and
+    jobs/train_committee.py; ``config``: with ``--config``, which a search does not take)."""
     g = parser.add_argument_group("members")
+    if config:
+        g.add_argument(
+            "--config",
+            metavar="FILE",
+            help="train each member named in FILE with its hyper-parameters: the "
+            "best_configs.json of a search (committee tune --run-name S writes "
+            'runs/S/best_configs.json), an object of member -> settings such as {"model1": '
+            '{"learning_rate": 0.002, "arch.filters": 64}}; without --members, the members '
+            "FILE names. Its content is part of the run's identity; --epochs, --batch-size "
+            "and --learning-rate still override it",
+        )
     g.add_argument(
         "--preset",
         choices=sorted(PRESETS),
@@ -270,11 +288,25 @@ def options_from(cls, args: argparse.Namespace):
     return cls(**{f.name: given[f.name] for f in dataclasses.fields(cls) if f.name in given})
 
 
+def package_version() -> str:
+    """The installed package's version (its metadata), else the source's
+    ``committee.__version__``."""
+    from importlib import metadata
+
+    import committee
+
+    try:
+        return metadata.version("fashion-committee")
+    except metadata.PackageNotFoundError:
+        return committee.__version__
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="committee",
         description="Train a committee of CNNs on Fashion-MNIST with Ray and score it.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     # An option left out is absent from the parsed arguments (SUPPRESS), so its default is
     # the options dataclass's: each default is written once, in committee.app.options.
@@ -290,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
         "then score default and tuned committees",
         argument_default=argparse.SUPPRESS,
     )
-    add_run_arguments(tune)
+    add_run_arguments(tune, config=False)
     add_tune_arguments(tune)
     rep = sub.add_parser("report", help="redraw report.md and figures of a finished run")
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")

@@ -5,6 +5,8 @@ constraints each is checked against before anything starts (:mod:`committee.vali
 
 from __future__ import annotations
 
+import functools
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,16 +50,38 @@ class RunOptions:
     member_minutes: float | None = None  # each member's budget: training + prediction
     verbose: bool = False  # every worker's output instead of the live display
     backend: str | None = None  # Keras' backend; None: KERAS_BACKEND, else tensorflow
+    config: str | None = None  # a search's best_configs.json: the members' hyper-parameters
 
     def specs(self) -> list[members_mod.MemberSpec]:
-        """The members to train, with overrides applied; raises ValueError on bad values."""
-        return members_mod.select_members(
-            self.preset,
-            self.members,
-            epochs=self.epochs,
-            batch_size=self.batch_size,
-            learning_rate=self.learning_rate,
-        )
+        """The members to train: the preset's (those of ``members``, else those ``config``
+        names, else all), each with its configuration from ``config`` applied, then the
+        overrides (``epochs``, ``batch_size``, ``learning_rate``: the command line wins).
+        Raises ValueError on bad values, naming the config file and key for its own."""
+        configs = self.member_configs
+        names = self.members
+        if configs is not None:
+            members_mod.select_members(self.preset)  # an unknown preset is named first
+            preset = {spec.name: spec for spec in members_mod.PRESETS[self.preset]}
+            for name in configs:
+                _configured_member(self.config, name, self.preset, preset, names)
+            if names is None:
+                names = [name for name in preset if name in configs]
+        specs = members_mod.select_members(self.preset, names)
+        if configs is not None:
+            specs = [_configured(self.config, spec, configs.get(spec.name, {})) for spec in specs]
+        changes = {
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "learning_rate": self.learning_rate,
+        }
+        changes = {k: v for k, v in changes.items() if v is not None}
+        return [spec.with_overrides(**changes) if changes else spec for spec in specs]
+
+    @functools.cached_property
+    def member_configs(self) -> dict[str, dict] | None:
+        """``config``'s content (member -> {key: value}), read once and checked in form
+        (:func:`read_member_configs`); None without ``config``."""
+        return None if self.config is None else read_member_configs(self.config)
 
     def budget_minutes(self) -> float | None:
         """Each member's time budget: ``member_minutes``, else the preset's default
@@ -70,6 +94,89 @@ class RunOptions:
     def run_dir(self) -> Path:
         """The run folder (``run_name`` is fixed by :func:`_prepare` before a run starts)."""
         return Path(self.output).expanduser() / self.run_name
+
+
+MAX_CONFIG_BYTES = 1 << 20  # a best_configs.json is well under 1 kB
+
+
+def read_member_configs(path: str | os.PathLike) -> dict[str, dict]:
+    """The members' configurations in ``path`` (``committee tune``'s best_configs.json: an
+    object of member -> {key: value}, a key a tunable MemberSpec field
+    (members.spec.TUNABLE_FIELDS) or ``arch.<builder keyword>``, a value a JSON number,
+    string or boolean). Raises ValueError in one line naming the file (and the member and
+    key) and what was expected; the values are checked against each member's spec by
+    :meth:`RunOptions.specs`."""
+    where = f"--config {path}"
+    expected = "expected the best_configs.json of a search (committee tune)"
+    try:
+        with open(Path(path).expanduser(), "rb") as handle:
+            raw = handle.read(MAX_CONFIG_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"{where}: cannot be read ({exc.strerror or exc}); {expected}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ValueError(f"{where}: larger than {MAX_CONFIG_BYTES:,} bytes; {expected}")
+    try:
+        configs = json.loads(raw)
+    except json.JSONDecodeError as exc:
+        raise ValueError(
+            f"{where}: not valid JSON ({exc.msg}, line {exc.lineno} column {exc.colno}); {expected}"
+        ) from None
+    except (ValueError, RecursionError) as exc:  # bad UTF-8, huge integers, deep nesting
+        raise ValueError(f"{where}: not valid JSON ({type(exc).__name__}); {expected}") from None
+    if not isinstance(configs, dict) or not configs:
+        raise ValueError(
+            f"{where}: holds {type(configs).__name__ if configs else 'nothing'}; expected an "
+            'object of member -> settings, e.g. {"model1": {"learning_rate": 0.002}}'
+        )
+    tunable = ", ".join(sorted(members_mod.TUNABLE_FIELDS))
+    for name, config in configs.items():
+        if not isinstance(config, dict) or not config:
+            raise ValueError(
+                f"{where}: member {name!r} has {config!r}; expected an object of its "
+                f'settings, e.g. {{"learning_rate": 0.002}}'
+            )
+        for key, value in config.items():
+            if members_mod.split_arch_key(key) is None and key not in members_mod.TUNABLE_FIELDS:
+                raise ValueError(
+                    f"{where}: key {key!r} of member {name!r} is unknown; expected one of "
+                    f"{tunable} or arch.<builder keyword>"
+                )
+            if not isinstance(value, (int, float, str, bool)):
+                raise ValueError(
+                    f"{where}: key {key!r} of member {name!r} has {value!r}; expected a "
+                    "number, a string or a boolean"
+                )
+    return configs
+
+
+def _configured_member(path, name: str, preset: str, members: dict, chosen) -> None:
+    """Raise ValueError unless the member ``name`` that config file ``path`` configures is in
+    the run's preset (``members``: its specs by name) and among ``chosen`` (--members)."""
+    if name not in members:
+        others = [p for p, specs in members_mod.PRESETS.items() if name in {s.name for s in specs}]
+        hint = f" (member of preset {others[0]!r}: pass --preset {others[0]})" if others else ""
+        raise ValueError(
+            f"--config {path}: member {name!r} is not in preset {preset!r}; expected one of "
+            f"{', '.join(members)}{hint}"
+        )
+    if chosen is not None and name not in chosen:
+        raise ValueError(
+            f"--config {path}: member {name!r} is not among --members {','.join(chosen)}; "
+            f"expected the file's members, or add {name} to --members"
+        )
+
+
+def _configured(path, spec: members_mod.MemberSpec, config: dict) -> members_mod.MemberSpec:
+    """``spec`` with ``config`` applied key by key, so that a bad value names its key."""
+    for key, value in config.items():
+        try:
+            spec = members_mod.apply_config(spec, {key: value})
+        except ValueError as exc:
+            reason = str(exc).removeprefix(f"member {spec.name!r}: ")
+            raise ValueError(
+                f"--config {path}: key {key!r} of member {spec.name!r}: {reason}"
+            ) from None
+    return spec
 
 
 # Ceilings of the numeric options: every number an option takes is finite and within what
@@ -275,6 +382,11 @@ TUNE_CHECKS = (_no_member_minutes, _searchable_members)
 
 
 def validate_tune(options: TuneOptions) -> list[members_mod.MemberSpec]:
+    if options.config is not None:
+        raise ValueError(
+            f"--config {options.config} applies to committee run (training the members "
+            "with a search's best configurations), not to a search"
+        )
     specs = validate(options)
     validation.check(options, TUNE_CONSTRAINTS, TUNE_CHECKS)
     return specs

@@ -28,7 +28,7 @@ from committee import log, validation
 from committee.app.options import PREDICT_CHECKS, PREDICT_CONSTRAINTS, PredictOptions
 from committee.data import inputs
 from committee.ensemble import fusion
-from committee.log import logger
+from committee.log import logger, plural
 from committee.report.tables import prediction_table, write_table
 from committee.rundir import folder as runfolder
 from committee.rundir.finished_run import Committee, load_committee
@@ -117,7 +117,8 @@ def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
         logger.info(note)
     members = ", ".join(f"{n} (tta {t})" for n, (_, t) in committee.members.items())
     logger.info(
-        f"{len(images.images):,} images from {len(set(images.sources))} file(s); "
+        f"{plural(len(images.images), 'image', thousands=True)} from "
+        f"{plural(len(set(images.sources)), 'file')}; "
         f"committee {committee.name}: {members}; rules {', '.join(committee.rules)}; "
         f"class by {options.rule}"
     )
@@ -151,4 +152,5 @@ def summary(table: pa.Table) -> str:
         table["class_name"].to_numpy(zero_copy_only=False), return_counts=True
     )
     order = np.argsort(-counts, kind="stable")
-    return f"{table.num_rows} images: " + ", ".join(f"{names[i]} {counts[i]}" for i in order)
+    counted = ", ".join(f"{names[i]} {counts[i]}" for i in order)
+    return f"{plural(table.num_rows, 'image')}: {counted}"

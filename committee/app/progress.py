@@ -12,7 +12,12 @@ Every line about a member is also appended to ``logs/<member>.log`` in the run f
 :func:`displaying` puts the driver's own lines (``committee.log.logger``) above the bars.
 
 Events: ``{"member": name, "kind": "epoch", "epoch": k, "planned": n, "seconds": s,
-"metrics": {...}}`` after each epoch (``seconds``: the recent pace per epoch), and
+"metrics": {...}}`` after each epoch (``seconds``: the recent pace per epoch),
+``{"member": name, "kind": "phase", "text": "building the model"}`` when a member starts a
+step that is not an epoch (from the driver and the worker: its Ray Train worker starting,
+importing Keras, loading the data or a checkpoint, building and compiling the model, the
+first epoch's compilation, predicting), shown on its bar until the next event (plain
+output only logs it), and
 ``{"member": name, "kind": "line", "text": "..."}`` for anything else the member says.
 """
 
@@ -24,6 +29,8 @@ from pathlib import Path
 from typing import TextIO
 
 from committee.log import TERMINAL
+
+STARTING = "waiting for its Ray Train worker"  # each bar's text until its member's first event
 
 
 def duration(seconds: float) -> str:
@@ -78,8 +85,8 @@ class Display:
                     file=self.stream,
                     leave=True,
                     dynamic_ncols=True,
-                    postfix=["starting"],
-                    bar_format="{desc} {n_fmt}/{total_fmt} epochs |{bar:20}| {postfix[0]}",
+                    postfix=[STARTING],
+                    bar_format="{desc} epoch {n_fmt}/{total_fmt} |{bar:20}| {postfix[0]}",
                 )
                 for i, name in enumerate(members)
             }
@@ -109,6 +116,13 @@ class Display:
                 bar.refresh()
             else:
                 print(line, file=self.stream, flush=True)
+        elif event.get("kind") == "phase":
+            text = str(event.get("text", ""))
+            line = f"[{name}] {text}"
+            bar = self.bars.get(name)
+            if bar is not None:  # plain output (job logs) keeps to its line per epoch
+                bar.postfix[0] = text
+                bar.refresh()
         else:
             line = str(event.get("text", ""))
             if " warning: " in line or not self.bars:

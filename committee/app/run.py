@@ -23,7 +23,7 @@ from committee.app.options import RunOptions, validate
 from committee.app.provenance import code_version, machine_info, versions
 from committee.data import fashion_mnist as data_mod
 from committee.errors import usage_errors
-from committee.log import logger
+from committee.log import logger, plural
 from committee.report import render as report
 from committee.report import tables
 from committee.rundir import folder as runfolder
@@ -89,6 +89,7 @@ def identity_of(options: RunOptions, specs, dataset, kind: str, search=None) -> 
         time_budget_s=None if minutes is None else 60 * minutes,
         search=search,
         backend=options.backend,
+        config=options.member_configs,
     )
 
 
@@ -151,6 +152,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     )
 
     started = time.time()
+    logger.info(starting_ray(options.address))
     with usage_errors():  # the address, and members the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()
@@ -167,7 +169,7 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     }
     with writing(run_dir, mode, config) as config:
         logger.info(
-            f"run folder {run_dir} ({mode}); {len(specs)} members concurrently on "
+            f"run folder {run_dir} ({mode}); {plural(len(specs), 'member')} concurrently on "
             f"{options.backend}, {placement.describe()} each"
         )
         rng = np.random.default_rng(options.seed)
@@ -240,6 +242,18 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
     print(summary(results), flush=True)
     return run_dir
+
+
+def starting_ray(address: str | None) -> str:
+    """The line shown while Ray starts (seconds to a minute, before any member's bar)."""
+    import os
+
+    joined = address or os.environ.get("RAY_ADDRESS")
+    return (
+        f"connecting to the Ray cluster at {joined} ..."
+        if joined
+        else "starting a private local Ray cluster ..."
+    )
 
 
 def summary(results: dict) -> str:

@@ -13,7 +13,14 @@ import numpy as np
 from committee import log
 from committee.app.options import TuneOptions, validate_tune
 from committee.app.provenance import code_version, machine_info, versions
-from committee.app.run import identity_of, interrupt_on_sigterm, owned_folder, prepare, writing
+from committee.app.run import (
+    identity_of,
+    interrupt_on_sigterm,
+    owned_folder,
+    prepare,
+    starting_ray,
+    writing,
+)
 from committee.data import fashion_mnist as data_mod
 from committee.errors import usage_errors
 from committee.log import logger
@@ -49,6 +56,7 @@ def tune(options: TuneOptions) -> Path:
 def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path:
     from committee.distributed import cluster, tuning
 
+    logger.info(starting_ray(options.address))
     with usage_errors():  # the address, and trials the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
         interrupt_on_sigterm()

@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from committee.errors import DataError, NpyFormatError
+from committee.log import plural
 
 CLASS_NAMES = (
     "T-shirt/top",
@@ -482,7 +483,8 @@ def split_train_val(
         if counts[counts > 0].min() < 2 or min(n_val, len(x) - n_val) < present:
             raise ValueError(
                 f"--split stratified with --limit-train {len(x)}: the smallest class has "
-                f"{int(counts[counts > 0].min())} image(s) and validation would hold {n_val}; "
+                f"{plural(int(counts[counts > 0].min()), 'image')} and validation would hold "
+                f"{n_val}; "
                 f"expected at least 2 images per class and {present} in each part (raise "
                 f"--limit-train)"
             )

@@ -37,6 +37,7 @@ from committee.data.fashion_mnist import (
     read_images_idx_gz,
 )
 from committee.errors import InputError, one_line
+from committee.log import plural
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".gz")
@@ -113,7 +114,8 @@ def read_inputs(paths: list[str | os.PathLike], invert: bool = False) -> Inputs:
         index.append(np.arange(len(array), dtype=np.int32))
     if light:
         notes.append(
-            f"warning: {len(light)} image(s) have a light border (e.g. {light[0]}); "
+            f"warning: {plural(len(light), 'image')} "
+            f"{'has' if len(light) == 1 else 'have'} a light border (e.g. {light[0]}); "
             f"Fashion-MNIST garments are light on a dark background: pass --invert "
             f"if these are dark garments on a light background"
         )

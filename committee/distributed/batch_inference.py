@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 
 import numpy as np
@@ -46,7 +47,12 @@ class MemberPredictor:
     """
 
     def __init__(
-        self, name: str, model_bytes: bytes, tta: str, threads: int, backend: str = backends.DEFAULT
+        self,
+        name: str,
+        model_bytes: bytes,
+        tta: str,
+        threads: int,
+        backend: str = backends.DEFAULT,
     ):
         from committee.training.prediction import load_member
 
@@ -64,9 +70,45 @@ class MemberPredictor:
 
 
 @contextlib.contextmanager
-def _ray_data_console(level: int = logging.WARNING):
-    """Ray Data logs each execution's start, plan and end at INFO on the driver's terminal;
-    for the block its console handlers show ``level`` and above, its log files everything."""
+def _native_stderr_to_file():
+    """For the block, what Ray's C++ core worker writes to this process's stderr (file
+    descriptor 2) goes to ``committee-predict-driver.err`` in Ray's session log folder (else
+    a temporary file) instead of the terminal; Python's ``sys.stderr`` (the project's lines,
+    Ray Data's progress bars on a terminal) still reaches the terminal. Ray Data passes its
+    actors' constructor arguments through the object store and lets them restart, for which
+    the core worker prints an ERROR line (core_worker.cc, ``MapWorker(MapBatches(...))``,
+    ray-project/ray#53727) on every prediction: a warning about Ray Data, not about the run."""
+    folder = tempfile.gettempdir()
+    with contextlib.suppress(Exception):  # Ray's private API: fall back to a temporary file
+        import ray
+
+        folder = ray._private.worker._global_node.get_logs_dir_path()
+    sys.stderr.flush()
+    saved = os.dup(2)
+    python_stderr = os.fdopen(os.dup(saved), "w", buffering=1, errors="backslashreplace")
+    native = os.open(
+        os.path.join(folder, "committee-predict-driver.err"),
+        os.O_WRONLY | os.O_CREAT | os.O_APPEND,
+        0o600,
+    )
+    os.dup2(native, 2)
+    previous, sys.stderr = sys.stderr, python_stderr
+    try:
+        yield
+    finally:
+        sys.stderr = previous
+        python_stderr.close()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(native)
+
+
+@contextlib.contextmanager
+def _ray_data_console(level: int = logging.ERROR):
+    """Ray Data logs each execution's start, plan and end at INFO, and warnings about its
+    own settings ("Progress bars disabled" whenever the output is not a terminal), on the
+    driver's terminal; for the block its console handlers show ``level`` and above, its log
+    files (Ray's session logs) everything."""
     handlers = [
         h
         for h in logging.getLogger("ray.data").handlers
@@ -108,7 +150,7 @@ def predict_members(
     saved = (context.execution_options.preserve_order, context.enable_progress_bars)
     context.execution_options.preserve_order = True  # rows come back in the input order
     context.enable_progress_bars = sys.stderr.isatty()
-    with _ray_data_console():
+    with _ray_data_console(), _native_stderr_to_file():
         try:
             dataset = ray.data.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
             for name, (model_bytes, tta) in members.items():

@@ -29,12 +29,13 @@ import numpy as np
 from committee.distributed.cluster import Placement, quiet_stderr
 from committee.distributed.worker import (
     MemberJob,
+    phase_sender,
     predict_member,
     score_members,
     train_loop_per_worker,
 )
 from committee.errors import MemberDiverged, disk_full, no_space
-from committee.log import logger
+from committee.log import logger, plural
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
 from committee.rundir.member_files import (
@@ -311,11 +312,14 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
     budget = "" if run.time_budget_s is None else f" within {run.time_budget_s / 60:g} min"
     logger.info(
         f"{spec.name}: training on Ray Train ({run.placement.describe()}, up to "
-        f"{spec.epochs} epochs{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
+        f"{plural(spec.epochs, 'epoch')}{budget}, batch {spec.batch_size}, {spec.optimizer} lr "
         f"{spec.learning_rate:g}, seed {member['seed']})"
     )
+    phase = phase_sender(run.progress, spec.name)
+    phase("starting its Ray Train worker")
     with _naming_a_full_disk(member_storage, catching=Exception):
         result = trainer.fit()
+    phase("predicting the validation and test images")
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
     state = _read_state(checkpoint)
     probs = ray.get(
@@ -333,7 +337,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         else f" (time budget: {outcome.epochs_planned} of {spec.epochs} planned)"
     )
     logger.info(
-        f"{spec.name}: done after {outcome.epochs_run} epochs{planned}"
+        f"{spec.name}: done after {plural(outcome.epochs_run, 'epoch')}{planned}"
         f"{' (early stop)' if outcome.stopped_early else ''}"
     )
     return outcome

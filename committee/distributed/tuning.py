@@ -38,7 +38,7 @@ from committee.distributed.driver import (
 )
 from committee.distributed.worker import MemberJob
 from committee.errors import SearchError, one_line
-from committee.log import logger
+from committee.log import logger, plural
 from committee.members import spec as members_mod
 from committee.members.architectures import ARCHITECTURES
 from committee.members.spec import MemberSpec
@@ -219,7 +219,7 @@ def search(
             ),
         )
     logger.info(
-        f"{spec.name}: searching {num_samples} configurations ({scheduler}, up to "
+        f"{spec.name}: searching {plural(num_samples, 'configuration')} ({scheduler}, up to "
         f"{max_concurrent} at once)"
     )
     if verbose:
@@ -396,7 +396,7 @@ def plan_trials(
     cpus = cpus or trial_cpus(nodes, concurrency)
     if concurrency * (cpus + TRIAL_CPU) > total_cpu + 1e-9:
         raise ValueError(
-            f"--max-concurrent {concurrency} trials of {cpus:g} CPU (+ "
+            f"--max-concurrent {plural(concurrency, 'trial')} of {cpus:g} CPU (+ "
             f"{TRIAL_CPU} each for the trial) need more than the "
             f"cluster's {total_cpu:g} CPUs; lower one of them"
         )

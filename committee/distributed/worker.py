@@ -74,13 +74,28 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         _train_on_worker(job)
 
 
+def phase_sender(progress, member: str):
+    """A function that tells the driver's display (``progress``: its queue) what ``member``
+    is doing now, e.g. "building the model"; does nothing without a display."""
+
+    def send(text: str) -> None:
+        if progress is not None:
+            progress.put_nowait({"member": member, "kind": "phase", "text": text})
+
+    return send
+
+
 def _train_on_worker(job: MemberJob) -> None:
     import ray
     import ray.train
 
     spec, progress = job.spec, job.progress
+    phase = phase_sender(progress, spec.name)
+    phase(f"importing Keras on {job.backend}")
     backends.configure(job.backend, threads=job.threads)
+    phase("loading the data")
     data = ray.get(job.data)  # zero-copy views of the arrays put once by the driver
+    phase("looking for a checkpoint to resume from")
     resume = _load_resume_point(spec.name, ray.train.get_checkpoint(), job.member_storage)
     if resume is not None:
         logger.info(f"[{spec.name}] resuming after epoch {resume[1].epoch}", extra=MEMBER)
@@ -126,6 +141,7 @@ def _train_on_worker(job: MemberJob) -> None:
         predict_images=job.predict_images,
         verbose=0 if progress is not None else 2,
         callbacks=_tensorboard(job.tensorboard),
+        on_phase=phase,
     )
     if state.diverged is not None:  # the non-finite weights are never saved
         # Ray Train's result carries only metrics reported with a checkpoint, so the news

@@ -141,3 +141,105 @@ def uncertainty(
     p = np.asarray(committee_proba, dtype=np.float64)
     entropy = -np.sum(p * np.log(np.where(p > 0, p, 1.0)), axis=1)  # 0 log 0 = 0
     return disagreement.astype(np.float32), entropy.astype(np.float32)
+
+
+# --------------------------------------------------------------------------- noise of the test set
+
+Z_95 = 1.959963984540054  # the standard normal's 97.5% quantile: two-sided 95% intervals
+NOISE_LEVEL = 0.05  # a gain whose McNemar p-value is at least this is within the noise
+
+
+def wilson_interval(correct: int, n: int, z: float = Z_95) -> tuple[float, float]:
+    """The Wilson score interval of a proportion ``correct / n`` (95% for the default ``z``).
+
+    Wilson, E. B. (1927), "Probable inference, the law of succession, and statistical
+    inference", JASA 22(158), 209-212; as in Agresti & Coull (1998), The American Statistician
+    52(2), eq. (2), without continuity correction: with p = correct / n,
+    ``(p + z²/2n ± z sqrt(p(1-p)/n + z²/4n²)) / (1 + z²/n)``. ``n`` = 0 gives (0, 1).
+    """
+    if not 0 <= correct <= n:
+        raise ValueError(f"{correct} correct of {n}; expected 0 <= correct <= n")
+    if n == 0:
+        return 0.0, 1.0
+    p, z2 = correct / n, z * z
+    centre = p + z2 / (2 * n)
+    spread = z * np.sqrt(p * (1 - p) / n + z2 / (4 * n * n))
+    denominator = 1 + z2 / n
+    low = 0.0 if correct == 0 else max(0.0, (centre - spread) / denominator)
+    high = 1.0 if correct == n else min(1.0, (centre + spread) / denominator)
+    return float(low), float(high)
+
+
+def mcnemar_exact(b: int, c: int) -> float:
+    """Two-sided p-value of McNemar's exact test on paired predictions.
+
+    ``b``: images the first classifier gets right and the second wrong; ``c``: the reverse.
+    Under the null hypothesis (equal accuracy) each of the ``b + c`` discordant images falls
+    either way with probability 1/2, so ``p = min(1, 2 P[X <= min(b, c)])``, X ~ Binomial(b + c,
+    1/2) (McNemar, Q. (1947), Psychometrika 12(2), 153-157; the exact, binomial form as in
+    Fagerland, Lydersen & Laake (2013), BMC Medical Research Methodology 13:91, eq. (1)).
+    No discordant image gives 1.
+    """
+    from scipy.stats import binom
+
+    if b < 0 or c < 0:
+        raise ValueError(f"discordant counts {b}, {c}; expected counts >= 0")
+    if b + c == 0:
+        return 1.0
+    return float(min(1.0, 2 * binom.cdf(min(b, c), b + c, 0.5)))
+
+
+def per_class_accuracy(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> list:
+    """Accuracy on each class's images (its recall): ``n_classes`` floats, None for a class
+    with no image."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    out = []
+    for k in range(n_classes):
+        mask = y_true == k
+        out.append(float(np.mean(y_pred[mask] == k)) if mask.any() else None)
+    return out
+
+
+def noise_of_scores(
+    y_true: np.ndarray,
+    predictions: Mapping[str, np.ndarray],
+    members: list[str],
+    rules: list[str],
+    n_classes: int,
+) -> dict:
+    """How far the test figures are from noise, from the predicted classes alone.
+
+    ``predictions``: name -> predicted classes ``(n,)`` for each of ``members`` and each
+    ``committee_<rule>`` of ``rules``. Returns ``accuracy`` (name -> accuracy, Wilson 95%
+    ``low`` / ``high``, ``correct``, ``n``), ``per_class`` (name -> :func:`per_class_accuracy`),
+    ``best_member`` (by test accuracy, first on ties) and ``gain`` (rule -> the rule's gain
+    over the best member, ``b`` images only the rule gets right, ``c`` only the member, and
+    McNemar's exact ``p_value``)."""
+    y_true = np.asarray(y_true)
+    correct = {name: np.asarray(pred) == y_true for name, pred in predictions.items()}
+    n = len(y_true)
+    accuracy = {}
+    for name, right in correct.items():
+        k = int(right.sum())
+        low, high = wilson_interval(k, n)
+        accuracy[name] = {"accuracy": k / n if n else 0.0, "low": low, "high": high}
+        accuracy[name].update(correct=k, n=n)
+    best = max(members, key=lambda m: accuracy[m]["correct"])
+    gain = {}
+    for rule in rules:
+        ours, theirs = correct[f"committee_{rule}"], correct[best]
+        b, c = int(np.sum(ours & ~theirs)), int(np.sum(~ours & theirs))
+        gain[rule] = {
+            "gain": (b - c) / n if n else 0.0,
+            "b": b,
+            "c": c,
+            "p_value": mcnemar_exact(b, c),
+        }
+    return {
+        "accuracy": accuracy,
+        "per_class": {
+            name: per_class_accuracy(y_true, pred, n_classes) for name, pred in predictions.items()
+        },
+        "best_member": best,
+        "gain": gain,
+    }

@@ -60,7 +60,10 @@ def out_of_fold_weighted(
     y = np.asarray(y_val, dtype=np.int64)
     n_splits = min(n_splits, len(y))
     if n_splits < 2:
-        raise ValueError(f"{len(y)} validation image(s) cannot be split into folds; expected >= 2")
+        raise ValueError(
+            f"{len(y)} validation {'image' if len(y) == 1 else 'images'} cannot be split "
+            "into folds; expected >= 2"
+        )
     counts = np.bincount(y)
     stratify = counts[counts > 0].min() >= n_splits
     splitter = (StratifiedKFold if stratify else KFold)(n_splits, shuffle=True, random_state=seed)

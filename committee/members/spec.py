@@ -339,10 +339,10 @@ SEARCH_SPACES: dict[str, dict[str, tuple]] = {
 }
 
 
-def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
-    """Raise ValueError naming the member, key and bad value of a malformed search space
-    (an ``arch.NAME`` its builder does not take included: every value is applied)."""
-    fields = {
+# The MemberSpec fields a search space or a configuration (best_configs.json, committee run
+# --config) may set, besides ``arch.<builder keyword>``.
+TUNABLE_FIELDS = frozenset(
+    {
         "learning_rate",
         "batch_size",
         "optimizer",
@@ -353,6 +353,13 @@ def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
         "label_smoothing",
         "ema_momentum",
     }
+)
+
+
+def validate_space(spec: MemberSpec, space: dict[str, tuple]) -> None:
+    """Raise ValueError naming the member, key and bad value of a malformed search space
+    (an ``arch.NAME`` its builder does not take included: every value is applied)."""
+    fields = TUNABLE_FIELDS
     for key, entry in space.items():
         where = f"search space of {spec.name!r}, {key!r}"
         if split_arch_key(key) is None and key not in fields:

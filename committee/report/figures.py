@@ -16,7 +16,11 @@ from committee.data.fashion_mnist import CLASS_NAMES, NUM_CLASSES
 from committee.ensemble.diagnostics import N_BINS
 from committee.rundir import folder as runfolder
 
-CURVES = ("loss", "accuracy", "precision", "recall")
+# The curves drawn: the loss and the top-1 accuracy the report scores. The history also holds
+# Keras' Precision() and Recall() (threshold 0.5 on each class's probability, one-vs-rest, all
+# classes pooled): not the report's macro precision and recall, and 0.0 for a member whose
+# probabilities never pass 0.5, so they are not drawn.
+CURVES = (("loss", "loss (categorical cross-entropy)"), ("accuracy", "accuracy (top-1)"))
 SAMPLE_ROWS, SAMPLE_COLS = 5, 15  # the sample grid; samples.npz holds at most this many
 
 # The file name of each figure in the run folder's figures/ (runfolder.FIGURES), written by
@@ -47,13 +51,13 @@ def save(fig, path: str | os.PathLike) -> Path:
 
 
 def training_curves(name: str, history: dict[str, list[float]], path) -> Path:
-    """Loss, accuracy, precision and recall per epoch, train and validation."""
-    fig, axes = _subplots(1, 4, figsize=(16, 3.6))
-    for ax, metric in zip(axes, CURVES):
+    """Loss and top-1 accuracy per epoch, train and validation (:data:`CURVES`)."""
+    fig, axes = _subplots(1, len(CURVES), figsize=(4 * len(CURVES) + 1, 3.6))
+    for ax, (metric, title) in zip(axes, CURVES):
         for key, label in ((metric, "train"), (f"val_{metric}", "validation")):
             values = history.get(key, [])
             ax.plot(range(1, len(values) + 1), values, marker="o", ms=3, label=label)
-        ax.set_title(metric)
+        ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
     axes[0].legend()

@@ -18,14 +18,16 @@ import numpy as np
 import pyarrow as pa
 
 from committee.data.fashion_mnist import (
+    CLASS_NAMES,
     IMAGE_SHAPE,
     NUM_CLASSES,
     NpyFormatError,
     npy_header,
 )
 from committee.ensemble import fusion
-from committee.ensemble.diagnostics import N_BINS
+from committee.ensemble.diagnostics import N_BINS, NOISE_LEVEL, noise_of_scores
 from committee.errors import one_line
+from committee.log import plural
 from committee.report import figures, tables
 from committee.rundir import folder as runfolder
 from committee.rundir import schema
@@ -55,9 +57,12 @@ def _fmt(value, digits: int = 4) -> str:
     return "–" if value is None else f"{value:.{digits}f}"
 
 
-def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
+def markdown(results: dict, drawn: Sequence[PlannedFigure], noise: dict | None = None) -> str:
     """The human-readable report: members and committee rules in one table, then a link to
-    each figure in ``drawn`` (:func:`figure_plan`), in that order."""
+    each figure in ``drawn`` (:func:`figure_plan`), in that order. ``noise``
+    (:func:`noise_of`, from predictions.parquet): each test accuracy's Wilson interval, the
+    committee's gain over the best member with McNemar's exact test, and the per-class
+    accuracy table; None leaves them out (a run folder without predictions.parquet)."""
     run, data = results["run"], results["data"]
     lines = [
         f"# Committee run `{run['name']}`",
@@ -70,10 +75,18 @@ def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
         "Test-set figures. The committee's are computed from its own fused probabilities "
         "(argmax of the fused probabilities), not averaged from the members' figures.",
         "",
-        "| model | epochs | val accuracy | test accuracy | precision (macro) | recall (macro) "
-        "| F1 (macro) | log loss |",
-        "|---|---|---|---|---|---|---|---|",
+        "| model | epochs | val accuracy | test accuracy "
+        + ("| 95% interval (Wilson) " if noise else "")
+        + "| precision (macro) | recall (macro) | F1 (macro) | log loss |",
+        "|---|---|---|---|" + ("---|" if noise else "") + "---|---|---|---|",
     ]
+
+    def interval(name: str) -> str:
+        if not noise:
+            return ""
+        a = noise["accuracy"][name]
+        return f" [{a['low']:.4f}, {a['high']:.4f}] |"
+
     for name, m in results["members"].items():
         training = results["training"][name]
         epochs = f"{training['epochs_run']}" + (
@@ -84,13 +97,14 @@ def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
             epochs += f" of {ceiling} (time budget)"
         lines.append(
             f"| {name} | {epochs} | {_fmt(m.get('val_accuracy'))} | "
-            f"{_fmt(m['accuracy'])} | {_fmt(m['precision_macro'])} | "
+            f"{_fmt(m['accuracy'])} |{interval(name)} {_fmt(m['precision_macro'])} | "
             f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |"
         )
     for rule, m in results["committee"].items():
         lines.append(
             f"| **committee ({rule})** | – | {_fmt(m.get('val_accuracy'))} | "
-            f"**{_fmt(m['accuracy'])}** | {_fmt(m['precision_macro'])} | "
+            f"**{_fmt(m['accuracy'])}** |{interval(f'committee_{rule}')} "
+            f"{_fmt(m['precision_macro'])} | "
             f"{_fmt(m['recall_macro'])} | {_fmt(m['f1_macro'])} | {_fmt(m['log_loss'])} |"
         )
     best = results["best_member"]
@@ -102,6 +116,8 @@ def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
         + ", ".join(f"{rule} {g:+.4f}" for rule, g in gain.items())
         + f". Oracle accuracy (some member right): {_fmt(results['oracle_accuracy'])}.",
     ]
+    if noise:
+        lines += ["", *_gain_lines(noise, list(results["committee"]))]
     if "weights" in results:
         lines += [
             "",
@@ -136,10 +152,87 @@ def markdown(results: dict, drawn: Sequence[PlannedFigure]) -> str:
                 f"| {pair.replace('|', ' / ')} | {_fmt(d['disagreement'])} | "
                 f"{_fmt(d['q_statistic'])} | {_fmt(d['double_fault'])} |"
             )
+    if noise:
+        lines += ["", *_per_class_lines(noise)]
     lines += ["", "## Figures", ""]
     lines += [f"- ![{figure.alt}]({figure.link})" for figure in drawn]
     lines.append("")
     return "\n".join(lines)
+
+
+def _gain_lines(noise: dict, rules: list[str]) -> list[str]:
+    """The committee's gain over the best member per rule, with McNemar's exact test, and a
+    sentence saying whether it is within the noise of the test set."""
+    best, n = noise["best_member"], noise["accuracy"][noise["best_member"]]["n"]
+    lines = [
+        f"Is the gain more than noise? McNemar's exact test on the {n:,} paired test "
+        f"predictions, each rule against {best}: b = images only the committee gets right, "
+        f"c = images only {best} gets right, p = the two-sided exact (binomial) p-value.",
+        "",
+        "| rule | gain over " + best + " | b | c | McNemar p | verdict |",
+        "|---|---|---|---|---|---|",
+    ]
+    for rule in rules:
+        g = noise["gain"][rule]
+        within = g["p_value"] >= NOISE_LEVEL
+        verdict = (
+            f"within the noise (p ≥ {NOISE_LEVEL:g})"
+            if within
+            else f"beyond the noise (p < {NOISE_LEVEL:g})"
+        )
+        lines.append(
+            f"| {rule} | {g['gain']:+.4f} | {g['b']} | {g['c']} | {g['p_value']:.3g} | {verdict} |"
+        )
+    within = [r for r in rules if noise["gain"][r]["p_value"] >= NOISE_LEVEL]
+    if len(within) == len(rules):
+        sentence = (
+            f"Every rule's difference from {best} is within the noise of this test set "
+            f"(McNemar p ≥ {NOISE_LEVEL:g}): the test set cannot tell the committee from its best "
+            "member."
+        )
+    elif not within:
+        sentence = (
+            f"Every rule's difference from {best} is beyond the noise of this test set "
+            f"(McNemar p < {NOISE_LEVEL:g})."
+        )
+    else:
+        sentence = (
+            f"Within the noise (McNemar p ≥ {NOISE_LEVEL:g}): {', '.join(within)}; beyond it: "
+            f"{', '.join(r for r in rules if r not in within)}."
+        )
+    return [*lines, "", sentence]
+
+
+def _per_class_lines(noise: dict) -> list[str]:
+    """Accuracy on each class's test images (its recall), members and committee rules."""
+    names = list(noise["per_class"])
+    header = [n.replace("committee_", "committee ") for n in names]
+    lines = [
+        "## Per-class test accuracy",
+        "",
+        "| class | " + " | ".join(header) + " |",
+        "|---|" + "---|" * len(names),
+    ]
+    for k, label in enumerate(CLASS_NAMES):
+        cells = [_fmt(noise["per_class"][n][k]) for n in names]
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def noise_of(run_dir: Path, results: dict) -> dict | None:
+    """:func:`committee.ensemble.diagnostics.noise_of_scores` recomputed from the run's
+    predictions.parquet (the labels and each member's and rule's classes), or None when the
+    folder has none (runs are scored before it is written only in tests). Raises
+    :class:`~committee.rundir.folder.RunFolderError` when it is unreadable or disagrees with
+    results.json."""
+    path = run_dir / PREDICTIONS
+    if not os.path.lexists(path):
+        return None
+    runfolder.check_inside(run_dir, [path])
+    members, rules = list(results["members"]), list(results["committee"])
+    names = [*members, *(f"committee_{r}" for r in rules)]
+    labels, classes = tables.read_predicted_classes(path, names, results["data"]["n_test"])
+    return noise_of_scores(labels, classes, members, rules, NUM_CLASSES)
 
 
 def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
@@ -153,9 +246,12 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     Raises :class:`~committee.rundir.folder.RunFolderError` (one line naming the file and field).
     """
     run_dir = Path(run_dir)
+    if results is None and runfolder.is_search(run_dir):
+        return render_search(run_dir)
     results = _checked_results(run_dir, results)
     samples = read_samples(run_dir / SAMPLES)
-    plan = _outputs(run_dir, results, figure_plan(results, samples))
+    noise = noise_of(run_dir, results)
+    plan = _outputs(run_dir, results, figure_plan(results, samples), noise)
     runfolder.check_inside(run_dir, list(plan))
     for path, draw in plan.items():
         draw(path)
@@ -235,14 +331,16 @@ def figure_plan(
 
 
 def _outputs(
-    run_dir: Path, results: dict, drawn: Sequence[PlannedFigure]
+    run_dir: Path, results: dict, drawn: Sequence[PlannedFigure], noise: dict | None = None
 ) -> dict[Path, Callable[[Path], object]]:
     """Every file :func:`render` writes, each with the function that writes it: the figures
     ``drawn`` and report.md, which links exactly those."""
     plan: dict[Path, Callable[[Path], object]] = {
         run_dir / figure.link: figure.draw for figure in drawn
     }
-    plan[run_dir / REPORT] = lambda path: runfolder.write_text(path, markdown(results, drawn))
+    plan[run_dir / REPORT] = lambda path: runfolder.write_text(
+        path, markdown(results, drawn, noise)
+    )
     return plan
 
 
@@ -271,6 +369,27 @@ def write_search(
     runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
 
 
+def render_search(run_dir: str | Path) -> list[Path]:
+    """(Re)write a search's report.md from its results.json (checked: schema.SearchResults);
+    return the paths written. Its figures/trials.png stays as the search drew it (the
+    trials' curves are not kept). Raises :class:`~committee.rundir.folder.RunFolderError`
+    naming the file, and what to run instead when the search has not finished."""
+    run_dir = Path(run_dir)
+    path = run_dir / runfolder.RESULTS
+    if not path.is_file():
+        unfinished = (run_dir / runfolder.INCOMPLETE).exists()
+        raise runfolder.RunFolderError(
+            f"{path} not found; expected a finished search's results"
+            + (": rerun the same committee tune --run-name to finish it" if unfinished else "")
+        )
+    results = schema.read_search_results(path)
+    scores = {k: results[k] for k in ("default", "tuned") if results.get(k) is not None}
+    report = run_dir / REPORT
+    runfolder.check_inside(run_dir, [report])
+    runfolder.write_text(report, search_markdown(results["members"], scores, results["search"]))
+    return [report]
+
+
 def _on_backend(run: dict) -> str:
     """ ", Keras on jax" for a run that recorded its backend (runs before 2026-11-30 did not)."""
     backend = run.get("backend")
@@ -284,7 +403,7 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
     lines = [
         f"# Hyper-parameter search `{meta['name']}`",
         "",
-        f"{meta['num_samples']} configurations per member ({meta['scheduler']}), the "
+        f"{plural(meta['num_samples'], 'configuration')} per member ({meta['scheduler']}), the "
         f"default configuration among them; objective validation accuracy on "
         f"{meta['n_val']:,} validation images. The test set was used only after selection.",
         "",
@@ -328,6 +447,10 @@ def search_markdown(summaries: dict[str, dict], scores: dict, meta: dict) -> str
         "",
         f"Trials: `{TRIALS}`; curves: `{FIGURES}/{figures.TRIALS_PNG}`; best configurations: "
         f"`{BEST_CONFIGS}`.",
+        "",
+        f"The search keeps no trained committee: to train and use one with these "
+        f"configurations, `committee run --config <this folder>/{BEST_CONFIGS}` (with the "
+        "search's `--preset`), then `committee predict` / `committee report` on that run.",
         "",
     ]
     return "\n".join(lines)

@@ -99,3 +99,55 @@ def write_table(path: Path, table: pa.Table) -> None:
     buffer = io.BytesIO()
     pcsv.write_csv(pa.table(flat), buffer)
     runfolder.write_bytes(path, buffer.getvalue())
+
+
+MAX_PREDICTIONS_BYTES = 256 << 20  # a run's predictions.parquet: about 1 MB per 10,000 images
+
+
+def read_predicted_classes(
+    path: Path, names: list[str], n: int
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """``(labels, classes)`` from a run's predictions.parquet: the ``label`` column and, for
+    each of ``names`` (members and ``committee_<rule>``), its ``<name>_pred`` column, each
+    ``(n,)`` int64 in 0..9.
+
+    The file is untrusted: raises :class:`~committee.rundir.folder.RunFolderError` (one line
+    naming the file and the column) when it is too large, not Parquet, lacks a column, or
+    holds another count of rows or a class out of range."""
+    path = Path(path)
+    expected = "expected the predictions.parquet committee run writes"
+    try:
+        if path.stat().st_size > MAX_PREDICTIONS_BYTES:
+            raise runfolder.RunFolderError(
+                f"{path}: larger than {MAX_PREDICTIONS_BYTES:,} bytes; {expected}"
+            )
+        schema = pq.read_schema(path)
+        columns = ["label", *(f"{name}_pred" for name in names)]
+        missing = [c for c in columns if c not in schema.names]
+        if missing:
+            raise runfolder.RunFolderError(f"{path}: column {missing[0]!r} is missing; {expected}")
+        table = pq.read_table(path, columns=columns)
+    except runfolder.RunFolderError:
+        raise
+    except (OSError, ValueError, pa.ArrowException) as exc:
+        raise runfolder.RunFolderError(
+            f"{path}: not a readable Parquet file ({type(exc).__name__}); {expected}"
+        ) from None
+    arrays = {}
+    for column in table.column_names:
+        kind = table.schema.field(column).type
+        values = table.column(column).to_numpy(zero_copy_only=False)
+        if not pa.types.is_integer(kind) or len(values) != n or table.column(column).null_count:
+            raise runfolder.RunFolderError(
+                f"{path}: column {column!r} is {kind} with {len(values):,} rows; expected "
+                f"{n:,} integer classes, none missing (results.json's n_test)"
+            )
+        values = values.astype(np.int64)
+        if len(values) and not 0 <= values.min() <= values.max() < NUM_CLASSES:
+            raise runfolder.RunFolderError(
+                f"{path}: column {column!r} holds {values.min()}..{values.max()}; expected "
+                f"classes in 0..{NUM_CLASSES - 1}"
+            )
+        arrays[column] = values
+    labels = arrays.pop("label")
+    return labels, {name: arrays[f"{name}_pred"] for name in names}

@@ -43,6 +43,12 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
         raise RunFolderError(
             f"run folder {run_dir} does not exist; expected the folder of a finished committee run"
         )
+    if runfolder.is_search(run_dir):
+        raise RunFolderError(
+            f"{run_dir} is a search's folder (committee tune), which keeps no trained "
+            f"committee; expected a run's: train its best configurations with "
+            f"{runfolder.use_of_search(run_dir)}"
+        )
     results_path = run_dir / runfolder.RESULTS
     if not results_path.is_file():
         raise RunFolderError(

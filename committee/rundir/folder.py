@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from committee.errors import RunFolderError
-from committee.log import logger
+from committee.log import logger, plural
 
 INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
@@ -216,6 +216,36 @@ def read_marker(run_dir: Path) -> dict | None:
     return config if isinstance(config, dict) and config.get("tool") == TOOL else None
 
 
+def is_search(run_dir: str | os.PathLike) -> bool:
+    """Whether ``run_dir`` is a search's folder (``committee tune``): its config.json records
+    a search, or it holds a search's own outputs (best_configs.json, trials.parquet)."""
+    run_dir = Path(run_dir)
+    marker = read_marker(run_dir)
+    identity = marker.get("identity") if marker else None
+    if isinstance(identity, dict) and identity.get("kind") == "tune":
+        return True
+    return (run_dir / BEST_CONFIGS).is_file() or (run_dir / TRIALS).is_file()
+
+
+def search_preset(run_dir: str | os.PathLike) -> str | None:
+    """The preset a search's config.json records (a plain name), else None."""
+    marker = read_marker(Path(run_dir))
+    identity = marker.get("identity") if marker else None
+    preset = identity.get("preset") if isinstance(identity, dict) else None
+    return preset if isinstance(preset, str) and preset.isidentifier() else None
+
+
+def use_of_search(run_dir: str | os.PathLike) -> str:
+    """What to run to predict with a search's result: the run of its best configurations."""
+    run_dir = Path(run_dir)
+    preset = search_preset(run_dir)
+    with_preset = f" --preset {preset}" if preset and preset != "seed" else ""
+    return (
+        f"committee run{with_preset} --config {run_dir / BEST_CONFIGS}, then predict "
+        f"with that run's folder"
+    )
+
+
 def _foreign_entries(run_dir: Path) -> list[str]:
     return sorted(
         p.name
@@ -347,7 +377,9 @@ def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
     if mode != "overwrite" and run_dir.is_dir():  # (an overwritten run's go with it)
         removed = remove_temporaries(run_dir)
         if removed:
-            logger.info(f"removed {len(removed)} temporary file(s) a killed run left in {run_dir}")
+            logger.info(
+                f"removed {plural(len(removed), 'temporary file')} a killed run left in {run_dir}"
+            )
     if mode == "resume":
         config["instance"] = (read_marker(run_dir) or {}).get("instance", config["instance"])
     elif mode == "overwrite":

@@ -50,13 +50,16 @@ def run_identity(
     time_budget_s: float | None,
     search: Mapping[str, Any] | None = None,
     backend: str = "tensorflow",
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything that determines a run's figures, as plain JSON data.
 
     ``kind``: "run" or "tune"; ``data_sha256``: the SHA-256 of each IDX file used;
     ``time_budget_s``: each member's budget in seconds (None: the ceilings are trained);
     ``search``: a search's own settings (samples, scheduler, budget), for ``tune``;
-    ``backend``: Keras' backend the members train on (its numerics and random streams differ).
+    ``backend``: Keras' backend the members train on (its numerics and random streams differ);
+    ``config``: the content of ``committee run --config`` (member -> settings), recorded as
+    given (absent without one, so identities recorded before the option still match).
     """
     data = {
         "split": split,
@@ -78,6 +81,8 @@ def run_identity(
     }
     if search is not None:
         identity["search"] = dict(search)
+    if config is not None:
+        identity["config"] = dict(config)
     return _plain(identity)
 
 

@@ -169,6 +169,40 @@ class Results(_Table):
     confusion_matrix: _by_member(Matrix)
 
 
+# --------------------------------------------------------------------------- a search's
+
+
+class SearchMeta(_Table):
+    name: Line
+    num_samples: Count
+    scheduler: Line
+    n_val: Count
+
+
+class SearchMember(_Table):
+    best_config: Annotated[dict[Line, bool | int | float | Line], Field(max_length=64)]
+
+
+class SearchScore(_Table):
+    accuracy: float
+    val_accuracy: float | None = None
+
+
+class SearchScores(_Table):
+    members: _by_member(SearchScore, min_length=0)
+    committee: _by_member(SearchScore, min_length=0)
+
+
+class SearchResults(_Table):
+    """The results.json of ``committee tune`` (render.write_search), as far as its report
+    reads it."""
+
+    search: SearchMeta
+    members: _by_member(SearchMember)
+    default: SearchScores | None = None
+    tuned: SearchScores | None = None
+
+
 # --------------------------------------------------------------------------- checking
 
 
@@ -178,7 +212,25 @@ def read_results(path: str | Path) -> dict:
     Raises :class:`RunFolderError` (one line) when it cannot be read, is larger than
     ``MAX_RESULTS_BYTES``, is not JSON or fails :func:`check_results`.
     """
-    path = Path(path)
+    obj = _read_json(Path(path))
+    check_results(obj, str(path))
+    return obj
+
+
+def read_search_results(path: str | Path) -> dict:
+    """Read and check a search's results.json (:class:`SearchResults`); return it as a plain
+    dict. Raises :class:`RunFolderError` (one line naming the file and field)."""
+    obj = _read_json(Path(path))
+    try:
+        SearchResults.model_validate(obj)
+    except ValidationError as exc:
+        raise RunFolderError(f"{path}: {_describe(exc.errors()[0])}") from None
+    return obj
+
+
+def _read_json(path: Path) -> Any:
+    """The JSON data of results.json; one-line :class:`RunFolderError` when it cannot be read,
+    is too large or is not JSON."""
     try:
         with open(path, "rb") as f:
             raw = f.read(MAX_RESULTS_BYTES + 1)
@@ -205,7 +257,6 @@ def read_results(path: str | Path) -> dict:
             f"{_short(str(exc))}); expected the results.json of a finished "
             f"run"
         ) from None
-    check_results(obj, str(path))
     return obj
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from committee.log import MEMBER, logger
+from committee.log import MEMBER, logger, plural
 from committee.members.spec import MemberSpec
 from committee.training.state import TrainState, plan_epochs, recent_pace
 
@@ -127,10 +127,10 @@ class TimeBudget(keras.callbacks.Callback):
         logs["epochs_planned"] = state.epochs_planned  # for TensorBoard and the history
         if state.epochs_planned != before:
             logger.info(
-                f"[{spec.name}] time budget {budget_s / 60:.1f} min: {epoch + 1} "
-                f"epoch(s) in {took:.0f} s, {pace:.0f} s each lately, prediction "
-                f"needs ~{reserve:.0f} s, so {state.epochs_planned} of {spec.epochs} "
-                f"epochs" + ("" if before is None else f" (was {before})"),
+                f"[{spec.name}] time budget {budget_s / 60:.1f} min: "
+                f"{plural(epoch + 1, 'epoch')} in {took:.0f} s, {pace:.0f} s each lately, "
+                f"prediction needs ~{reserve:.0f} s, so {state.epochs_planned} of "
+                f"{plural(spec.epochs, 'epoch')}" + ("" if before is None else f" (was {before})"),
                 extra=MEMBER,
             )
         if epoch + 1 >= state.epochs_planned:

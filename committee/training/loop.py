@@ -141,6 +141,7 @@ def train_member(
     predict_images: int = 0,
     verbose: int = 2,
     callbacks: list | None = None,
+    on_phase: Callable[[str], None] | None = None,
 ):
     """Train ``spec`` on (x_train, y_train), validating on (x_val, y_val).
 
@@ -156,8 +157,12 @@ def train_member(
     Returns ``(model, state)``; ``state.history`` holds every epoch's metrics. A member whose
     loss becomes NaN or infinite stops at once with ``state.diverged`` set (epoch, learning
     rate, loss); that epoch is neither recorded nor passed to ``on_epoch_end``.
+    ``on_phase(text)`` is told each step before the first epoch ends ("building and compiling
+    the model", "epoch 1: compiling the training step" ...), for a live display.
     """
     import keras
+
+    phase = on_phase or (lambda text: None)
 
     keras.utils.set_random_seed(seed)
     if resume is not None:
@@ -166,6 +171,7 @@ def train_member(
         keras.utils.set_random_seed(resume_seed(seed, state.epoch))  # fresh shuffles after a resume
     else:
         precision = effective_precision(spec.precision)
+        phase(f"building and compiling the model ({precision})")
         model = compile_member(spec, steps_per_execution, precision=precision)
         architectures.init_whitening(model, x_train)  # a frozen layer set from the data, if any
         state = TrainState(precision=precision)
@@ -190,6 +196,7 @@ def train_member(
                 "batch_size": spec.batch_size,
                 "shuffle": True,
             }
+        phase(f"epoch {state.epoch + 1} running (its first steps compile the model)")
         model.fit(
             **inputs,
             validation_data=(x_val, one_hot(y_val)),

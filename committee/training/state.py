@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from committee.log import plural
 from committee.members.spec import MemberSpec
 
 METRICS = ("loss", "accuracy", "precision", "recall")
@@ -146,7 +147,8 @@ def plan_epochs(
     """
     if epochs_done < 1 or not seconds_so_far > 0:
         raise ValueError(
-            f"pace needs >= 1 epoch done in > 0 s, got {epochs_done} epochs in {seconds_so_far!r} s"
+            f"pace needs >= 1 epoch done in > 0 s, got {plural(epochs_done, 'epoch')} in "
+            f"{seconds_so_far!r} s"
         )
     if pace_s is None:
         pace_s = seconds_so_far / epochs_done

@@ -30,14 +30,20 @@ def _arrays(split):
 
 def test_one_epoch_reports_all_metrics(small):
     spec = members.SEED_PRESET[0].with_overrides(epochs=1)
-    seen = []
+    seen, phases = [], []
     model, state = train_member(
         spec,
         *_arrays(small),
         on_epoch_end=lambda e, logs, m, s: seen.append((e, logs, s.finished_at)),
         verbose=0,
+        on_phase=phases.append,
     )
     assert [e for e, _, _ in seen] == [0] and state.epoch == 1
+    # what the live display shows before the first epoch ends
+    assert phases == [
+        f"building and compiling the model ({state.precision})",
+        "epoch 1 running (its first steps compile the model)",
+    ]
     assert state.started_at < seen[0][2] <= state.finished_at  # saved with the checkpoint
     for key in (
         "loss",

@@ -63,13 +63,17 @@ def test_every_output_exists_and_parses(finished_run):
     report = (run_dir / "report.md").read_text()
     assert "committee (mean)" in report and "model3" in report
     assert "| model1 | 1 of 2 (time budget) |" in report
+    # the test set's noise, recomputed from predictions.parquet: intervals, McNemar, per class
+    assert "| 95% interval (Wilson) |" in report and "McNemar's exact test" in report
+    assert "within the noise" in report or "beyond the noise" in report
+    assert "## Per-class test accuracy" in report and "| Ankle boot |" in report
     log = proc.stdout + proc.stderr
     # The workers' plan lines; Ray folds lines alike but for their digits ("model1", "model3")
     # into one, so the driver's own line is the one every member is sure to get.
-    assert "time budget 0.0 min: 1 epoch(s) in" in log
+    assert "time budget 0.0 min: 1 epoch in" in log
     for name in MEMBERS:
         assert log.count(f"[{name}] time budget") <= 1, log  # Ray Train's print said it twice
-        assert f"[committee] {name}: done after 1 epochs (time budget: 1 of 2 planned)" in log
+        assert f"[committee] {name}: done after 1 epoch (time budget: 1 of 2 planned)" in log
     pngs = list((run_dir / "figures").glob("*.png"))
     assert {p.name for p in pngs} == {
         "curves_model1.png",

@@ -66,7 +66,7 @@ print("alive:", ray.get(cleaner_view.remote(controller._actor_id.hex())))
 """
 
 
-def test_fifo_search_through_the_cli_under_storage(tmp_path):
+def test_fifo_search_through_the_cli_under_storage(tmp_path, capsys):
     proc = run_cli(
         "tune",
         "--members",
@@ -117,6 +117,49 @@ def test_fifo_search_through_the_cli_under_storage(tmp_path):
     assert out.count(": trial ") == 4 and "epoch 1: val_accuracy 0." in out
     for noise in ("╭", "Trial status", "I0000", "cuInit", "\x1b["):
         assert noise not in out, (noise, out)
+    _the_search_is_usable(run_dir, best, tmp_path, capsys)
+
+
+def _the_search_is_usable(run_dir, best, tmp_path, capsys):
+    """What a finished search's folder is for, without training again (no Ray): report
+    rewrites its report, predict says what to run instead, and best_configs.json passes
+    committee run --config's checks up to where Ray would start."""
+    from committee.app import cli
+    from committee.app.options import RunOptions, validate
+
+    report = (run_dir / "report.md").read_text()
+    assert "committee run --config <this folder>/best_configs.json" in report
+    (run_dir / "report.md").unlink()
+    assert cli.main(["report", str(run_dir)]) == 0
+    assert (run_dir / "report.md").read_text() == report  # the same report, from results.json
+
+    capsys.readouterr()
+    assert cli.main(["predict", str(run_dir), str(tmp_path / "one.npy")]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        f"committee: error: {run_dir} is a search's folder (committee tune), which keeps no "
+        "trained committee; expected a run's: train its best configurations with committee "
+        f"run --config {run_dir / 'best_configs.json'}, then predict with that run's folder"
+    ]
+
+    config = str(run_dir / "best_configs.json")
+    options = RunOptions(config=config, output=str(tmp_path / "runs"))
+    specs = validate(options)  # every check before data and Ray
+    assert [s.name for s in specs] == ["model1", "model2"]
+    for spec in specs:
+        assert spec.learning_rate == best[spec.name]["learning_rate"]
+        assert spec.batch_size == best[spec.name]["batch_size"]
+        assert spec.optimizer == best[spec.name]["optimizer"]
+    # the run stops before Ray at the first bad option after --config's checks pass
+    assert cli.main(["run", "--config", config, "--run-name", "a/b"]) == 2
+    assert "--run-name 'a/b' must be a plain folder name" in capsys.readouterr().err
+    damaged = tmp_path / "damaged.json"
+    damaged.write_text(json.dumps({**best, "model2": {**best["model2"], "momentum": 0.9}}))
+    assert cli.main(["run", "--config", str(damaged), "--output", str(tmp_path / "runs")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"committee: error: --config {damaged}: key 'momentum' of member 'model2' is unknown; "
+        "expected one of batch_size, ema_momentum, epochs, erasing, label_smoothing, "
+        "learning_rate, optimizer, patience, shift or arch.<builder keyword>"
+    )
 
 
 def test_a_strong_members_trials_sample_their_own_augmentation():

@@ -57,11 +57,53 @@ def test_bars_on_a_terminal_show_progress_and_warnings_only(tmp_path):
     display.close()
     out = stream.getvalue()
     assert (
-        "model1   2/5 epochs" in out and "acc 0.8123 val 0.8000, 75 s/epoch, ETA 3 min 45 s" in out
+        "model1   epoch 2/5" in out and "acc 0.8123 val 0.8000, 75 s/epoch, ETA 3 min 45 s" in out
     )
     assert "[model2] warning: checkpoint x could not be loaded" in out
     assert "plan: 4 epochs" not in out  # in the member's log only
     assert "plan: 4 epochs" in (tmp_path / "logs" / "model2.log").read_text()
+
+
+def test_phases_show_on_the_bars_before_the_first_epoch(tmp_path):
+    """Between the start and a member's first epoch its bar says what is happening (not
+    "0/? epochs | starting"); plain output keeps to its lines, the member's log has them."""
+    from committee.app.progress import STARTING
+
+    stream = io.StringIO()
+    display = Display(["model1", "model2"], log_dir=tmp_path / "logs", stream=stream, live=True)
+    assert STARTING in stream.getvalue() and "starting" != STARTING
+    display.event({"member": "model1", "kind": "phase", "text": "building and compiling"})
+    bar = display.bars["model1"]
+    assert bar.postfix[0] == "building and compiling"
+    assert "model1   epoch 0/? |" in str(bar) and "building and compiling" in str(bar)
+    assert display.bars["model2"].postfix[0] == STARTING
+    display.event(EPOCH)  # the epoch's figures replace the phase
+    assert bar.postfix[0].startswith("acc 0.8123")
+    display.close()
+    assert "[model1] building and compiling" in (tmp_path / "logs" / "model1.log").read_text()
+
+    plain = io.StringIO()
+    display = Display(["model1"], log_dir=tmp_path / "plain", stream=plain)
+    display.event({"member": "model1", "kind": "phase", "text": "loading the data"})
+    display.close()
+    assert plain.getvalue() == ""
+    assert (tmp_path / "plain" / "model1.log").read_text() == "[model1] loading the data\n"
+
+
+def test_a_worker_sends_its_phases_to_the_display_queue():
+    from committee.distributed.worker import phase_sender
+
+    class Queue:
+        def __init__(self):
+            self.items = []
+
+        def put_nowait(self, item):
+            self.items.append(item)
+
+    queue = Queue()
+    phase_sender(queue, "model1")("loading the data")
+    assert queue.items == [{"member": "model1", "kind": "phase", "text": "loading the data"}]
+    phase_sender(None, "model1")("nothing to tell")  # no display: nothing happens
 
 
 def test_a_member_name_never_leaves_the_log_folder(tmp_path):
