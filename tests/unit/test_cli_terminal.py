@@ -30,7 +30,7 @@ def _parsers(parser: argparse.ArgumentParser):
 
 def test_no_parser_takes_abbreviations():
     parsers = list(_parsers(cli.build_parser()))
-    assert len(parsers) == 5  # committee, run, tune, report, predict
+    assert len(parsers) == 6  # committee, run, tune, report, predict, export
     assert all(not p.allow_abbrev for p in parsers)
 
 
@@ -41,6 +41,7 @@ def test_no_parser_takes_abbreviations():
         (["run", "--member", "model1"], "--member"),
         (["tune", "--num-sample", "2"], "--num-sample"),
         (["predict", "runs/x", "a.npy", "--rul", "mean"], "--rul"),
+        (["export", "runs/x", "--overwr"], "--overwr"),
     ],
 )
 def test_an_abbreviated_option_is_an_error(argv, abbreviated, capsys):
