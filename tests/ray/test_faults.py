@@ -113,7 +113,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
 
 def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "interrupted"
-    args = ("--backend", "jax", "--members", "model2", "--epochs", "3", "--limit-train", "3000")
+    args = ("--backend", "jax", "--members", "model2", "--epochs", "3", "--limit-train", "2000")
     args += ("--output", str(tmp_path), "--run-name", "interrupted")
     proc = _cli_popen(*args, env={**os.environ})
     _wait_for(

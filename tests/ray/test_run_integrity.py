@@ -196,7 +196,18 @@ def test_overwrite_keeps_the_finished_run_when_the_new_one_fails(finished, tmp_p
     ), proc.stderr[-2000:]
     assert _listing(run_dir) == before
     # a new run that fails part way (its members diverge) puts the finished run back
-    proc = _run(tmp_path, "base", "--overwrite", "--learning-rate", "1e30", "--epochs", "1")
+    # (one member is enough to fail it; an overwrite may change the settings)
+    proc = _run(
+        tmp_path,
+        "base",
+        "--overwrite",
+        "--learning-rate",
+        "1e30",
+        "--epochs",
+        "1",
+        "--members",
+        "model1",
+    )
     assert proc.returncode == 2, proc.stderr[-3000:]
     line = _last_line(proc)
     assert (
