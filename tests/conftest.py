@@ -127,6 +127,7 @@ def pytest_itemcollected(item):
         item.add_marker(getattr(pytest.mark, tier))
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(items):
     """Under ``pytest -n 2 --dist loadgroup``: the tests that share a module-scoped fixture (a
     Ray head, a finished run, a cluster of nodes) run in one process, so that it is made once;

@@ -209,11 +209,11 @@ def test_asha_search_never_touches_the_test_set(tmp_path, dataset, monkeypatch):
         space,
         split,
         tmp_path / "tune" / "model1",
-        num_samples=4,
+        num_samples=3,
         scheduler="asha",
         time_budget_s=400,
     )
-    assert summary["trials"] == 4 and summary["errored"] == 0
+    assert summary["trials"] == 3 and summary["errored"] == 0
     assert all(r.metrics and r.metrics.get("epoch") for r in grid), "a trial never started"
     assert summary["default_config"]["learning_rate"] == 0.001
     assert summary["default_val_accuracy"] is not None and summary["default_epochs"] == 2
