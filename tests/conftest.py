@@ -125,22 +125,3 @@ def pytest_itemcollected(item):
     tier = next((t for t in TIERS if f"{os.sep}{t}{os.sep}" in str(item.path)), None)
     if tier is not None:
         item.add_marker(getattr(pytest.mark, tier))
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
-def pytest_collection_modifyitems(items):
-    """Under ``pytest -n 2 --dist loadgroup``: the tests that share a module-scoped fixture (a
-    Ray head, a finished run, a cluster of nodes) run in one process, so that it is made once;
-    every other test goes to whichever process is free, which balances the two better than
-    whole files did."""
-    for item in items:
-        info = getattr(item, "_fixtureinfo", None)
-        if info is None:
-            continue
-        shared = [
-            name
-            for name in info.names_closure
-            if (defs := info.name2fixturedefs.get(name)) and defs[-1].scope == "module"
-        ]
-        if shared:
-            item.add_marker(pytest.mark.xdist_group(item.module.__name__))

@@ -126,7 +126,7 @@ def test_job_submit_without_token_is_refused(ray_head, tmp_path):
 def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_path):
     run_dir = tmp_path / "stopped"
     # model3 (128 filters at 14x14) takes over twice as long per epoch as model1
-    args = ("stopped", "--members", "model1,model3", "--epochs", "4", "--limit-train", "8000")
+    args = ("stopped", "--members", "model1,model3", "--epochs", "4", "--limit-train", "12000")
     proc = _submit(ray_head, tmp_path, *args, wait=False)
     assert proc.returncode == 0, proc.stderr
     job_id = _job_id(proc.stdout + proc.stderr)
