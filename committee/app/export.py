@@ -19,10 +19,9 @@ import numpy as np
 
 from committee import log, validation
 from committee.app.options import EXPORT_CHECKS, EXPORT_CONSTRAINTS, ExportOptions
-from committee.app.predict import fuse_rule
+from committee.app.predict import check_output_file, fuse_rule
 from committee.ensemble import fusion
 from committee.log import logger
-from committee.rundir import folder as runfolder
 from committee.rundir.finished_run import Committee, load_committee, load_models
 from committee.training.export import committee_model
 
@@ -41,26 +40,7 @@ def output_path(output: str | os.PathLike, run_dir: Path, overwrite: bool = Fals
             f"--output {output}: extension {path.suffix or '(none)'!r} is not {SUFFIX!r}; "
             f"expected a file name ending in {SUFFIX}"
         )
-    folder = path.parent
-    if not folder.is_dir():
-        raise ValueError(
-            f"--output {output}: folder {folder} does not exist; expected an existing folder"
-        )
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(
-            f"--output {output}: folder {folder} is not writable; expected a writable folder"
-        )
-    if path.is_dir():
-        raise ValueError(f"--output {output} is a folder; expected a file name ending in {SUFFIX}")
-    resolved = path.resolve()
-    if (
-        resolved.is_relative_to(run_dir.resolve())
-        and resolved.relative_to(run_dir.resolve()).parts[0] in runfolder.KNOWN_ENTRIES
-    ):
-        raise ValueError(
-            f"--output {output} would replace a file of the run folder {run_dir}; "
-            f"expected another path"
-        )
+    check_output_file(output, path, run_dir, SUFFIX)
     if path.exists() and not overwrite:
         raise ValueError(
             f"--output {output} exists; expected a new file (or --overwrite to replace it)"

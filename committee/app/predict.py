@@ -52,6 +52,15 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
             f"--output {output}: extension {path.suffix or '(none)'!r} is unknown; "
             f"expected {' or '.join(FORMATS)}"
         )
+    check_output_file(output, path, run_dir, " or ".join(FORMATS))
+    return path
+
+
+def check_output_file(output, path: Path, run_dir: Path, expected: str) -> None:
+    """The checks every output file of a command gets (predict's table, export's model):
+    raises ValueError naming ``--output`` when its folder does not exist or is not writable,
+    when it is a folder (``expected``: what a file name should end in), or when it would
+    replace one of the run folder's own files."""
     folder = path.parent
     if not folder.is_dir():
         raise ValueError(
@@ -63,7 +72,7 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
         )
     if path.is_dir():
         raise ValueError(
-            f"--output {output} is a folder; expected a file name ending in {' or '.join(FORMATS)}"
+            f"--output {output} is a folder; expected a file name ending in {expected}"
         )
     resolved = path.resolve()
     if (
@@ -71,10 +80,9 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
         and resolved.relative_to(run_dir.resolve()).parts[0] in runfolder.KNOWN_ENTRIES
     ):
         raise ValueError(
-            f"--output {output} would replace a file of the run folder "
-            f"{run_dir}; expected another path"
+            f"--output {output} would replace a file of the run folder {run_dir}; "
+            "expected another path"
         )
-    return path
 
 
 def validate(options: PredictOptions) -> tuple[Committee, inputs.Inputs, Path]:
