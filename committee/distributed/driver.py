@@ -7,8 +7,8 @@ committee, ``tuning`` searches hyper-parameters.
 Flow of :func:`run_members`::
 
     driver: data arrays --ray.put once--> object store
-            one trainer per member (member_trainer: TensorflowTrainer, or on JAX Ray Train's
-              plain DataParallelTrainer), fit() from a thread each -> run concurrently
+            one trainer per member (member_trainer: Ray Train's DataParallelTrainer),
+              fit() from a thread each -> run concurrently
               worker: train_loop_per_worker({"job": MemberJob})
                       -> per-epoch ray.train.report(metrics, ckpt)
             one predict task per member (loads the final checkpoint) -> val/test probabilities
@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from committee.distributed.cluster import Placement, quiet_stderr
+from committee.distributed.cluster import Placement
 from committee.distributed.worker import (
     MemberJob,
     phase_sender,
@@ -50,10 +50,6 @@ from committee.training.checkpoint import (
 )
 from committee.training.state import TrainState
 
-# Ray's TensorFlow backend sets TF_USE_LEGACY_KERAS=1 in workers; this project uses Keras 3
-# explicitly (``import keras``), never ``tf.keras``.
-
-
 # --------------------------------------------------------------------------- worker side
 
 
@@ -76,19 +72,19 @@ def member_trainer(job: MemberJob, placement: Placement, **run_config):
     running :func:`~committee.distributed.worker.train_loop_per_worker`; ``run_config``:
     RunConfig's arguments.
 
-    TensorFlow: TensorflowTrainer. JAX: Ray Train's DataParallelTrainer with no framework
-    set-up. Ray's JaxTrainer would call ``jax.distributed.initialize``, needless for one
-    worker, and on GPUs it counts whole GPUs (``range(num_gpus)``), which fractional GPUs
-    (three members sharing one) break [ray/train/v2/jax/config.py].
+    Both backends get Ray Train's DataParallelTrainer with no framework set-up: one worker
+    needs none. TensorflowTrainer only adds ``TF_CONFIG`` for multi-worker strategies, and
+    ``ray.train.tensorflow`` imports TensorFlow in the driver and in every trainer's
+    controller process (~5 CPU-seconds each on this project's 2-core machines). Ray's
+    JaxTrainer would call ``jax.distributed.initialize``, needless for one worker, and on GPUs
+    it counts whole GPUs (``range(num_gpus)``), which fractional GPUs (three members sharing
+    one) break [ray/train/v2/jax/config.py].
     """
     from ray.train import RunConfig
+    from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer
 
     run_config = RunConfig(worker_runtime_env=placement.runtime_env(job.backend), **run_config)
-    if job.backend == "tensorflow":
-        from ray.train.tensorflow import TensorflowTrainer as Trainer
-    else:
-        from ray.train.v2.api.data_parallel_trainer import DataParallelTrainer as Trainer
-    return Trainer(
+    return DataParallelTrainer(
         train_loop_per_worker=train_loop_per_worker,
         train_loop_config={"job": job},
         scaling_config=placement.scaling_config(),
@@ -216,10 +212,6 @@ def run_members(
     """
     import ray
     from ray.util.queue import Queue
-
-    if backend == "tensorflow":
-        with quiet_stderr(display is not None):  # it imports TensorFlow, for member_trainer
-            from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     STOPPING.clear()  # a process may run several jobs (a notebook, a service)
     progress = None if display is None else Queue(actor_options={"num_cpus": 0})

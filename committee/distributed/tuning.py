@@ -28,7 +28,6 @@ from committee.distributed.cluster import (
     Placement,
     floor_resource,
     plan_placement,
-    quiet_stderr,
 )
 from committee.distributed.driver import (
     member_trainer,
@@ -158,10 +157,6 @@ def search(
     from ray import tune
     from ray.train import CheckpointConfig
     from ray.tune.integration.ray_train import TuneReportCallback
-
-    if backend == "tensorflow":
-        with quiet_stderr(not verbose):  # it imports TensorFlow, for member_trainer
-            from ray.train.tensorflow import TensorflowTrainer  # noqa: F401
 
     data_ref = put_split(split)
     path, parent, name = split_location(experiment_dir)
