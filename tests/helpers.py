@@ -84,23 +84,42 @@ SMALL_RUN_MEMBERS = ("model1", "model2", "model3")  # conftest.shared_run: the s
 class RayHead:
     """`ray start --head --block` in a subprocess, dashboard on 127.0.0.1, token auth on.
 
+    ``default_auth``: started as a user would, with no ``RAY_AUTH_*`` variables and its own
+    home (``self.home``): Ray then turns token authentication on when ``~/.ray/auth_token``
+    exists (written unless ``token_file`` is False; else authentication is off).
     Stopped by terminating the process this object started (never `ray stop`).
     """
 
-    def __init__(self, tmp: Path, num_cpus: int = 2, resources: str | None = None):
+    def __init__(
+        self,
+        tmp: Path,
+        num_cpus: int = 2,
+        resources: str | None = None,
+        default_auth: bool = False,
+        token_file: bool = True,
+    ):
         import secrets
 
         self.port, self.dashboard_port = free_port(), free_port()
         self.client_port = free_port()  # ephemeral range: outside Ray's 10002-19999 workers
         self.token = secrets.token_hex(32)
-        self.env = {
-            **os.environ,
-            "RAY_AUTH_MODE": "token",
-            "RAY_AUTH_TOKEN": self.token,
-            # On SIGTERM a node drains for up to 30 s while anything runs on it; a test's
-            # head (and each node added) stops at once instead.
-            "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0",
-        }
+        # On SIGTERM a node drains for up to 30 s while anything runs on it; a test's
+        # head (and each node added) stops at once instead.
+        self.env = {**os.environ, "RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S": "0"}
+        if default_auth:
+            self.home = Path(tempfile.mkdtemp(prefix="home", dir=tmp))
+            for name in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"):
+                self.env.pop(name, None)
+            self.env["HOME"] = str(self.home)
+            # as from an activated virtualenv: a job's `python` is this environment's
+            path = self.env.get("PATH", "")
+            self.env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{path}"
+            if token_file:
+                (self.home / ".ray").mkdir()
+                (self.home / ".ray" / "auth_token").write_text(self.token)
+                (self.home / ".ray" / "auth_token").chmod(0o600)
+        else:
+            self.env |= {"RAY_AUTH_MODE": "token", "RAY_AUTH_TOKEN": self.token}
         self.log = open(tmp / "ray-head.log", "w")
         # Its own session folder: a job's driver finds its cluster through the head's
         # ray_current_cluster file ("auto"), which in the shared /tmp/ray names whichever head

@@ -328,6 +328,7 @@ def build_parser() -> argparse.ArgumentParser:
     rep.add_argument("run_dir", type=Path, help="a run folder holding results.json")
     add_predict_parser(sub)
     add_export_parser(sub)
+    add_submit_parser(sub)
     return parser
 
 
@@ -514,6 +515,122 @@ def export_command(args: argparse.Namespace) -> int:
     return 0
 
 
+SUBMIT_DESCRIPTION = """\
+Submit `committee run` to a running Ray cluster as a Ray job (what `ray job submit ... --
+python jobs/train_committee.py ...` does), then follow its logs until it ends.
+
+The cluster's token is sent whenever one is found where Ray looks (RAY_AUTH_TOKEN,
+RAY_AUTH_TOKEN_PATH, ~/.ray/auth_token), so it works against a head started with a plain
+`ray start --head`, with or without token authentication. The options after `--` are
+`committee run`'s, checked here before anything is sent; paths among them (--output,
+--data-dir) are the cluster's. Exit status: the job's (0 once it succeeded; 2 for bad
+options; 1 for a failed job); Ctrl-C detaches and leaves the job running."""
+
+
+def add_submit_parser(sub) -> None:
+    sub_ = sub.add_parser(
+        "submit",
+        help="submit a committee run to a Ray cluster as a Ray job and follow it",
+        description=SUBMIT_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub_.add_argument(
+        "--address",
+        help="the cluster's job server, http://HOST:PORT of its dashboard (default: "
+        "$RAY_API_SERVER_ADDRESS, else an http address in $RAY_ADDRESS, else "
+        f"{DEFAULT_JOB_SERVER})",
+    )
+    sub_.add_argument(
+        "--submission-id",
+        help="the job's id; Ray never reuses one (take the next, e.g. seed-try2)",
+    )
+    sub_.add_argument(
+        "--working-dir",
+        type=Path,
+        help="the folder uploaded as the job's working folder (default: this project's, "
+        "the folder holding jobs/train_committee.py)",
+    )
+    sub_.add_argument(
+        "--runtime-env-json",
+        metavar="JSON",
+        help="more of the job's runtime environment, e.g. "
+        '\'{"env_vars": {"FASHION_MNIST_DIR": "/shared/fashion-mnist"}}\'',
+    )
+    sub_.add_argument(
+        "--no-wait", action="store_true", help="return once submitted; do not follow the logs"
+    )
+    sub_.add_argument(
+        "run_args",
+        nargs=argparse.REMAINDER,
+        metavar="-- RUN_OPTIONS",
+        help="committee run's options, after --",
+    )
+
+
+DEFAULT_JOB_SERVER = "http://127.0.0.1:8265"
+
+
+def submit_command(args: argparse.Namespace) -> int:
+    """``committee submit``: every option (the run's too) is checked before anything is
+    sent: one line, exit 2; a job server that cannot be reached or refuses the token: one
+    line, exit 2; otherwise the job's own exit status."""
+    import json
+    from urllib.parse import urlsplit
+
+    from committee.app.run import interrupt_on_sigterm
+    from committee.distributed.submission import submit
+
+    run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
+    check = OneLineParser(prog="committee submit", argument_default=argparse.SUPPRESS)
+    add_run_arguments(check)
+    check.parse_args(run_args)  # exits 2 in one line on a bad run option
+    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address and os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
+        address = os.environ["RAY_ADDRESS"]
+    address = address or DEFAULT_JOB_SERVER
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        _error(
+            f"--address {address!r} is not a job server address; expected http://HOST:PORT "
+            "(the cluster dashboard's)"
+        )
+        return 2
+    working_dir = args.working_dir or Path(__file__).resolve().parents[2]
+    if not (working_dir / "jobs" / "train_committee.py").is_file():
+        _error(
+            f"--working-dir {str(working_dir)!r} holds no jobs/train_committee.py; expected "
+            "a copy of this project (its repository's folder)"
+        )
+        return 2
+    runtime_env = None
+    if args.runtime_env_json is not None:
+        try:
+            runtime_env = json.loads(args.runtime_env_json)
+        except ValueError as exc:
+            _error(f"--runtime-env-json is not JSON: {exc}")
+            return 2
+        if not isinstance(runtime_env, dict):
+            _error('--runtime-env-json must be a JSON object, e.g. {"env_vars": {...}}')
+            return 2
+    interrupt_on_sigterm()
+    try:
+        return submit(
+            address,
+            run_args,
+            working_dir,
+            submission_id=args.submission_id,
+            runtime_env=runtime_env,
+            wait=not args.no_wait,
+        )
+    except (ConnectionError, ValueError) as exc:
+        _error(exc)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
+        return _unexpected(exc, None)
+
+
 def run_command(args: argparse.Namespace) -> int:
     """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
     from committee.app.run import interrupt_on_sigterm, run
@@ -614,6 +731,8 @@ def main(argv: list[str] | None = None) -> int:
         return predict_command(args)
     if args.command == "export":
         return export_command(args)
+    if args.command == "submit":
+        return submit_command(args)
     from committee.report.render import render
 
     try:

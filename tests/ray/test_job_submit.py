@@ -1,20 +1,56 @@
-"""`ray job submit` against a real head on 127.0.0.1 (token auth on), `ray job stop`, and a
-resubmission that resumes the stopped run and finishes the committee."""
+"""Jobs on a running head started the way a user starts one (`ray start --head`, no RAY_AUTH_*
+variables, a token in its home): README's `committee submit` command as written, a job
+stopped with `ray job stop`, and the resubmission that resumes it and finishes the
+committee; a client without the token is refused in one line."""
 
 from __future__ import annotations
 
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
-from helpers import ROOT, registered_checkpoints
+from helpers import ROOT, RayHead, registered_checkpoints
 
 RAY = str(Path(sys.executable).with_name("ray"))
+COMMITTEE = str(Path(sys.executable).with_name("committee"))
+
+
+@pytest.fixture(scope="module")
+def default_head(tmp_path_factory):
+    head = RayHead(tmp_path_factory.mktemp("head"), default_auth=True)
+    yield head
+    head.stop()
+
+
+def _client_env(head, **extra) -> dict:
+    """A shell on the head's machine: its home (the token in ~/.ray/auth_token), no RAY_AUTH_*
+    variables, this environment's Python first on PATH (as in an activated virtualenv)."""
+    env = {k: v for k, v in head.env.items() if not k.startswith("RAY_AUTH")}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    return {**env, **extra}
+
+
+def _readme_command(head, out: Path, submission_id: str, *options: str) -> list[str]:
+    """README's `committee submit` command as written, with this head's address, a folder of
+    the test for /shared/runs, the data's folder for /shared/fashion-mnist, and ``options``
+    (a smaller job) appended."""
+    text = (ROOT / "README.md").read_text()
+    block = re.search(r"```bash\n(\s*committee submit .*?)```", text, re.S).group(1)
+    args = shlex.split(block.replace("\\\n", " "))
+    swap = {
+        "http://127.0.0.1:8265": head.dashboard_url,
+        "seed-shared-try1": submission_id,
+        "/shared/runs": str(out),
+        "/shared/fashion-mnist": os.environ["FASHION_MNIST_DIR"],
+    }
+    assert set(swap) <= set(args), args
+    return [COMMITTEE if a == "committee" else swap.get(a, a) for a in args] + list(options)
 
 
 def _job_cli(head, *args, timeout=600) -> subprocess.CompletedProcess:
@@ -24,44 +60,26 @@ def _job_cli(head, *args, timeout=600) -> subprocess.CompletedProcess:
         text=True,
         timeout=timeout,
         cwd=ROOT,
-        env={**head.env, "RAY_ADDRESS": head.dashboard_url},
+        env=_client_env(head, RAY_ADDRESS=head.dashboard_url, **_ray_cli_auth(head)),
     )
 
 
-def _submit(head, out: Path, run_name: str, *extra: str, wait: bool = True):
-    runtime_env = {
-        "working_dir": str(ROOT),
-        "excludes": [".venv", ".git", "runs", "data"],
-        "env_vars": {
-            "FASHION_MNIST_DIR": os.environ["FASHION_MNIST_DIR"],
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-        },
-    }
-    args = ["submit", "--runtime-env-json", json.dumps(runtime_env)]
-    if not wait:
-        args.append("--no-wait")
-    args += [
-        "--",
-        sys.executable,
-        "jobs/train_committee.py",
-        "--output",
-        str(out),
-        "--run-name",
-        run_name,
-        *extra,
-    ]
-    # RayHead waits for its job agent to listen, but the agent registers with the head a moment
-    # later; until then a submission is refused with "No available agent ... try again later".
-    for _ in range(12):
-        proc = _job_cli(head, *args)
-        if "No available agent to submit job" not in proc.stderr:
-            return proc
-        time.sleep(5)
-    return proc
+def _ray_cli_auth(head) -> dict:
+    """What Ray's own `ray job` commands need to send the head's token: RAY_AUTH_MODE=token
+    (they find the token in ~/.ray/auth_token, but send it only in that mode)."""
+    return {"RAY_AUTH_MODE": "token"} if (head.home / ".ray" / "auth_token").exists() else {}
 
 
-def _job_id(logs: str) -> str:
-    return re.search(r"raysubmit_[A-Za-z0-9]+", logs).group(0)
+def _committee_submit(head, *args: str, env_home: Path | None = None, timeout=600):
+    env = _client_env(head) if env_home is None else _client_env(head, HOME=str(env_home))
+    return subprocess.run(
+        [COMMITTEE, "submit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        cwd=ROOT,
+        env=env,
+    )
 
 
 def _status(head, job_id: str) -> str:
@@ -73,13 +91,13 @@ def _status(head, job_id: str) -> str:
     return str(client.get_job_status(job_id).value)
 
 
-def test_dashboard_listens_on_loopback_only(ray_head):
+def test_dashboard_listens_on_loopback_only(default_head):
     import psutil
 
     listeners = {
         c.laddr.ip
         for c in psutil.net_connections("inet")
-        if c.status == psutil.CONN_LISTEN and c.laddr.port == ray_head.dashboard_port
+        if c.status == psutil.CONN_LISTEN and c.laddr.port == default_head.dashboard_port
     }
     assert listeners == {"127.0.0.1"}
 
@@ -91,16 +109,15 @@ print("joined", ray.get_runtime_context().gcs_address)
 """
 
 
-def test_heads_started_side_by_side_each_run_their_own_jobs(ray_head, tmp_path):
+def test_heads_started_side_by_side_each_run_their_own_jobs(default_head, tmp_path):
     # Two heads on one machine (the Ray tier runs in two processes) once shared the job agent's
     # default port, so the second refused every submission, and shared /tmp/ray, so a job's
-    # driver on the first joined the second (the head `ray start` made last).
-    from helpers import RayHead
-
-    second = RayHead(tmp_path)
+    # driver on the first joined the second (the head `ray start` made last). The second has
+    # no token: authentication off, and a client that sends one anyway is still served.
+    second = RayHead(tmp_path, default_auth=True, token_file=False)
     try:
-        assert second.agent_port != ray_head.agent_port
-        for head in (second, ray_head):
+        assert second.agent_port != default_head.agent_port
+        for head in (second, default_head):
             proc = _job_cli(head, "submit", "--", sys.executable, "-c", WHICH_CLUSTER)
             assert proc.returncode == 0, proc.stderr[-2000:]
             joined = re.search(r"joined \S+:(\d+)", proc.stdout)
@@ -109,27 +126,41 @@ def test_heads_started_side_by_side_each_run_their_own_jobs(ray_head, tmp_path):
         second.stop()
 
 
-def test_job_submit_without_token_is_refused(ray_head, tmp_path):
-    env = {k: v for k, v in ray_head.env.items() if not k.startswith("RAY_AUTH")}
-    env["HOME"] = str(tmp_path)  # no ~/.ray/auth_token to fall back on
+def test_a_client_without_the_token_is_told_the_fix_in_one_line(default_head, tmp_path):
+    out = tmp_path / "runs"
+    args = _readme_command(default_head, out, "no-token-try1")[2:]  # after `committee submit`
+    proc = _committee_submit(default_head, *args, env_home=tmp_path)  # no ~/.ray/auth_token
+    assert proc.returncode == 2, proc.stderr[-2000:]
+    assert proc.stderr.splitlines() == [
+        f"committee: error: the Ray cluster at {default_head.dashboard_url} requires token "
+        "authentication and no token was found here: copy the head's ~/.ray/auth_token to "
+        "~/.ray/auth_token here, or set RAY_AUTH_TOKEN=<token> (or RAY_AUTH_TOKEN_PATH=<file>)"
+    ], proc.stderr
+    # and a bad run option is one line before anything is sent
+    proc = _committee_submit(default_head, "--", "--epochs", "0")
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == (
+        "committee submit: error: argument --epochs: 0 must be an integer in 1..100000"
+    )
+    assert not out.exists()
+
+
+def test_stopped_job_leaves_no_half_written_outputs_and_resumes(default_head, tmp_path):
+    run_dir = tmp_path / "seed-shared"
+    # model3 (128 filters at 14x14) takes over twice as long per epoch as model1
+    small = ("--members", "model1,model3", "--epochs", "5", "--limit-train", "12000")
+    first = _readme_command(default_head, tmp_path, "stopped-try1", *small)
     proc = subprocess.run(
-        [RAY, "job", "list", "--address", ray_head.dashboard_url],
+        [*first[:2], "--no-wait", *first[2:]],
         capture_output=True,
         text=True,
-        timeout=120,
-        env=env,
+        timeout=300,
+        cwd=ROOT,
+        env=_client_env(default_head),
     )
-    assert proc.returncode != 0
-    assert "401" in proc.stdout + proc.stderr or "auth" in (proc.stdout + proc.stderr).lower()
-
-
-def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_path):
-    run_dir = tmp_path / "stopped"
-    # model3 (128 filters at 14x14) takes over twice as long per epoch as model1
-    args = ("stopped", "--members", "model1,model3", "--epochs", "4", "--limit-train", "12000")
-    proc = _submit(ray_head, tmp_path, *args, wait=False)
-    assert proc.returncode == 0, proc.stderr
-    job_id = _job_id(proc.stdout + proc.stderr)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "submitted job stopped-try1" in proc.stderr, proc.stderr[-3000:]
+    job_id = "stopped-try1"
     # Stop once model1 has finished and model3 has checkpointed but not finished.
     deadline = time.time() + 420
     while time.time() < deadline:
@@ -142,35 +173,46 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(ray_head, tmp_pa
             break
         time.sleep(0.2)
     else:
-        logs = _job_cli(ray_head, "logs", job_id).stdout
+        logs = _job_cli(default_head, "logs", job_id).stdout
         pytest.fail(f"the job never reached the point to stop it; its log ends:\n{logs[-3000:]}")
-    stop = _job_cli(ray_head, "stop", job_id)
+    stop = _job_cli(default_head, "stop", job_id)
     assert stop.returncode == 0, stop.stderr
+    stopped_at = registered_checkpoints(run_dir / "train" / "model3")
     deadline = time.time() + 120
-    while time.time() < deadline and _status(ray_head, job_id) != "STOPPED":
+    while time.time() < deadline and _status(default_head, job_id) != "STOPPED":
         time.sleep(1)
-    assert _status(ray_head, job_id) == "STOPPED"
-    logs = _job_cli(ray_head, "logs", job_id).stdout
+    assert _status(default_head, job_id) == "STOPPED"
+    logs = _job_cli(default_head, "logs", job_id).stdout
     assert "interrupted; finished members and checkpoints are kept" in logs  # SIGTERM handled
     assert (run_dir / "INCOMPLETE").exists()
     assert not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
-    # The resubmission is also the plain case: a job that runs the committee to its end.
-    again = _submit(ray_head, tmp_path, *args)
+    # README's command as written (the next submission id) resumes it to the committee.
+    again = subprocess.run(
+        _readme_command(default_head, tmp_path, "stopped-try2", *small),
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=ROOT,
+        env=_client_env(default_head),
+    )
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]
-    assert "succeeded" in logs.lower()
-    assert _status(ray_head, _job_id(logs)) == "SUCCEEDED"  # Ray's own record
+    assert "job stopped-try2 succeeded" in again.stderr
+    assert _status(default_head, "stopped-try2") == "SUCCEEDED"  # Ray's own record
     for line in ("member model1", "member model3", "committee mean"):
-        assert line in logs
+        assert line in again.stdout
     assert (run_dir / "predictions.parquet").is_file()
     assert "model1: finished in an earlier run of this folder, reusing it" in logs
     results = json.loads((run_dir / "results.json").read_text())
     assert results["training"]["model1"]["reused"] is True
-    model2 = results["training"]["model3"]
-    assert model2["reused"] is False
-    assert model2["resumed_at"] and model2["resumed_at"][0] >= 1  # from its checkpoint
-    assert model2["epochs_run"] == len(model2["history"]["loss"])
-    assert model2["epochs_run"] == 4 or model2["stopped_early"]
+    model3 = results["training"]["model3"]
+    assert model3["reused"] is False, (
+        f"model3 finished in the stopped job: it had {ckpt2} checkpoints when model1 was "
+        f"done, {stopped_at} when the stop returned"
+    )
+    assert model3["resumed_at"] and model3["resumed_at"][0] >= 1  # from its checkpoint
+    assert model3["epochs_run"] == len(model3["history"]["loss"])
+    assert model3["epochs_run"] == 5 or model3["stopped_early"]
     assert not (run_dir / "INCOMPLETE").exists()

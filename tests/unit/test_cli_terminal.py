@@ -30,7 +30,7 @@ def _parsers(parser: argparse.ArgumentParser):
 
 def test_no_parser_takes_abbreviations():
     parsers = list(_parsers(cli.build_parser()))
-    assert len(parsers) == 6  # committee, run, tune, report, predict, export
+    assert len(parsers) == 7  # committee, run, tune, report, predict, export, submit
     assert all(not p.allow_abbrev for p in parsers)
 
 
