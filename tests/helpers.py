@@ -154,6 +154,7 @@ class RayHead:
         self._wait_ready()
 
     def _wait_ready(self, timeout: float = 120) -> None:
+        import http.client
         import socket
         import time
         import urllib.request
@@ -175,7 +176,7 @@ class RayHead:
                 # submit` is refused with "No available agent".
                 socket.create_connection(("127.0.0.1", self.agent_port), timeout=2).close()
                 return
-            except OSError:
+            except (OSError, http.client.HTTPException):  # not up yet, or not its port yet
                 time.sleep(1)
         raise TimeoutError(
             f"Ray head (dashboard :{self.dashboard_port}, job agent :{self.agent_port}) not "
