@@ -202,7 +202,12 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
                     f"input {path}: {image.width}x{image.height} pixels; expected "
                     f"at most {MAX_IMAGE_PIXELS:,} pixels"
                 )
-            image = ImageOps.exif_transpose(image)  # a copy only when it says to turn
+            key = image.info.get("transparency")
+            if isinstance(key, tuple) and _png_bit_depth(path) == 16:
+                # Pillow reads a 16-bit RGB PNG as 8 bits (each value's high byte) but keeps
+                # its tRNS key in 16 bits, which then matches no pixel: scale it alike.
+                image.info["transparency"] = tuple(value >> 8 for value in key)
+            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways
             if image.mode == "F":
                 raise InputError(
                     f"input {path}: a floating-point image (mode F); expected "
@@ -231,6 +236,13 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
     if invert:
         pixels = 255 - pixels
     return pixels.astype(np.float32) / 255.0
+
+
+def _png_bit_depth(path: Path) -> int:
+    """The bit depth in a PNG file's header (IHDR), or 8 for any other file."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" else 8
 
 
 WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # Pillow's 16-bit (and 32-bit integer) modes

@@ -53,6 +53,39 @@ def test_a_16_bit_png_with_a_transparency_key_is_scaled_first(tmp_path):
     np.testing.assert_allclose(pixels[4:], 128 / 255, atol=1e-6)
 
 
+def _png16(path, color_type: int, rows: np.ndarray, key: tuple[int, ...]) -> None:
+    """A 16-bit PNG written by hand (Pillow writes no 16-bit RGB): ``rows`` uint16
+    ``(h, w * channels)``, ``key``: its tRNS transparent color."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        crc = zlib.crc32(kind + data) & 0xFFFFFFFF
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", crc)
+
+    h, w = rows.shape[0], rows.shape[1] // (3 if color_type == 2 else 1)
+    raw = b"".join(b"\x00" + row.astype(">u2").tobytes() for row in rows)
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, color_type, 0, 0, 0))
+        + chunk(b"tRNS", struct.pack(f">{len(key)}H", *key))
+        + chunk(b"IDAT", zlib.compress(raw))
+        + chunk(b"IEND", b"")
+    )
+
+
+@pytest.mark.parametrize("color_type", [0, 2], ids=["gray", "rgb"])
+def test_a_16_bit_png_key_marks_its_background_in_either_color_type(tmp_path, color_type):
+    """A gray background (20000 of 65535) marked transparent by its tRNS key: black once
+    read. Pillow reads 16-bit RGB as 8 bits but kept the key in 16, which matched nothing."""
+    channels = 3 if color_type == 2 else 1
+    rows = np.full((28, 28 * channels), 20000, np.uint16)
+    rows[8:20, 8 * channels : 20 * channels] = 128 * 257  # a mid-gray garment
+    _png16(tmp_path / "key.png", color_type, rows, (20000,) * channels)
+
+    pixels = inputs.read_image(tmp_path / "key.png")
+    assert pixels[:8].max() == 0 and pixels[20:].max() == 0  # the background
+    np.testing.assert_allclose(pixels[8:20, 8:20], 128 / 255, atol=1e-6)
+
+
 def test_hidden_entries_of_a_folder_are_skipped_and_counted(tmp_path):
     """macOS leaves ._x.png (AppleDouble metadata, not a PNG) beside x.png on other disks."""
     from PIL import Image
