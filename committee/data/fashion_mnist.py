@@ -387,11 +387,13 @@ class _Deadline:
         self.url, self.deadline, self.min_rate, self.grace = url, deadline, min_rate, grace
         self.start = self._clock()
 
-    def check(self, received: int) -> None:
-        """Raise unless ``received`` bytes so far are on time."""
+    def check(self, received: int, ended: bool = False) -> None:
+        """Raise unless ``received`` bytes so far are on time; once the body has ``ended``
+        (or broke off), only the deadline counts: a file that arrived whole is not too slow,
+        and a network error keeps its own message unless the deadline caused it."""
         elapsed = self._clock() - self.start
         too_long = elapsed > self.deadline
-        too_slow = elapsed > self.grace and received < self.min_rate * elapsed
+        too_slow = not ended and elapsed > self.grace and received < self.min_rate * elapsed
         if too_long or too_slow:
             raise DataError(
                 f"{self.url}: {received:,} bytes received in {elapsed:.0f} s; expected "
@@ -404,42 +406,82 @@ class _Deadline:
             )
 
 
-def _cut_at_deadline(clock: _Deadline, timers: list):
-    """A urllib opener whose connections are shut down when ``clock``'s deadline passes
-    (their timers appended to ``timers``, for the caller to cancel): the socket timeout
-    bounds one read, so a mirror trickling its status line or headers would otherwise hold
-    ``urlopen`` itself past any deadline."""
-    import http.client
-    import socket
-    import threading
-    import time
+class _Cutter:
+    """Shuts a download's connections down when ``clock``'s deadline passes, until
+    :meth:`stop`: the socket timeout bounds one read, so a mirror trickling its TLS
+    handshake, status line or headers would otherwise hold ``urlopen`` itself past any
+    deadline. :meth:`opener` gives the urllib opener whose connections it watches."""
 
-    def watched(base):
-        class Connection(base):
-            def connect(self):
-                super().connect()
-                sock = self.sock
+    def __init__(self, clock: _Deadline):
+        import threading
 
-                def cut():
-                    with contextlib.suppress(OSError):
-                        sock.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once
+        self.clock, self.timers, self.lock, self.on = clock, [], threading.Lock(), True
 
-                left = clock.start + clock.deadline - time.monotonic()
-                timers.append(threading.Timer(max(0.0, left), cut))
-                timers[-1].daemon = True
-                timers[-1].start()
+    def watch(self, fd: int) -> list[bool]:
+        """Shut down the socket at descriptor ``fd`` at the deadline, unless stopped first
+        or its connection closed (TLS detaches the socket object from ``fd``, hence a copy
+        of the descriptor). Returns the connection's flag: set ``[False]`` under ``lock``
+        before the descriptor is closed."""
+        import socket
+        import threading
+        import time
 
-        return Connection
+        open_ = [True]
 
-    class Http(urllib.request.HTTPHandler):
-        def http_open(self, req):
-            return self.do_open(watched(http.client.HTTPConnection), req)
+        def cut():
+            with self.lock:  # held while a descriptor is given up: it cannot be reused here
+                if self.on and open_[0]:
+                    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as copy:
+                        copy.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once
 
-    class Https(urllib.request.HTTPSHandler):
-        def https_open(self, req):
-            return self.do_open(watched(http.client.HTTPSConnection), req, context=self._context)
+        left = self.clock.start + self.clock.deadline - time.monotonic()
+        self.timers.append(threading.Timer(max(0.0, left), cut))
+        self.timers[-1].daemon = True
+        self.timers[-1].start()
+        return open_
 
-    return urllib.request.build_opener(Http, Https)
+    def stop(self) -> None:
+        """No cut from now on; call it before the connections' descriptors are closed."""
+        with self.lock:
+            self.on = False
+        for timer in self.timers:
+            timer.cancel()
+
+    def opener(self):
+        import http.client
+
+        cutter = self
+
+        def watched(base):
+            class Connection(base):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **kwargs)
+                    create, self._open = self._create_connection, [False]
+
+                    def create_and_watch(*args, **kwargs):
+                        sock = create(*args, **kwargs)
+                        self._open = cutter.watch(sock.fileno())
+                        return sock
+
+                    self._create_connection = create_and_watch
+
+                def close(self):
+                    with cutter.lock:
+                        self._open[0] = False
+                    super().close()
+
+            return Connection
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(watched(http.client.HTTPConnection), req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                connection = watched(http.client.HTTPSConnection)
+                return self.do_open(connection, req, context=self._context)
+
+        return urllib.request.build_opener(Http, Https)
 
 
 class _TimedReads:
@@ -472,53 +514,57 @@ def _download_verified(
     ``target``. Raises :class:`DataError` naming ``url`` (too large, too slow, or failed
     verification) or the network's own errors."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.name}.", suffix=".part")
-    tmp, timers = Path(tmp_name), []
+    tmp = Path(tmp_name)
     clock = _Deadline(url, deadline, min_rate, grace)
     try:
         with os.fdopen(fd, "wb") as out:
-            _fetch(url, out, spec, clock, _cut_at_deadline(clock, timers).open, timeout)
+            _fetch(url, out, spec, clock, timeout)
         try:
             read_idx_gz(tmp, spec)  # verify before the file becomes visible in the cache
         except DataError as exc:
             raise DataError(f"{url}: {exc}") from None
         os.replace(tmp, target)
     finally:
-        for timer in timers:
-            timer.cancel()
         tmp.unlink(missing_ok=True)
 
 
-def _fetch(url: str, out, spec: IdxFile, clock: _Deadline, urlopen, timeout: float) -> None:
+def _fetch(url: str, out, spec: IdxFile, clock: _Deadline, timeout: float) -> None:
     """Write ``url``'s body to ``out`` within ``MAX_GZ_BYTES`` and ``clock``'s limits; a
     network error once the deadline has passed is reported as the deadline."""
+    body, cutter = None, _Cutter(clock)
+    try:
+        with cutter.opener().open(url, timeout=min(timeout, clock.deadline)) as resp:
+            try:
+                body = _TimedReads(resp, clock)
+                _copy(body, resp.headers.get("Content-Length"), out, spec, url)
+            finally:
+                cutter.stop()  # before the response gives up its descriptor
+    except (OSError, http.client.HTTPException):
+        clock.check(0 if body is None else body.received, ended=True)  # the deadline's cut?
+        raise
+    finally:
+        cutter.stop()  # urlopen failed
+    clock.check(body.received, ended=True)  # a cut at the deadline can end a body quietly
+
+
+def _copy(body: _TimedReads, length: str | None, out, spec: IdxFile, url: str) -> None:
+    """Copy ``body`` to ``out`` (at most ``MAX_GZ_BYTES``; ``length``: the Content-Length
+    header), with a progress bar on stderr."""
     from tqdm import tqdm
 
-    body = None
-    try:
-        with urlopen(url, timeout=min(timeout, clock.deadline)) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            if total is not None and total > MAX_GZ_BYTES:
-                raise DataError(
-                    f"{url}: announces {total:,} bytes; expected a gzip file of at "
-                    f"most {MAX_GZ_BYTES:,} bytes"
-                )
-            body = _TimedReads(resp, clock)
-            capped = _CappedReader(body, MAX_GZ_BYTES, url)
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=spec.name,
-                file=sys.stderr,
-                mininterval=1.0,
-            ) as bar:
-                while chunk := capped.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-    except (OSError, http.client.HTTPException):
-        clock.check(0 if body is None else body.received)  # the deadline cut it short
-        raise
-    clock.check(body.received)  # a cut at the deadline can end the body early, not in error
+    total = int(length or 0) or None
+    if total is not None and total > MAX_GZ_BYTES:
+        raise DataError(
+            f"{url}: announces {total:,} bytes; expected a gzip file of at most "
+            f"{MAX_GZ_BYTES:,} bytes"
+        )
+    capped = _CappedReader(body, MAX_GZ_BYTES, url)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=spec.name, file=sys.stderr, mininterval=1.0
+    ) as bar:
+        while chunk := capped.read(1 << 16):
+            out.write(chunk)
+            bar.update(len(chunk))
 
 
 # --------------------------------------------------------------------------- loading
