@@ -6,7 +6,8 @@ Where the files come from, in order:
    if it is given it must hold the files — there is no silent fallback;
 2. Keras' cache folder ``~/.keras/datasets/fashion-mnist/`` (where
    ``keras.datasets.fashion_mnist.load_data`` keeps them);
-3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), verified
+3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), within
+   a deadline and a minimum rate (``DOWNLOAD_DEADLINE_S``, ``MIN_DOWNLOAD_RATE``), verified
    before it is written — atomically — into the Keras cache.
 
 Every file is read as a stream within limits (at most ``MAX_GZ_BYTES`` compressed, and never
@@ -109,8 +110,8 @@ MAX_GZ_BYTES = 64 << 20
 # A download's limits beyond the size cap: the socket timeout bounds one read only, so a
 # mirror sending a byte every few seconds would never time out. The largest file (26.4 MB)
 # takes under a minute at 1 MB/s; a download is stopped once it has run past its deadline,
-# or its first minute has passed and it averages under the minimum rate (a mirror that
-# slow would take over 4 hours).
+# or its first minute has passed and it averages under the minimum rate (a stall: at that
+# rate the largest file would take 3.7 hours).
 READ_TIMEOUT_S = 60.0
 DOWNLOAD_DEADLINE_S = 15 * 60.0
 MIN_DOWNLOAD_RATE = 2_000  # bytes per second, averaged since the download started
