@@ -6,7 +6,8 @@ Where the files come from, in order:
    if it is given it must hold the files — there is no silent fallback;
 2. Keras' cache folder ``~/.keras/datasets/fashion-mnist/`` (where
    ``keras.datasets.fashion_mnist.load_data`` keeps them);
-3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), verified
+3. a download of the official files (mirror list below, or ``FASHION_MNIST_MIRROR``), within
+   a deadline and a minimum rate (``DOWNLOAD_DEADLINE_S``, ``MIN_DOWNLOAD_RATE``), verified
    before it is written — atomically — into the Keras cache.
 
 Every file is read as a stream within limits (at most ``MAX_GZ_BYTES`` compressed, and never
@@ -20,8 +21,10 @@ Arrays returned: images ``uint8 (n, 28, 28)``, labels ``uint8 (n,)``.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import hashlib
+import http.client
 import os
 import struct
 import sys
@@ -104,6 +107,15 @@ KERAS_CACHE = Path("~/.keras/datasets/fashion-mnist")
 # Largest gz file read or downloaded: the official files are at most 26.4 MB, and even the
 # largest IDX content (47 MB) stored uncompressed fits.
 MAX_GZ_BYTES = 64 << 20
+# A download's limits beyond the size cap: the socket timeout bounds one read only, so a
+# mirror sending a byte every few seconds would never time out. The largest file (26.4 MB)
+# takes under a minute at 1 MB/s; a download is stopped once it has run past its deadline,
+# or its first minute has passed and it averages under the minimum rate (a stall: at that
+# rate the largest file would take 3.7 hours).
+READ_TIMEOUT_S = 60.0
+DOWNLOAD_DEADLINE_S = 15 * 60.0
+MIN_DOWNLOAD_RATE = 2_000  # bytes per second, averaged since the download started
+RATE_GRACE_S = 60.0  # the minimum rate applies from then on (a slow start is allowed)
 
 
 # --------------------------------------------------------------------------- parsing
@@ -262,18 +274,25 @@ def read_images_idx_gz(path: str | os.PathLike, max_images: int) -> np.ndarray:
     ``(count, 28, 28)``. Raises :class:`DataError` naming ``path``.
     """
     path = Path(path)
+    count = announced_images(path)
+    if count > max_images:
+        raise DataError(f"{path}: announces {count:,} images; expected at most {max_images:,}")
+    return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
+
+
+def announced_images(path: str | os.PathLike) -> int:
+    """The image count in a gzipped IDX file's header (0 if the header is too short to hold
+    one), read without decompressing further. Raises :class:`DataError` naming ``path`` when
+    it is not gzip."""
     try:
         with gzip.open(path, "rb") as stream:
-            head = stream.read(16)
+            head = stream.read(8)
     except (OSError, EOFError, zlib.error) as exc:
         raise DataError(
             f"{path}: not valid gzip ({exc}); expected a gzipped IDX images file "
             f"(magic {IMAGE_MAGIC}, 28x28)"
         ) from None
-    count = struct.unpack(">I", head[4:8])[0] if len(head) >= 8 else 0
-    if count > max_images:
-        raise DataError(f"{path}: announces {count:,} images; expected at most {max_images:,}")
-    return read_idx_gz(path, IdxFile(path.name, "images", count, "", ""), verify_checksum=False)
+    return struct.unpack(">I", head[4:8])[0] if len(head) >= 8 else 0
 
 
 _NPY_HEADERS = {
@@ -357,34 +376,150 @@ def download_all(dest: Path, mirrors: tuple[str, ...]) -> None:
             raise DataError(f"could not download {spec.name}: " + "; ".join(errors))
 
 
-def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 60.0) -> None:
-    """Download ``url`` to a temporary file (at most ``MAX_GZ_BYTES``), verify it with
-    :func:`read_idx_gz`, then rename it onto ``target``. Raises :class:`DataError` naming
-    ``url`` (too large, or failed verification) or the network's own errors."""
-    from tqdm import tqdm
+class _Deadline:
+    """A download's clock: raises :class:`DataError` naming ``url`` once ``deadline`` seconds
+    have passed, or once ``grace`` seconds have passed and fewer than ``min_rate`` bytes per
+    second (on average since the start) have arrived."""
 
+    def __init__(self, url: str, deadline: float, min_rate: float, grace: float):
+        import time
+
+        self._clock = time.monotonic
+        self.url, self.deadline, self.min_rate, self.grace = url, deadline, min_rate, grace
+        self.start = self._clock()
+
+    def check(self, received: int, ended: bool = False) -> None:
+        """Raise unless ``received`` bytes so far are on time; once the body has ``ended``
+        (or broke off), only the deadline counts: a file that arrived whole is not too slow,
+        and a network error keeps its own message unless the deadline caused it."""
+        elapsed = self._clock() - self.start
+        too_long = elapsed > self.deadline
+        too_slow = not ended and elapsed > self.grace and received < self.min_rate * elapsed
+        if too_long or too_slow:
+            raise DataError(
+                f"{self.url}: {received:,} bytes received in {elapsed:.0f} s; expected "
+                + (
+                    f"the whole file within {self.deadline:.0f} s"
+                    if too_long
+                    else f"at least {self.min_rate:,.0f} bytes/s after {self.grace:.0f} s"
+                )
+                + " (a stalled or very slow mirror; try another with FASHION_MNIST_MIRROR)"
+            )
+
+
+class _Cutter:
+    """Shuts a download's connections down when ``clock``'s deadline passes, until
+    :meth:`stop`: the socket timeout bounds one read, so a mirror trickling its TLS
+    handshake, status line or headers would otherwise hold ``urlopen`` itself past any
+    deadline. :meth:`opener` gives the urllib opener whose connections it watches."""
+
+    def __init__(self, clock: _Deadline):
+        import threading
+
+        self.clock, self.timers, self.lock, self.on = clock, [], threading.Lock(), True
+
+    def watch(self, fd: int) -> list[bool]:
+        """Shut down the socket at descriptor ``fd`` at the deadline, unless stopped first
+        or its connection closed (TLS detaches the socket object from ``fd``, hence a copy
+        of the descriptor). Returns the connection's flag: set ``[False]`` under ``lock``
+        before the descriptor is closed."""
+        import socket
+        import threading
+        import time
+
+        open_ = [True]
+
+        def cut():
+            with self.lock:  # held while a descriptor is given up: it cannot be reused here
+                if self.on and open_[0]:
+                    with contextlib.suppress(OSError), socket.socket(fileno=os.dup(fd)) as copy:
+                        copy.shutdown(socket.SHUT_RDWR)  # a blocked recv returns at once
+
+        left = self.clock.start + self.clock.deadline - time.monotonic()
+        self.timers.append(threading.Timer(max(0.0, left), cut))
+        self.timers[-1].daemon = True
+        self.timers[-1].start()
+        return open_
+
+    def stop(self) -> None:
+        """No cut from now on; call it before the connections' descriptors are closed."""
+        with self.lock:
+            self.on = False
+        for timer in self.timers:
+            timer.cancel()
+
+    def opener(self):
+        import http.client
+
+        cutter = self
+
+        def watched(base):
+            class Connection(base):
+                def __init__(self, *args, **kwargs):
+                    super().__init__(*args, **kwargs)
+                    create, self._open = self._create_connection, [False]
+
+                    def create_and_watch(*args, **kwargs):
+                        sock = create(*args, **kwargs)
+                        self._open = cutter.watch(sock.fileno())
+                        return sock
+
+                    self._create_connection = create_and_watch
+
+                def close(self):
+                    with cutter.lock:
+                        self._open[0] = False
+                    super().close()
+
+            return Connection
+
+        class Http(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(watched(http.client.HTTPConnection), req)
+
+        class Https(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                connection = watched(http.client.HTTPSConnection)
+                return self.do_open(connection, req, context=self._context)
+
+        return urllib.request.build_opener(Http, Https)
+
+
+class _TimedReads:
+    """An HTTP response read one network read at a time (``read1``: whatever has arrived,
+    where ``read(n)`` waits for all ``n`` bytes, a byte per socket timeout), ``clock``
+    checked after each. A download then ends at most one socket timeout past its deadline."""
+
+    def __init__(self, resp, clock: _Deadline):
+        self._resp, self._clock, self.received = resp, clock, 0
+
+    def read(self, size: int = -1) -> bytes:
+        chunk = self._resp.read1(size)
+        self.received += len(chunk)
+        self._clock.check(self.received)
+        return chunk
+
+
+def _download_verified(
+    url: str,
+    target: Path,
+    spec: IdxFile,
+    timeout: float = READ_TIMEOUT_S,
+    deadline: float = DOWNLOAD_DEADLINE_S,
+    min_rate: float = MIN_DOWNLOAD_RATE,
+    grace: float = RATE_GRACE_S,
+) -> None:
+    """Download ``url`` to a temporary file (at most ``MAX_GZ_BYTES``, within ``deadline``
+    seconds and, after ``grace`` seconds, at ``min_rate`` bytes/s or more; ``timeout``: the
+    seconds one read may wait), verify it with :func:`read_idx_gz`, then rename it onto
+    ``target``. Raises :class:`DataError` naming ``url`` (too large, too slow, or failed
+    verification) or the network's own errors."""
     fd, tmp_name = tempfile.mkstemp(dir=target.parent, prefix=f".{spec.name}.", suffix=".part")
     tmp = Path(tmp_name)
+    clock = _Deadline(url, deadline, min_rate, grace)
     try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            if total is not None and total > MAX_GZ_BYTES:
-                raise DataError(
-                    f"{url}: announces {total:,} bytes; expected a gzip file of at "
-                    f"most {MAX_GZ_BYTES:,} bytes"
-                )
-            body = _CappedReader(resp, MAX_GZ_BYTES, url)
-            with tqdm(
-                total=total,
-                unit="B",
-                unit_scale=True,
-                desc=spec.name,
-                file=sys.stderr,
-                mininterval=1.0,
-            ) as bar:
-                while chunk := body.read(1 << 16):
-                    out.write(chunk)
-                    bar.update(len(chunk))
+        with os.fdopen(fd, "wb") as out:
+            _fetch(url, out, spec, clock, timeout)
         try:
             read_idx_gz(tmp, spec)  # verify before the file becomes visible in the cache
         except DataError as exc:
@@ -392,6 +527,45 @@ def _download_verified(url: str, target: Path, spec: IdxFile, timeout: float = 6
         os.replace(tmp, target)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def _fetch(url: str, out, spec: IdxFile, clock: _Deadline, timeout: float) -> None:
+    """Write ``url``'s body to ``out`` within ``MAX_GZ_BYTES`` and ``clock``'s limits; a
+    network error once the deadline has passed is reported as the deadline."""
+    body, cutter = None, _Cutter(clock)
+    try:
+        with cutter.opener().open(url, timeout=min(timeout, clock.deadline)) as resp:
+            try:
+                body = _TimedReads(resp, clock)
+                _copy(body, resp.headers.get("Content-Length"), out, spec, url)
+            finally:
+                cutter.stop()  # before the response gives up its descriptor
+    except (OSError, http.client.HTTPException):
+        clock.check(0 if body is None else body.received, ended=True)  # the deadline's cut?
+        raise
+    finally:
+        cutter.stop()  # urlopen failed
+    clock.check(body.received, ended=True)  # a cut at the deadline can end a body quietly
+
+
+def _copy(body: _TimedReads, length: str | None, out, spec: IdxFile, url: str) -> None:
+    """Copy ``body`` to ``out`` (at most ``MAX_GZ_BYTES``; ``length``: the Content-Length
+    header), with a progress bar on stderr."""
+    from tqdm import tqdm
+
+    total = int(length or 0) or None
+    if total is not None and total > MAX_GZ_BYTES:
+        raise DataError(
+            f"{url}: announces {total:,} bytes; expected a gzip file of at most "
+            f"{MAX_GZ_BYTES:,} bytes"
+        )
+    capped = _CappedReader(body, MAX_GZ_BYTES, url)
+    with tqdm(
+        total=total, unit="B", unit_scale=True, desc=spec.name, file=sys.stderr, mininterval=1.0
+    ) as bar:
+        while chunk := capped.read(1 << 16):
+            out.write(chunk)
+            bar.update(len(chunk))
 
 
 # --------------------------------------------------------------------------- loading

@@ -4,17 +4,23 @@ Every input becomes float32 ``(28, 28)`` pixels in [0, 1], exactly what the memb
 trained on (:func:`committee.data.fashion_mnist.preprocess`: uint8 0..255 divided by 255;
 Fashion-MNIST garments are light on a dark background):
 
-- PNG / JPEG: transparent pixels are laid on black (the background), the image is converted
-  to 8-bit grayscale (Pillow mode ``L``; 16-bit values divided by 257), resized to 28x28 with
-  the Lanczos filter when it has another size (the aspect ratio is not kept), then divided by
-  255. Nothing is inverted unless asked (``invert``: ``255 - pixel``, for photos of dark
-  garments on a light background).
+- PNG / JPEG: turned upright as its EXIF orientation says (phone photos are stored sideways),
+  16-bit values divided by 257 (before anything else reads them, so a 16-bit transparency key
+  matches), transparent pixels laid on black (the background), converted to 8-bit grayscale
+  (Pillow mode ``L``), resized to 28x28 with the Lanczos filter when it has another size (the
+  aspect ratio is not kept), then divided by 255. Nothing is inverted unless asked
+  (``invert``: ``255 - pixel``, for photos of dark garments on a light background).
 - ``.npy``: ``(n, 28, 28)`` or ``(28, 28)``; an integer array must hold 0..255 (divided by
   255), a float array 0..1 (used as it is). The dtype decides, never the values; each array's
   reading is stated in a log line.
 - ``.gz``: a gzipped IDX images file (magic 2051, 28x28) of any count, read within the limits
   of :func:`committee.data.fashion_mnist.read_idx_gz`.
-- A folder: its files with these extensions (not its subfolders), in name order.
+- A folder: its files with these extensions (not its subfolders), in name order; hidden
+  entries (names starting with ``.``, such as macOS' ``._x.png``) are skipped and counted in
+  a log line.
+
+What one call decodes is capped (``MAX_INPUT_BYTES``), each file checked from its header
+before its data is read.
 
 Any bad input raises :class:`InputError`: one line naming the file, what was found and what
 was expected. Arrays given in Python (the API's ``predict_proba(x)``) follow the same rules:
@@ -33,6 +39,7 @@ from committee.data.fashion_mnist import (
     IMAGE_SHAPE,
     NUM_CLASSES,
     DataError,
+    announced_images,
     npy_header,
     read_images_idx_gz,
 )
@@ -43,6 +50,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 ARRAY_SUFFIXES = (".npy", ".gz")
 SUFFIXES = IMAGE_SUFFIXES + ARRAY_SUFFIXES
 MAX_IMAGES = 250_000  # per .npy or IDX file: 196 MB as uint8, 784 MB as float32
+# What the inputs of one predict call may decode to in all: each .npy / IDX array as stored
+# plus the float32 images every input becomes (3,136 bytes each). A file's size says nothing
+# (a 4 KB sparse .npy can declare 1.5 GB of float64), so this bounds the predict process.
+MAX_INPUT_BYTES = 1 << 30
+PIXELS = IMAGE_SHAPE[0] * IMAGE_SHAPE[1]  # per image
 MAX_IMAGE_PIXELS = 50_000_000  # a larger picture is refused before it is decoded
 RESAMPLE = "LANCZOS"  # Pillow's filter when an image is not 28x28
 LIGHT_BORDER = 0.5  # mean border pixel above which an image looks like a light background
@@ -63,22 +75,58 @@ class Inputs:
     notes: list[str] = field(default_factory=list)  # one log line per decision taken
 
 
-def expand(paths: list[str | os.PathLike]) -> list[Path]:
+class InputBudget:
+    """The decoded bytes one predict call has taken so far, out of ``limit``
+    (``MAX_INPUT_BYTES``)."""
+
+    def __init__(self, limit: int | None = None):
+        self.limit = MAX_INPUT_BYTES if limit is None else limit
+        self.used = 0
+
+    def take(self, path: Path, n: int, stored_bytes: int, what: str) -> None:
+        """Count an input of ``n`` images that is ``stored_bytes`` as read (0 for an image
+        file) before it is read. Raises :class:`InputError` naming ``path`` and ``what`` (its
+        shape and dtype) when the call's total would pass the limit."""
+        cost = stored_bytes + n * PIXELS * 4  # + float32 (n, 28, 28)
+        if self.used + cost > self.limit:
+            before = f" after {self.used:,} bytes of earlier inputs" if self.used else ""
+            raise InputError(
+                f"input {path}: {what} decodes to {cost:,} bytes (as stored and as "
+                f"float32){before}; expected at most {self.limit:,} bytes of decoded input "
+                f"per predict call (split the inputs over several calls)"
+            )
+        self.used += cost
+
+
+def expand(paths: list[str | os.PathLike]) -> tuple[list[Path], list[str]]:
     """The files named by ``paths``, folders replaced by their files with known extensions
-    (sorted by name). Raises :class:`InputError` for a missing path, a file with another
-    extension, or a folder holding no such file."""
+    (sorted by name, hidden entries skipped), and a log line per folder that had hidden
+    entries. Raises :class:`InputError` for a missing path, a file with another extension,
+    or a folder holding no such file."""
     files: list[Path] = []
+    notes: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found = sorted(
-                p for p in path.iterdir() if p.is_file() and p.suffix.lower() in SUFFIXES
+            found, hidden = [], []
+            for p in sorted(path.iterdir()):
+                if p.is_file() and p.suffix.lower() in SUFFIXES:
+                    # Hidden entries are other programs' metadata (macOS' ._x.png beside x.png,
+                    # AppleDouble data, not a PNG), never images someone meant to classify.
+                    (hidden if p.name.startswith(".") else found).append(p)
+            skipped = (
+                f"skipped {plural(len(hidden), 'hidden entry', 'hidden entries')} (names "
+                f"starting with '.', e.g. {hidden[0].name})"
+                if hidden
+                else ""
             )
             if not found:
                 raise InputError(
-                    f"input folder {path} holds no {', '.join(SUFFIXES)} files; "
-                    f"expected images or arrays to classify"
+                    f"input folder {path} holds no {', '.join(SUFFIXES)} files"
+                    f"{'; ' + skipped if skipped else ''}; expected images or arrays to classify"
                 )
+            if skipped:
+                notes.append(f"input folder {path}: {skipped}")
             files += found
         elif not path.is_file():
             raise InputError(
@@ -92,22 +140,28 @@ def expand(paths: list[str | os.PathLike]) -> list[Path]:
             )
         else:
             files.append(path)
-    return files
+    return files, notes
 
 
-def read_inputs(paths: list[str | os.PathLike], invert: bool = False) -> Inputs:
-    """Read and convert every input (see the module docstring). Raises :class:`InputError`."""
-    images, sources, index, notes = [], [], [], []
+def read_inputs(
+    paths: list[str | os.PathLike], invert: bool = False, max_bytes: int | None = None
+) -> Inputs:
+    """Read and convert every input (see the module docstring), decoding at most
+    ``max_bytes`` in all (default ``MAX_INPUT_BYTES``). Raises :class:`InputError`."""
+    images, sources, index = [], [], []
+    files, notes = expand(paths)
+    budget = InputBudget(max_bytes)
     light = []
-    for path in expand(paths):
+    for path in files:
         suffix = path.suffix.lower()
         if suffix in IMAGE_SUFFIXES:
+            budget.take(path, 1, 0, "an image")
             pixels = read_image(path, invert)  # (28, 28)
             if border_mean(pixels) > LIGHT_BORDER and not invert:
                 light.append(path)
             array = pixels[np.newaxis]
         else:
-            array, note = read_npy(path) if suffix == ".npy" else read_idx(path)
+            array, note = read_npy(path, budget) if suffix == ".npy" else read_idx(path, budget)
             notes.append(note)
         images.append(array)
         sources += [str(path)] * len(array)
@@ -139,7 +193,7 @@ def border_mean(pixels: np.ndarray) -> float:
 
 def read_image(path: Path, invert: bool = False) -> np.ndarray:
     """A PNG or JPEG as float32 ``(28, 28)`` in [0, 1] (module docstring: the conversion)."""
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
@@ -148,17 +202,22 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
                     f"input {path}: {image.width}x{image.height} pixels; expected "
                     f"at most {MAX_IMAGE_PIXELS:,} pixels"
                 )
-            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
-                rgba = image.convert("RGBA")
-                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
+            key = image.info.get("transparency")
+            if isinstance(key, tuple) and _png_bit_depth(path) == 16:
+                # Pillow reads a 16-bit RGB PNG as 8 bits (each value's high byte) but keeps
+                # its tRNS key in 16 bits, which then matches no pixel: scale it alike.
+                image.info["transparency"] = tuple(value >> 8 for value in key)
+            image = ImageOps.exif_transpose(image)  # phone photos are stored sideways
             if image.mode == "F":
                 raise InputError(
                     f"input {path}: a floating-point image (mode F); expected "
                     f"an 8- or 16-bit PNG or a JPEG"
                 )
-            if image.mode in ("I", "I;16", "I;16B", "I;16L"):  # 16-bit: Pillow's L would clip
-                wide = np.asarray(image, dtype=np.float64)
-                image = Image.fromarray(np.clip(np.round(wide / 257), 0, 255).astype(np.uint8))
+            if image.mode in WIDE_MODES:
+                image = _eight_bit(image)
+            if image.mode in ("RGBA", "LA", "PA") or "transparency" in image.info:
+                rgba = image.convert("RGBA")
+                image = Image.alpha_composite(Image.new("RGBA", rgba.size, (0, 0, 0, 255)), rgba)
             gray = image.convert("L")
             if gray.size != IMAGE_SHAPE[::-1]:
                 gray = gray.resize(IMAGE_SHAPE[::-1], getattr(Image.Resampling, RESAMPLE))
@@ -179,10 +238,36 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
     return pixels.astype(np.float32) / 255.0
 
 
-def read_npy(path: Path) -> tuple[np.ndarray, str]:
+def _png_bit_depth(path: Path) -> int:
+    """The bit depth in a PNG file's header (IHDR), or 8 for any other file."""
+    with open(path, "rb") as f:
+        head = f.read(25)
+    return head[24] if head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR" else 8
+
+
+WIDE_MODES = ("I", "I;16", "I;16B", "I;16L")  # Pillow's 16-bit (and 32-bit integer) modes
+
+
+def _eight_bit(image):
+    """A 16-bit grayscale Pillow image as mode ``L`` (values / 257), its transparency key,
+    if any, made fully transparent pixels (mode ``LA``). Pillow's own conversions clip 16-bit
+    values at 255, which turns a 16-bit image white."""
+    from PIL import Image
+
+    wide = np.asarray(image, dtype=np.float64)  # (h, w)
+    gray = Image.fromarray(np.clip(np.round(wide / 257), 0, 255).astype(np.uint8), "L")
+    key = image.info.get("transparency")
+    if not isinstance(key, int):
+        return gray
+    alpha = Image.fromarray(np.where(wide == key, 0, 255).astype(np.uint8), "L")
+    gray.putalpha(alpha)  # L -> LA
+    return gray
+
+
+def read_npy(path: Path, budget: InputBudget | None = None) -> tuple[np.ndarray, str]:
     """A ``.npy`` array as float32 ``(n, 28, 28)`` in [0, 1], and the log line saying how it
-    was read. Its declared shape and dtype are checked before its data is read; pickles are
-    refused."""
+    was read. Its declared shape and dtype are checked (and counted against ``budget``,
+    default a fresh ``MAX_INPUT_BYTES``) before its data is read; pickles are refused."""
     try:
         with open(path, "rb") as f:
             shape, dtype = npy_header(f)
@@ -204,6 +289,8 @@ def read_npy(path: Path) -> tuple[np.ndarray, str]:
             f"input {path}: array of dtype {dtype}; expected integers 0..255 "
             f"(e.g. uint8) or floats 0..1"
         )
+    n = shape[0]
+    (budget or InputBudget()).take(path, n, n * PIXELS * dtype.itemsize, f"array {dtype} {shape}")
     try:
         array = np.load(path, allow_pickle=False).reshape(shape)
     except (OSError, ValueError, EOFError) as exc:
@@ -319,9 +406,14 @@ def labels_from_array(y, n: int, argument: str = "y") -> np.ndarray:
     return array.astype(np.int64)
 
 
-def read_idx(path: Path) -> tuple[np.ndarray, str]:
-    """A gzipped IDX images file as float32 ``(n, 28, 28)`` in [0, 1], and its log line."""
+def read_idx(path: Path, budget: InputBudget | None = None) -> tuple[np.ndarray, str]:
+    """A gzipped IDX images file as float32 ``(n, 28, 28)`` in [0, 1], and its log line. The
+    count its header announces is counted against ``budget`` (default a fresh
+    ``MAX_INPUT_BYTES``) before its images are read."""
     try:
+        n = announced_images(path)
+        if n <= MAX_IMAGES:  # more is refused below, in read_images_idx_gz's words
+            (budget or InputBudget()).take(path, n, n * PIXELS, f"IDX images uint8 ({n}, 28, 28)")
         raw = read_images_idx_gz(path, MAX_IMAGES)
     except DataError as exc:
         raise InputError(f"input {exc}") from None

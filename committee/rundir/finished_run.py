@@ -17,9 +17,8 @@ from committee.rundir import folder as runfolder
 from committee.rundir import schema
 from committee.rundir.folder import RunFolderError
 from committee.rundir.member_files import member_paths
+from committee.training.checkpoint import MAX_KERAS_BYTES as MAX_MODEL_BYTES
 from committee.training.checkpoint import check_keras_archive
-
-MAX_MODEL_BYTES = 1 << 30  # a member's .keras file; the presets' are under 30 MB
 
 
 @dataclass

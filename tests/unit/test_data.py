@@ -285,3 +285,73 @@ def test_tail_split_is_keras_validation_split(dataset):
     assert split.x_train.dtype == np.float32 and split.x_train.max() <= 1.0
     np.testing.assert_array_equal(split.y_val, dataset.y_train[48_000:])
     np.testing.assert_allclose(split.x_val[0, ..., 0], dataset.x_train[48_000] / 255.0, rtol=1e-6)
+
+
+class _Trickle(http.server.BaseHTTPRequestHandler):
+    """Sends a byte every 0.1 s: of its status line and headers (``headers_too``), or of a
+    body announced as 1,000 bytes; hangs up after 6 s, so the test ends even without a
+    deadline (it then fails on what it got instead)."""
+
+    headers_too = False
+
+    def do_GET(self):
+        import time
+
+        head = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n"
+        if not self.headers_too:
+            self.wfile.write(head)
+            head = b""
+        stop = time.monotonic() + 6
+        try:
+            for byte in head + bytes(1000):
+                if time.monotonic() > stop:
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+                time.sleep(0.1)
+        except OSError:  # the client hung up, as it should
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def trickle(request):
+    handler = type("Handler", (_Trickle,), {"headers_too": request.param})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/{FILES['test_labels'].name}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.parametrize("trickle", [False, True], ids=["body", "headers"], indirect=True)
+def test_a_trickling_mirror_is_stopped_at_the_deadline(tmp_path, trickle):
+    """A byte every 0.1 s never trips the per-read timeout: the overall deadline stops it,
+    even while the status line and headers trickle in (urlopen itself)."""
+    import time
+
+    start = time.monotonic()
+    with pytest.raises(DataError) as err:
+        data._download_verified(
+            trickle, tmp_path / "labels.gz", FILES["test_labels"], timeout=5, deadline=1.5
+        )
+    took = time.monotonic() - start
+    text = str(err.value)
+    assert text.startswith(f"{trickle}: ") and "\n" not in text, text
+    assert "bytes received in 2 s; expected the whole file within 2 s" in text, text
+    assert took < 3, took
+    assert not list(tmp_path.iterdir())  # no partial file left
+
+
+@pytest.mark.parametrize("trickle", [False], ids=["body"], indirect=True)
+def test_a_mirror_under_the_minimum_rate_is_stopped_after_its_grace(tmp_path, trickle):
+    with pytest.raises(DataError) as err:
+        data._download_verified(
+            trickle, tmp_path / "labels.gz", FILES["test_labels"], min_rate=100, grace=1.0
+        )
+    text = str(err.value)
+    assert "expected at least 100 bytes/s after 1 s (a stalled or very slow mirror" in text, text
+    assert "\n" not in text
