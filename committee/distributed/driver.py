@@ -158,9 +158,12 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
     return results
 
 
-def _read_state(checkpoint) -> TrainState:
+def _read_state(checkpoint, spec: MemberSpec) -> TrainState:
+    """The state of a member's final checkpoint, checked against ``spec``'s epochs."""
     with checkpoint.as_directory() as folder:
-        return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
+        return TrainState.from_dict(
+            json.loads((Path(folder) / STATE_FILE).read_text()), spec.epochs
+        )
 
 
 @contextlib.contextmanager
@@ -313,7 +316,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         result = trainer.fit()
     phase("predicting the validation and test images")
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
-    state = _read_state(checkpoint)
+    state = _read_state(checkpoint, spec)
     probs = ray.get(
         run.predict.remote(
             checkpoint, run.data, run.test, run.placement.threads, spec.tta, run.backend

@@ -17,7 +17,7 @@ import numpy as np
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.errors import one_line
 from committee.log import logger
-from committee.members.spec import MemberSpec
+from committee.members.spec import MAX_EPOCHS, MemberSpec
 from committee.rundir import folder as runfolder
 from committee.training.checkpoint import check_keras_archive
 from committee.training.state import TrainState
@@ -92,15 +92,16 @@ class MemberOutcome:
         }
 
 
-def state_of_record(record: dict) -> TrainState:
+def state_of_record(record: dict, max_epochs: int = MAX_EPOCHS) -> TrainState:
     """The :data:`SAVED_FIELDS` of a members/<name>.json (untrusted) as a TrainState, checked
-    as a checkpoint's state is. Raises KeyError (a field missing) or ValueError (a field of
-    the wrong type)."""
+    as a checkpoint's state is (``max_epochs``: the member's spec's). Raises KeyError (a field
+    missing) or ValueError (a field of the wrong type or out of range)."""
     return TrainState.from_dict(
         {
             STATE_NAMES.get(f, f): record.get(f) if f in RECORD_FIELDS_ADDED_LATER else record[f]
             for f in SAVED_FIELDS
-        }
+        },
+        max_epochs,
     )
 
 
@@ -141,7 +142,7 @@ def load_finished_member(
                     f"finite probabilities"
                 )
         check_keras_archive(model_path)
-        state = state_of_record(info)
+        state = state_of_record(info, identity["spec"].get("epochs", MAX_EPOCHS))
         if state.started_at is None or state.finished_at is None:
             raise ValueError("started_at / finished_at missing")
         return MemberOutcome.from_state(
