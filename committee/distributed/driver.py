@@ -38,6 +38,7 @@ from committee.errors import MemberDiverged, disk_full, no_space
 from committee.log import logger, plural
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
+from committee.rundir.folder import make_folder
 from committee.rundir.member_files import (
     MemberOutcome,
     load_finished_member,
@@ -343,7 +344,10 @@ def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext)
     kept), restarted up to ``run.max_failures`` times."""
     from ray.train import CheckpointConfig, FailureConfig
 
-    tensorboard = None if run.tensorboard is None else str((run.tensorboard / spec.name).resolve())
+    tensorboard = None
+    if run.tensorboard is not None:  # TensorBoard writes by path: its folder made through the door
+        folder = make_folder(run.run_dir, run.tensorboard.relative_to(run.run_dir) / spec.name)
+        tensorboard = str(folder.resolve())
     job = MemberJob(
         spec=spec,
         data=run.data,

@@ -132,7 +132,8 @@ def load_finished_member(
                 f"settings; training it again"
             )
             return None
-        with np.load(probs_path, allow_pickle=False) as probs:
+        runfolder.door.check_regular(model_path)  # check_keras_archive opens it by path
+        with runfolder.door.open_regular(probs_path) as f, np.load(f, allow_pickle=False) as probs:
             val, test = probs["val"], probs["test"]
         for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
             if array.shape != (rows, NUM_CLASSES) or not np.all(np.isfinite(array)):
@@ -168,11 +169,11 @@ def save_member(
     """Write a finished member's files (``model_file``: its final .keras) and return its
     outcome. ``identity``: the member's (identity.member_identity), recorded for reuse."""
     model_path, info_path, probs_path = member_paths(run_dir, spec.name)
-    runfolder.copy_file(model_file, model_path)
-    runfolder.write_npz(probs_path, val=probs["val"], test=probs["test"])
+    runfolder.copy_file(model_file, model_path, run_dir)
+    runfolder.write_npz(probs_path, run_dir, val=probs["val"], test=probs["test"])
     state = replace(state, finished_at=state.finished_at or time.time())
     outcome = MemberOutcome.from_state(spec.name, state, probs, identity["seed"])
     runfolder.write_json(
-        info_path, {"identity": identity, "spec": spec.to_dict(), **outcome.to_record()}
+        info_path, {"identity": identity, "spec": spec.to_dict(), **outcome.to_record()}, run_dir
     )
     return outcome
