@@ -288,14 +288,15 @@ def survey(run_dir: str | os.PathLike) -> tuple[list[Path], RunFolderError | Non
                     expect(inner, inner_mode, folder=False)
                 else:
                     foreign.append(inner)
-        elif name == TENSORBOARD:
+        else:  # tensorboard/<member>/ of event files; Ray's <member>/ (not looked into)
             for member, member_mode in entries(path):
-                if expect(member, member_mode, folder=True):
-                    foreign += _foreign_events(member, wrong)
-        else:  # Ray's storage: member folders (not looked into) and Ray's hidden files
-            for member, member_mode in entries(path):
-                if not member.name.startswith("."):
-                    expect(member, member_mode, folder=True)
+                if stat.S_ISLNK(member_mode):
+                    wrong.append(door.refusal(member, member_mode, "a folder"))
+                elif stat.S_ISDIR(member_mode):
+                    if name == TENSORBOARD:
+                        foreign += _foreign_events(member, wrong)
+                elif name == TENSORBOARD or not member.name.startswith("."):  # Ray's markers
+                    foreign.append(member)
     return sorted(foreign), (wrong[0] if wrong else None)
 
 

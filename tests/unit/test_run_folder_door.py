@@ -161,3 +161,16 @@ def test_overwrite_takes_a_tree_of_only_the_tools_files(tmp_path):
     (run / "tensorboard" / "model1" / "notes.txt").write_text("mine")
     with pytest.raises(runfolder.RunFolderError, match=r"never writes \(tensorboard/model1/notes"):
         runfolder.check(run, IDENTITY, overwrite=True)
+
+
+@pytest.mark.parametrize("folder", ["train", "tune", "tensorboard"])
+def test_ray_and_tensorboard_folders_hold_member_folders_only(tmp_path, folder):
+    run = _run(tmp_path)
+    (run / folder).mkdir()
+    (run / folder / "notes.txt").write_text("mine")
+    with pytest.raises(runfolder.RunFolderError, match=rf"never writes \({folder}/notes.txt\)"):
+        runfolder.check(run, IDENTITY, overwrite=True)
+    (run / folder / "notes.txt").unlink()
+    (run / folder / "model1").symlink_to(tmp_path, target_is_directory=True)
+    with pytest.raises(runfolder.RunFolderError, match=rf"{folder}/model1 is a symbolic link"):
+        runfolder.check(run, IDENTITY, overwrite=True)
