@@ -30,7 +30,7 @@ from committee.data.fashion_mnist import SPLITS
 from committee.errors import one_line
 from committee.log import printable
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS, SPEC_CONSTRAINTS
-from committee.rundir.folder import LOGS
+from committee.rundir.folder import LOGS, RunFolderError, write_text
 from committee.training.backend import BACKENDS
 from committee.validation import argument_type, constraint_of
 
@@ -702,7 +702,8 @@ def _unexpected(exc: BaseException, options) -> int:
 def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
     """Write ``exc``'s full traceback to ``<run_dir>/logs/error.log`` when the run folder
     exists, else to a new temporary file; return the file's path. Never raises OSError: a
-    log that cannot be written there goes to the temporary file."""
+    log that cannot be written there (a link where it goes included: runfolder.write_text never
+    writes through one) goes to the temporary file."""
     import tempfile
     import traceback
 
@@ -710,10 +711,10 @@ def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
     if run_dir is not None and run_dir.is_dir():
         path = run_dir / LOGS / "error.log"
         try:
-            path.parent.mkdir(exist_ok=True)
-            path.write_text(text)
+            write_text(path, text, run_dir)
             return path
-        except OSError:  # e.g. the disk that failed the run: fall back below
+        # the disk that failed the run, or a link where the log goes (never written through)
+        except (OSError, RunFolderError):
             pass
     fd, name = tempfile.mkstemp(prefix="committee-error-", suffix=".log")
     with os.fdopen(fd, "w") as handle:

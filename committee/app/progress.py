@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import TextIO
 
 from committee.log import TERMINAL
+from committee.rundir import door
 
 STARTING = "waiting for its Ray Train worker"  # each bar's text until its member's first event
 
@@ -132,9 +133,9 @@ class Display:
     def _append(self, name: str, line: str) -> None:
         if self.log_dir is None or not name.replace("_", "").replace("-", "").isalnum():
             return
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        with open(self.log_dir / f"{name}.log", "a", encoding="utf-8") as log:
-            log.write(line.rstrip("\n") + "\n")
+        # through the run folder's door: a link or a FIFO as the log is refused, never followed
+        with door.open_append(self.log_dir / f"{name}.log", self.log_dir.parent) as log:
+            log.write((line.rstrip("\n") + "\n").encode("utf-8"))
 
     def close(self) -> None:
         for bar in self.bars.values():

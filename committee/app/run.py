@@ -175,9 +175,14 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
         rng = np.random.default_rng(options.seed)
         pick = rng.choice(len(dataset.x_train), size=report.MAX_SAMPLES, replace=False)
         runfolder.write_npz(
-            run_dir / runfolder.SAMPLES, images=dataset.x_train[pick], labels=dataset.y_train[pick]
+            run_dir / runfolder.SAMPLES,
+            run_dir,
+            images=dataset.x_train[pick],
+            labels=dataset.y_train[pick],
         )
 
+        if options.storage is None:  # Ray Train's own storage: only its folder is checked here
+            runfolder.make_folder(run_dir, runfolder.TRAIN)
         display = (
             None
             if options.verbose
@@ -237,9 +242,12 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
             tables.predictions_table(
                 y_test, {o.name: o.test_proba for o in outcomes}, committee_probas
             ),
+            run_dir,
         )
         report.render(run_dir, results)
-        runfolder.write_json(run_dir / runfolder.RESULTS, results)  # last: its presence means done
+        runfolder.write_json(
+            run_dir / runfolder.RESULTS, results, run_dir
+        )  # last: its presence means done
     print(summary(results), flush=True)
     return run_dir
 

@@ -25,6 +25,7 @@ from committee.data import fashion_mnist as data_mod
 from committee.errors import usage_errors
 from committee.log import logger
 from committee.report import render as report
+from committee.rundir import folder as runfolder
 from committee.rundir import storage
 
 
@@ -73,6 +74,8 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
             f"each, up to {concurrency} at once"
         )
         grids, summaries = {}, {}
+        if options.storage is None:  # Tune's own storage: only its folder is checked here
+            runfolder.make_folder(run_dir, runfolder.TUNE)
         for spec in specs:  # the search never receives the test arrays
             space = tuning.member_space(spec, options.epochs)
             # Under --storage, as for committee run: a multi-node search needs shared storage.

@@ -38,6 +38,7 @@ from committee.errors import MemberDiverged, disk_full, no_space
 from committee.log import logger, plural
 from committee.members.spec import MemberSpec
 from committee.members.tta import TTA_MODES
+from committee.rundir.folder import make_folder
 from committee.rundir.member_files import (
     MemberOutcome,
     load_finished_member,
@@ -158,9 +159,12 @@ def run_concurrently(calls: list, poll_s: float = 0.5, on_tick=None) -> list:
     return results
 
 
-def _read_state(checkpoint) -> TrainState:
+def _read_state(checkpoint, spec: MemberSpec) -> TrainState:
+    """The state of a member's final checkpoint, checked against ``spec``'s epochs."""
     with checkpoint.as_directory() as folder:
-        return TrainState.from_dict(json.loads((Path(folder) / STATE_FILE).read_text()))
+        return TrainState.from_dict(
+            json.loads((Path(folder) / STATE_FILE).read_text()), spec.epochs
+        )
 
 
 @contextlib.contextmanager
@@ -313,7 +317,7 @@ def _train_and_predict(spec: MemberSpec, run: _RunContext) -> MemberOutcome:
         result = trainer.fit()
     phase("predicting the validation and test images")
     checkpoint = _final_checkpoint(spec.name, result, member_storage)
-    state = _read_state(checkpoint)
+    state = _read_state(checkpoint, spec)
     probs = ray.get(
         run.predict.remote(
             checkpoint, run.data, run.test, run.placement.threads, spec.tta, run.backend
@@ -340,7 +344,10 @@ def _trainer(spec: MemberSpec, seed: int, member_storage: str, run: _RunContext)
     kept), restarted up to ``run.max_failures`` times."""
     from ray.train import CheckpointConfig, FailureConfig
 
-    tensorboard = None if run.tensorboard is None else str((run.tensorboard / spec.name).resolve())
+    tensorboard = None
+    if run.tensorboard is not None:  # TensorBoard writes by path: its folder made through the door
+        folder = make_folder(run.run_dir, run.tensorboard.relative_to(run.run_dir) / spec.name)
+        tensorboard = str(folder.resolve())
     job = MemberJob(
         spec=spec,
         data=run.data,

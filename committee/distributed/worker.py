@@ -96,7 +96,7 @@ def _train_on_worker(job: MemberJob) -> None:
     phase("loading the data")
     data = ray.get(job.data)  # zero-copy views of the arrays put once by the driver
     phase("looking for a checkpoint to resume from")
-    resume = _load_resume_point(spec.name, ray.train.get_checkpoint(), job.member_storage)
+    resume = _load_resume_point(spec, ray.train.get_checkpoint(), job.member_storage)
     if resume is not None:
         logger.info(f"[{spec.name}] resuming after epoch {resume[1].epoch}", extra=MEMBER)
 
@@ -166,8 +166,9 @@ def _tensorboard(folder: str | None) -> list:
     return [tensorboard_callback(folder)]
 
 
-def _load_resume_point(name: str, checkpoint, member_storage: str | None):
-    """``(model, state)`` from the newest checkpoint that loads, or None to start afresh.
+def _load_resume_point(spec: MemberSpec, checkpoint, member_storage: str | None):
+    """``(model, state)`` from the newest checkpoint that loads (its state within the range
+    ``spec`` allows), or None to start afresh.
 
     Tries Ray's latest checkpoint, then every other checkpoint folder in the member's storage
     newest first (Ray keeps two; a torn or refused newest one falls back to the one before,
@@ -177,6 +178,7 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
 
     from committee.distributed import checkpoints
 
+    name = spec.name
     candidates = [] if checkpoint is None else [checkpoint]
     if member_storage:
         fs, member_dir = storage.filesystem(member_storage)
@@ -189,7 +191,7 @@ def _load_resume_point(name: str, checkpoint, member_storage: str | None):
     for candidate in candidates:
         try:
             with candidate.as_directory() as folder:
-                return load_checkpoint(folder)
+                return load_checkpoint(folder, max_epochs=spec.epochs)
         except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
             why = one_line(exc, 200, pick="last")
             logger.warning(

@@ -253,6 +253,7 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     noise = noise_of(run_dir, results)
     plan = _outputs(run_dir, results, figure_plan(results, samples), noise)
     runfolder.check_inside(run_dir, list(plan))
+    runfolder.make_folder(run_dir, FIGURES)  # a real folder: figures.save renames within it
     for path, draw in plan.items():
         draw(path)
     return list(plan)
@@ -339,7 +340,7 @@ def _outputs(
         run_dir / figure.link: figure.draw for figure in drawn
     }
     plan[run_dir / REPORT] = lambda path: runfolder.write_text(
-        path, markdown(results, drawn, noise)
+        path, markdown(results, drawn, noise), run_dir
     )
     return plan
 
@@ -359,14 +360,15 @@ def write_search(
     figures/trials.png (``curves``: tuning.trial_histories), results.json and report.md
     (names: :mod:`committee.rundir.folder`, :mod:`committee.report.figures`)."""
     runfolder.write_json(
-        run_dir / BEST_CONFIGS, {n: s["best_config"] for n, s in summaries.items()}
+        run_dir / BEST_CONFIGS, {n: s["best_config"] for n, s in summaries.items()}, run_dir
     )
-    tables.write_predictions(run_dir / TRIALS, trials)
+    tables.write_predictions(run_dir / TRIALS, trials, run_dir)
+    runfolder.make_folder(run_dir, FIGURES)
     figures.trial_curves(curves, run_dir / FIGURES / figures.TRIALS_PNG)
     runfolder.write_json(
-        run_dir / runfolder.RESULTS, {"search": meta, "members": summaries, **scores}
+        run_dir / runfolder.RESULTS, {"search": meta, "members": summaries, **scores}, run_dir
     )
-    runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta))
+    runfolder.write_text(run_dir / REPORT, search_markdown(summaries, scores, meta), run_dir)
 
 
 def render_search(run_dir: str | Path) -> list[Path]:
@@ -480,11 +482,13 @@ def read_samples(path: Path) -> tuple[np.ndarray, np.ndarray] | None:
                 f"{path}: larger than {MAX_SAMPLES_BYTES:,} bytes; "
                 f"expected at most {MAX_SAMPLES} sample images"
             )
-        with zipfile.ZipFile(path) as archive:
-            headers = {key: _npy_header(archive, key, path) for key in SAMPLE_ARRAYS}
-        _check_sample_headers(path, **headers)
-        with np.load(path, allow_pickle=False) as npz:
-            images, labels = (npz[key] for key in SAMPLE_ARRAYS)
+        with runfolder.door.open_regular(path) as f:  # a FIFO is refused before a read
+            with zipfile.ZipFile(f) as archive:
+                headers = {key: _npy_header(archive, key, path) for key in SAMPLE_ARRAYS}
+            _check_sample_headers(path, **headers)
+            f.seek(0)
+            with np.load(f, allow_pickle=False) as npz:
+                images, labels = (npz[key] for key in SAMPLE_ARRAYS)
     except runfolder.RunFolderError:
         raise
     except (OSError, EOFError, ValueError, zipfile.BadZipFile) as exc:

@@ -56,10 +56,12 @@ def probability_columns(
     return columns
 
 
-def write_predictions(path, table: pa.Table) -> None:
+def write_predictions(path, table: pa.Table, root=None) -> None:
+    """``table`` as Parquet at ``path``, atomically (``root``: the run folder, see
+    runfolder.atomic_path)."""
     buffer = io.BytesIO()
     pq.write_table(table, buffer)
-    runfolder.write_bytes(path, buffer.getvalue())
+    runfolder.write_bytes(path, buffer.getvalue(), root)
 
 
 def prediction_table(
@@ -121,6 +123,7 @@ def read_predicted_classes(
             raise runfolder.RunFolderError(
                 f"{path}: larger than {MAX_PREDICTIONS_BYTES:,} bytes; {expected}"
             )
+        runfolder.door.check_regular(path)  # pyarrow opens it by path
         schema = pq.read_schema(path)
         columns = ["label", *(f"{name}_pred" for name in names)]
         missing = [c for c in columns if c not in schema.names]

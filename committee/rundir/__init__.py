@@ -1,5 +1,6 @@
-"""The run folder, the one place a run's files are written: ``folder`` (lifecycle, lock,
-atomic writes, --overwrite), ``identity`` (what a rerun must match to resume),
+"""The run folder, the one place a run's files are written: ``door`` (every open of a run
+folder's files: no link followed, nothing but regular files), ``folder`` (lifecycle, lock,
+atomic writes, --overwrite, the tree's survey), ``identity`` (what a rerun must match to resume),
 ``member_files`` (a finished member's files), ``schema`` (results.json checked on read),
 ``finished_run`` (a finished run read back for prediction).
 

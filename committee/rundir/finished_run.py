@@ -126,4 +126,4 @@ def _model_bytes(run_dir: Path, name: str) -> bytes:
         check_keras_archive(path)
     except ValueError as exc:
         raise RunFolderError(f"{exc}; expected member {name}'s trained model") from None
-    return path.read_bytes()
+    return runfolder.door.read_bytes(path)

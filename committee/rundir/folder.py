@@ -11,7 +11,8 @@ Layout of ``RUN_DIR``::
     results.json  report.md  predictions.parquet  figures/*.png
 
 Every file is written to a temporary name in the same folder and renamed into place, so an
-interrupted run never leaves a half-written file under a final name. Beside the folder,
+interrupted run never leaves a half-written file under a final name; the writes go through
+:mod:`committee.rundir.door`, which follows no link out of the folder. Beside the folder,
 ``.<name>.lock`` exists while a run holds it (:class:`RunLock`) and ``.<name>.replaced`` while
 an ``--overwrite`` has not finished (the old run, put back if the new one fails).
 """
@@ -25,10 +26,8 @@ import os
 import re
 import secrets
 import shutil
-import tempfile
+import stat
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -37,6 +36,7 @@ import numpy as np
 
 from committee.errors import RunFolderError
 from committee.log import logger, plural
+from committee.rundir import door
 
 INCOMPLETE = "INCOMPLETE"
 RESULTS = "results.json"
@@ -54,7 +54,8 @@ TRAIN = "train"  # Ray Train's storage of a run, unless --storage
 TUNE = "tune"  # a search's Tune experiments, unless --storage
 LOGS = "logs"  # logs/<member>.log and error.log
 TENSORBOARD = "tensorboard"  # tensorboard/<member>/
-# What a run or a search writes; --overwrite refuses a folder holding anything else.
+# What a run or a search writes at the top; --overwrite refuses a folder holding anything else
+# anywhere in its tree (survey).
 KNOWN_ENTRIES = frozenset(
     {
         INCOMPLETE,
@@ -74,20 +75,6 @@ KNOWN_ENTRIES = frozenset(
         TRIALS,
     }
 )
-
-
-def _umask() -> int:
-    """The process's umask, read without changing it where Linux shows it (/proc), else by
-    setting and restoring it."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
@@ -124,29 +111,30 @@ def remove_temporaries(run_dir: str | os.PathLike) -> list[Path]:
     return removed
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    tmp_path = Path(tmp)
-    os.chmod(tmp_path, 0o666 & ~_umask())  # mkstemp creates 0600; outputs get the usual mode
-    try:
-        yield tmp_path
-        os.replace(tmp_path, path)
-    finally:
-        tmp_path.unlink(missing_ok=True)
+def atomic_path(path: str | os.PathLike, root: str | os.PathLike | None = None):
+    """A temporary path beside ``path``, renamed onto it if the block succeeds (door.atomic_path:
+    ``root`` the run folder, every folder from it to ``path`` checked; None: ``path``'s
+    folder)."""
+    return door.atomic_path(path, root)
 
 
-def write_bytes(path: str | os.PathLike, data: bytes) -> None:
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
+def write_bytes(
+    path: str | os.PathLike, data: bytes, root: str | os.PathLike | None = None
+) -> None:
+    """Write ``data`` to ``path`` atomically through the door (``root``: as :func:`atomic_path`)."""
+    with door.atomic_file(path, root) as out:
+        out.write(data)
 
 
-def write_text(path: str | os.PathLike, text: str) -> None:
-    write_bytes(path, text.encode("utf-8"))
+def write_text(path: str | os.PathLike, text: str, root: str | os.PathLike | None = None) -> None:
+    write_bytes(path, text.encode("utf-8"), root)
+
+
+def make_folder(run_dir: str | os.PathLike, relative: str | os.PathLike) -> Path:
+    """Make ``run_dir / relative`` (each folder on the way a real folder, no link: door.directory)
+    and return its path. Raises :class:`RunFolderError` naming a link or a file in the way."""
+    with door.directory(run_dir, Path(run_dir) / relative):
+        return Path(run_dir) / relative
 
 
 def json_text(obj: Any) -> str:
@@ -154,26 +142,32 @@ def json_text(obj: Any) -> str:
     return json.dumps(obj, indent=2, sort_keys=False, default=_json_default) + "\n"
 
 
-def write_json(path: str | os.PathLike, obj: Any) -> None:
-    write_text(path, json_text(obj))
+def write_json(path: str | os.PathLike, obj: Any, root: str | os.PathLike | None = None) -> None:
+    write_text(path, json_text(obj), root)
 
 
-def write_npz(path: str | os.PathLike, **arrays: np.ndarray) -> None:
+def write_npz(
+    path: str | os.PathLike, root: str | os.PathLike | None = None, **arrays: np.ndarray
+) -> None:
     buffer = io.BytesIO()
     np.savez_compressed(buffer, **arrays)
-    write_bytes(path, buffer.getvalue())
+    write_bytes(path, buffer.getvalue(), root)
 
 
-def copy_file(src: str | os.PathLike, dst: str | os.PathLike) -> None:
-    with atomic_path(dst) as tmp:
-        shutil.copyfile(src, tmp)
+def copy_file(
+    src: str | os.PathLike, dst: str | os.PathLike, root: str | os.PathLike | None = None
+) -> None:
+    """Copy the regular file ``src`` onto ``dst`` atomically (``root``: as :func:`atomic_path`)."""
+    with door.open_regular(src) as source, door.atomic_file(dst, root) as out:
+        shutil.copyfileobj(source, out)
 
 
 def read_json(path: str | os.PathLike) -> Any:
     """The JSON data of ``path``. A file that is not JSON raises ValueError, one nested too
     deeply for Python's parser included (its RecursionError would be taken for a failure
-    of the tool, not a damaged file)."""
-    text = Path(path).read_text()
+    of the tool, not a damaged file), and so does anything but a regular file
+    (:class:`RunFolderError`, door.open_regular), refused before it could block."""
+    text = door.read_bytes(path).decode("utf-8", errors="replace")
     try:
         return json.loads(text)
     except RecursionError:
@@ -246,12 +240,79 @@ def use_of_search(run_dir: str | os.PathLike) -> str:
     )
 
 
-def _foreign_entries(run_dir: Path) -> list[str]:
-    return sorted(
-        p.name
-        for p in run_dir.iterdir()
-        if p.name not in KNOWN_ENTRIES and not p.name.startswith(".")
-    )
+_NAME = r"[\w.-]+"  # a member's name (or a figure's) as a file name part
+# What the tool writes in each of its flat folders, by name (a killed write's temporaries aside).
+TOOL_FILES = {
+    MODELS: re.compile(rf"{_NAME}\.keras"),
+    MEMBERS: re.compile(rf"{_NAME}\.(json|npz)"),
+    LOGS: re.compile(rf"{_NAME}\.log"),
+    FIGURES: re.compile(rf"{_NAME}\.png"),
+}
+TENSORBOARD_FILE = re.compile(r"events\.out\.tfevents\..+")  # below tensorboard/<member>/
+# Ray's storage folders: <member>/ folders (their content Ray's own, not looked into) and Ray's
+# hidden marker files.
+RAY_FOLDERS = (TRAIN, TUNE)
+
+
+def survey(run_dir: str | os.PathLike) -> tuple[list[Path], RunFolderError | None]:
+    """Look through the whole tree of a run folder, following no link: returns ``(foreign,
+    wrong)``, the paths the tool never writes (sorted; :data:`KNOWN_ENTRIES` at the top,
+    :data:`TOOL_FILES` in their folders, member folders of event files in tensorboard/ and of
+    Ray's storage in train/ and tune/) and the refusal of the first path where the tool writes
+    that is not a regular file (or a real folder): a link, a FIFO, a device (None if none)."""
+    run_dir = Path(run_dir)
+    foreign: list[Path] = []
+    wrong: list[RunFolderError] = []
+
+    def entries(folder: Path) -> list[tuple[Path, int]]:
+        names = sorted(n for n in os.listdir(folder) if not is_temporary(n))
+        return [(folder / n, os.lstat(folder / n).st_mode) for n in names]
+
+    def expect(path: Path, mode: int, folder: bool) -> bool:
+        ok = stat.S_ISDIR(mode) if folder else stat.S_ISREG(mode)
+        if not ok:
+            wrong.append(door.refusal(path, mode, "a folder" if folder else "a regular file"))
+        return ok
+
+    for path, mode in entries(run_dir):
+        name = path.name
+        if name not in KNOWN_ENTRIES:
+            foreign.append(path)
+        elif name not in TOOL_FILES and name not in (TENSORBOARD, *RAY_FOLDERS):
+            expect(path, mode, folder=False)
+        elif not expect(path, mode, folder=True):
+            pass
+        elif name in TOOL_FILES:
+            for inner, inner_mode in entries(path):
+                if TOOL_FILES[name].fullmatch(inner.name):
+                    expect(inner, inner_mode, folder=False)
+                else:
+                    foreign.append(inner)
+        else:  # tensorboard/<member>/ of event files; Ray's <member>/ (not looked into)
+            for member, member_mode in entries(path):
+                if stat.S_ISLNK(member_mode):
+                    wrong.append(door.refusal(member, member_mode, "a folder"))
+                elif stat.S_ISDIR(member_mode):
+                    if name == TENSORBOARD:
+                        foreign += _foreign_events(member, wrong)
+                elif name == TENSORBOARD or not member.name.startswith("."):  # Ray's markers
+                    foreign.append(member)
+    return sorted(foreign), (wrong[0] if wrong else None)
+
+
+def _foreign_events(member: Path, wrong: list) -> list[Path]:
+    """What under a tensorboard/<member>/ folder is not TensorBoard's event files (links and
+    other non-regular files added to ``wrong``)."""
+    foreign = []
+    for folder, dirs, names in os.walk(member):  # links to folders are listed, not followed
+        for name in sorted(dirs + names):
+            path = Path(folder) / name
+            mode = os.lstat(path).st_mode
+            if stat.S_ISLNK(mode) or not (stat.S_ISDIR(mode) or stat.S_ISREG(mode)):
+                wrong.append(door.refusal(path, mode))
+            elif stat.S_ISREG(mode) and not TENSORBOARD_FILE.fullmatch(name):
+                foreign.append(path)
+    return foreign
 
 
 def _is_real_dir(path: Path) -> bool:
@@ -308,9 +369,11 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
     if not run_dir.is_dir() or all(is_temporary(p.name) for p in run_dir.iterdir()):
         return "new"  # (a killed run's temporary files alone: prepare removes them)
     config = read_marker(run_dir)
-    if config is None and (run_dir / CONFIG).is_file():
+    if config is None and os.path.lexists(run_dir / CONFIG):
         try:
             read_json(run_dir / CONFIG)
+        except RunFolderError:
+            raise  # not a regular file: named as such (door.open_regular)
         except (OSError, ValueError) as exc:
             raise RunFolderError(
                 f"{run_dir / CONFIG} is unreadable ({type(exc).__name__}); "
@@ -337,13 +400,16 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
                 f"--overwrite refused: {run_dir} is a symbolic link; expected "
                 f"a run folder (remove the link or choose another --run-name)"
             )
-        foreign = _foreign_entries(run_dir)
+        foreign, wrong = survey(run_dir)
         if foreign:
+            names = [str(p.relative_to(run_dir)) for p in foreign[:5]]
             raise RunFolderError(
                 f"--overwrite refused: {run_dir} holds files this tool never "
-                f"writes ({', '.join(foreign[:5])}); move them or choose "
+                f"writes ({', '.join(names)}); move them or choose "
                 f"another --run-name"
             )
+        if wrong is not None:
+            raise wrong
         return "overwrite"
     if is_complete(run_dir):
         raise RunFolderError(
@@ -362,6 +428,9 @@ def check(run_dir: str | os.PathLike, identity: dict, overwrite: bool = False) -
             f"({'; '.join(changed)}); rerun with its settings to resume it, "
             f"pass --overwrite to start it over, or choose another --run-name"
         )
+    wrong = survey(run_dir)[1]
+    if wrong is not None:  # the tool would write through it: refused before any work
+        raise wrong
     return "resume"
 
 
@@ -386,8 +455,8 @@ def prepare(run_dir: str | os.PathLike, mode: str, config: dict) -> dict:
         config["replaces"] = (read_marker(run_dir) or {}).get("instance")
         os.replace(run_dir, _aside(run_dir))
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / CONFIG, config)  # first: the marker that makes the folder ours
-    (run_dir / INCOMPLETE).write_text("this run has not finished; rerun it to resume\n")
+    write_json(run_dir / CONFIG, config, run_dir)  # first: the marker that makes the folder ours
+    write_text(run_dir / INCOMPLETE, "this run has not finished; rerun it to resume\n", run_dir)
     return config
 
 
@@ -428,7 +497,7 @@ class RunLock:
     def __enter__(self) -> RunLock:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = self._open()
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -450,6 +519,24 @@ class RunLock:
         os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
         self._fd = fd
         return self
+
+    def _open(self) -> int:
+        """The lock file, made if missing, opened without following a link and without
+        blocking on a FIFO: anything but a regular file there raises RunFolderError (a link
+        would have the PID written through it)."""
+        flags = os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError:
+            mode = os.lstat(self.path).st_mode
+            if stat.S_ISREG(mode):
+                raise
+            raise door.refusal(self.path, mode) from None
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            os.close(fd)
+            raise door.refusal(self.path, mode)
+        return fd
 
     def __exit__(self, *exc) -> None:
         if self._fd is not None:

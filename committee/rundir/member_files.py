@@ -17,7 +17,7 @@ import numpy as np
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.errors import one_line
 from committee.log import logger
-from committee.members.spec import MemberSpec
+from committee.members.spec import MAX_EPOCHS, MemberSpec
 from committee.rundir import folder as runfolder
 from committee.training.checkpoint import check_keras_archive
 from committee.training.state import TrainState
@@ -92,15 +92,16 @@ class MemberOutcome:
         }
 
 
-def state_of_record(record: dict) -> TrainState:
+def state_of_record(record: dict, max_epochs: int = MAX_EPOCHS) -> TrainState:
     """The :data:`SAVED_FIELDS` of a members/<name>.json (untrusted) as a TrainState, checked
-    as a checkpoint's state is. Raises KeyError (a field missing) or ValueError (a field of
-    the wrong type)."""
+    as a checkpoint's state is (``max_epochs``: the member's spec's). Raises KeyError (a field
+    missing) or ValueError (a field of the wrong type or out of range)."""
     return TrainState.from_dict(
         {
             STATE_NAMES.get(f, f): record.get(f) if f in RECORD_FIELDS_ADDED_LATER else record[f]
             for f in SAVED_FIELDS
-        }
+        },
+        max_epochs,
     )
 
 
@@ -131,7 +132,8 @@ def load_finished_member(
                 f"settings; training it again"
             )
             return None
-        with np.load(probs_path, allow_pickle=False) as probs:
+        runfolder.door.check_regular(model_path)  # check_keras_archive opens it by path
+        with runfolder.door.open_regular(probs_path) as f, np.load(f, allow_pickle=False) as probs:
             val, test = probs["val"], probs["test"]
         for part, array, rows in (("val", val, n_val), ("test", test, n_test)):
             if array.shape != (rows, NUM_CLASSES) or not np.all(np.isfinite(array)):
@@ -141,7 +143,7 @@ def load_finished_member(
                     f"finite probabilities"
                 )
         check_keras_archive(model_path)
-        state = state_of_record(info)
+        state = state_of_record(info, identity["spec"].get("epochs", MAX_EPOCHS))
         if state.started_at is None or state.finished_at is None:
             raise ValueError("started_at / finished_at missing")
         return MemberOutcome.from_state(
@@ -167,11 +169,11 @@ def save_member(
     """Write a finished member's files (``model_file``: its final .keras) and return its
     outcome. ``identity``: the member's (identity.member_identity), recorded for reuse."""
     model_path, info_path, probs_path = member_paths(run_dir, spec.name)
-    runfolder.copy_file(model_file, model_path)
-    runfolder.write_npz(probs_path, val=probs["val"], test=probs["test"])
+    runfolder.copy_file(model_file, model_path, run_dir)
+    runfolder.write_npz(probs_path, run_dir, val=probs["val"], test=probs["test"])
     state = replace(state, finished_at=state.finished_at or time.time())
     outcome = MemberOutcome.from_state(spec.name, state, probs, identity["seed"])
     runfolder.write_json(
-        info_path, {"identity": identity, "spec": spec.to_dict(), **outcome.to_record()}
+        info_path, {"identity": identity, "spec": spec.to_dict(), **outcome.to_record()}, run_dir
     )
     return outcome

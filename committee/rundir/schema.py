@@ -23,6 +23,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.ensemble.diagnostics import N_BINS
+from committee.rundir import door
 from committee.rundir.folder import RunFolderError
 
 MAX_RESULTS_BYTES = 64 << 20  # a real results.json is well under 1 MB
@@ -232,8 +233,7 @@ def _read_json(path: Path) -> Any:
     """The JSON data of results.json; one-line :class:`RunFolderError` when it cannot be read,
     is too large or is not JSON."""
     try:
-        with open(path, "rb") as f:
-            raw = f.read(MAX_RESULTS_BYTES + 1)
+        raw = door.read_bytes(path, MAX_RESULTS_BYTES)  # a FIFO is refused, not waited on
     except OSError as exc:
         raise RunFolderError(
             f"{path}: cannot be read ({exc.strerror or exc}); expected the "

@@ -9,6 +9,7 @@ import os
 from dataclasses import asdict
 from pathlib import Path
 
+from committee.members.spec import MAX_EPOCHS
 from committee.training.state import TrainState
 
 MODEL_FILE, STATE_FILE = "model.keras", "state.json"
@@ -117,11 +118,13 @@ def _unpacked_size(path, part, limit: int) -> int:
     return min(produced, limit + 1)
 
 
-def load_checkpoint(folder: str | os.PathLike):
-    """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer."""
-    import keras
-
+def load_checkpoint(folder: str | os.PathLike, max_epochs: int = MAX_EPOCHS):
+    """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer.
+    Raises ValueError for a state out of range for a member of ``max_epochs`` epochs
+    (TrainState.from_dict) before the model is loaded."""
     folder = Path(folder)
+    state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()), max_epochs)
+    import keras  # after the state: a damaged one is refused without loading Keras
+
     model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
-    state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()))
     return model, state

@@ -12,9 +12,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from committee.log import plural
-from committee.members.spec import MemberSpec
+from committee.members.spec import MAX_EPOCHS, MemberSpec
 
 METRICS = ("loss", "accuracy", "precision", "recall")
+FRACTIONS = ("accuracy", "precision", "recall")  # history metrics in [0, 1], val_ ones included
+LOSSES = ("loss",)  # history metrics >= 0, val_ ones included
+FLOAT32_MAX = 3.4028234663852886e38  # Keras computes every metric in float32 at most
 
 
 @dataclass
@@ -36,9 +39,10 @@ class TrainState:
     device: dict[str, Any] | None = None  # cpu model and GPU names where it last trained
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> TrainState:
+    def from_dict(cls, data: dict[str, Any], max_epochs: int = MAX_EPOCHS) -> TrainState:
         """The state saved as ``data`` (a checkpoint's state.json, untrusted): every field is
-        checked against its type, so a damaged file raises ValueError naming the field."""
+        checked against its type and range (:func:`range_problem`; ``max_epochs``: the
+        member's spec's epochs), so a damaged file raises ValueError naming the field."""
         if not isinstance(data, dict):
             raise ValueError(f"state is {type(data).__name__}; expected a JSON object")
         unknown = sorted(set(data) - set(_STATE_CHECKS))
@@ -49,7 +53,11 @@ class TrainState:
                 raise ValueError(
                     f"state field {key!r} has {value!r:.80}; expected {_STATE_CHECKS[key].__doc__}"
                 )
-        return cls(**data)
+        state = cls(**data)
+        problem = range_problem(state, max_epochs)
+        if problem is not None:
+            raise ValueError(f"state {problem}")
+        return state
 
     def total_epochs(self, spec: MemberSpec) -> int:
         """The epochs this run trains in all: the budget's plan, else the spec's ceiling."""
@@ -128,6 +136,40 @@ _STATE_CHECKS = {
     "precision": _text_or_none,
     "device": _object_or_none,
 }
+
+
+def range_problem(state: TrainState, max_epochs: int) -> str | None:
+    """Why ``state`` (its types checked) cannot be what training ``max_epochs`` epochs at most
+    wrote, or None: its counts within 0..``max_epochs`` (resumptions and the early-stopping
+    wait within its epochs), at most one history value per epoch, every value finite and
+    within float32, accuracies / precisions / recalls in [0, 1], losses >= 0. The one place
+    a state's ranges are checked: a checkpoint's and a finished member's record alike."""
+    for key, value in (("epoch", state.epoch), ("epochs_planned", state.epochs_planned)):
+        if value is not None and value > max_epochs:
+            return f"field {key!r} is {value}; expected at most the member's {max_epochs} epochs"
+    for key, values in (("es_wait", [state.es_wait]), ("resumed_at", state.resumed_at)):
+        if any(v > state.epoch for v in values):
+            return f"field {key!r} has {max(values)}; expected at most its {state.epoch} epochs"
+    for key, values in sorted(state.history.items()):
+        metric = key.removeprefix("val_")
+        low, high = (
+            (0.0, 1.0)
+            if metric in FRACTIONS
+            else (0.0, FLOAT32_MAX)
+            if metric in LOSSES
+            else (-FLOAT32_MAX, FLOAT32_MAX)
+        )
+        if len(values) > state.epoch:
+            return (
+                f"history {key!r} has {len(values)} values; expected at most one per "
+                f"epoch ({state.epoch})"
+            )
+        bad = next((v for v in values if not (math.isfinite(v) and low <= v <= high)), None)
+        if bad is not None:
+            return f"history {key!r} has {bad!r}; expected finite numbers in [{low:g}, {high:g}]"
+    if state.es_best is not None and not (math.isfinite(state.es_best)):
+        return f"field 'es_best' is {state.es_best!r}; expected a finite number or null"
+    return None
 
 
 def plan_epochs(

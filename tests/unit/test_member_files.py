@@ -83,3 +83,38 @@ def test_a_checkpoint_state_of_wrong_types_is_refused():
     with pytest.raises(ValueError, match="state field 'surprise' is unknown"):
         TrainState.from_dict({"surprise": 1})
     assert TrainState.from_dict(json.loads(json.dumps(TrainState(epoch=3).__dict__))).epoch == 3
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        ({"epochs_run": 10**30}, "state field 'epoch' is 10000000000000000000000000000"),
+        ({"epochs_run": 6}, "expected at most the member's 5 epochs"),
+        ({"history": {"loss": [1e308, 0.5]}}, "history 'loss' has 1e+308"),
+        ({"history": {"val_accuracy": [0.5, 1.5]}}, "history 'val_accuracy' has 1.5"),
+        ({"history": {"loss": [-1.0, 0.5]}}, "history 'loss' has -1.0"),
+        ({"history": {"lr": [float("nan"), 1.0]}}, "history 'lr' has nan"),
+        ({"history": {"loss": [1.0, 0.5, 0.4]}}, "history 'loss' has 3 values"),
+        ({"resumed_at": [3]}, "field 'resumed_at' has 3; expected at most its 2 epochs"),
+        ({"epochs_planned": 7}, "field 'epochs_planned' is 7"),
+    ],
+)
+def test_a_member_json_out_of_range_is_predicted_again(tmp_path, capsys, change, words):
+    identity = {**IDENTITY, "spec": {"name": "m", "epochs": 5}}
+    _member(tmp_path, {**INFO, "identity": identity, **change})
+    assert member_files.load_finished_member(tmp_path, "m", identity, 4, 5) is None
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and words in err[0] and "predicting it again" in err[0], err
+
+
+def test_a_checkpoint_state_out_of_range_is_refused_before_its_model_is_loaded(tmp_path):
+    from committee.training.checkpoint import STATE_FILE, load_checkpoint
+
+    state = {**TrainState(epoch=2, history={"loss": [1.0, 0.5]}).__dict__}
+    (tmp_path / STATE_FILE).write_text(json.dumps({**state, "epoch": 10**30}))
+    with pytest.raises(ValueError, match="expected at most the member's 20 epochs"):
+        load_checkpoint(tmp_path, max_epochs=20)  # no model.keras: the state is refused first
+    (tmp_path / STATE_FILE).write_text(json.dumps({**state, "history": {"loss": [1e308, 1]}}))
+    with pytest.raises(ValueError, match="history 'loss' has 1e\\+308"):
+        load_checkpoint(tmp_path, max_epochs=20)
+    assert TrainState.from_dict(state, max_epochs=2).epoch == 2
