@@ -52,7 +52,7 @@ def test_a_non_editable_install_ships_every_subpackage_and_runs(tmp_path):
     )
     assert Path(where.stdout.strip()).is_relative_to(site)
     for command, expected in (
-        ([str(site / "bin" / "committee"), "--help"], "{run,tune,report,predict,export}"),
+        ([str(site / "bin" / "committee"), "--help"], "{run,tune,report,predict,export,submit}"),
         ([sys.executable, "-m", "committee", "run", "--help"], "--preset"),
     ):
         proc = subprocess.run(
