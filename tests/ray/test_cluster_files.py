@@ -106,13 +106,24 @@ def rayjob() -> dict:
 
 
 def _submit_commands(path: Path) -> list[str]:
-    """The ``ray job submit ... -- python jobs/train_committee.py ...`` lines of a README."""
+    """The ``ray job submit ... -- python jobs/train_committee.py ...`` and ``committee submit
+    ... -- ...`` command lines of a README."""
     text = re.sub(r"\\\n\s*", " ", path.read_text())  # join backslash continuations
     return [
         line.strip()
         for line in text.splitlines()
-        if "ray job submit" in line and f"python {JOB_SCRIPT}" in line
+        if ("ray job submit" in line and f"python {JOB_SCRIPT}" in line)
+        or line.strip().startswith("committee submit ")
     ]
+
+
+def _submission(command: str) -> tuple[str, list[str]]:
+    """``(what comes before the job's options, the job's options)`` of a submit command."""
+    if command.startswith("committee submit "):
+        before, _, after = command.partition(" -- ")
+        return before, shlex.split(after)
+    before, _, _ = command.partition(f"python {JOB_SCRIPT}")
+    return before, _args_after_script(command)
 
 
 def test_aws_config_passes_rays_launcher_validation(aws_prepared):
@@ -284,8 +295,8 @@ def test_readme_submit_commands_name_their_run(path):
     commands = _submit_commands(path)
     assert commands, f"no ray job submit example in {path}"
     for command in commands:
-        before, _, _ = command.partition(f"python {JOB_SCRIPT}")
-        run_name = _parse_job_args(_args_after_script(command)).run_name
+        before, job_args = _submission(command)
+        run_name = _parse_job_args(job_args).run_name
         assert run_name, f"no --run-name in {command!r}"
         words = shlex.split(before)
         assert "--submission-id" in words, f"no --submission-id in {command!r}"
