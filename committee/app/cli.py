@@ -668,12 +668,10 @@ def _error(message: BaseException | str) -> None:
     print(f"committee: error: {printable(str(message))}", file=sys.stderr)
 
 
-def _unexpected(exc: BaseException, options) -> int:
-    """Report an unexpected failure in one line naming the log of its traceback (the run
-    folder's logs/error.log when ``options`` name a run folder, else a temporary file);
-    exit 1."""
-    named = options is not None and options.run_name
-    log = log_failure(exc, options.run_dir() if named else None)
+def _unexpected(exc: BaseException, run_dir: Path | None) -> int:
+    """Report an unexpected failure in one line naming the log of its traceback (``run_dir``'s
+    logs/error.log when it is a run folder, else a temporary file); exit 1."""
+    log = log_failure(exc, run_dir)
     first = one_line(exc, 300, pick="first", empty="")
     _error(f"unexpected {type(exc).__name__}: {first} (traceback in {log})")
     return 1
