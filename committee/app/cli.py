@@ -659,7 +659,8 @@ def _stop_on_next_signal() -> None:
 
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(signum, handler)
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup, `cmd &`: left ignored
+                signal.signal(signum, handler)
 
 
 def _error(message: BaseException | str) -> None:

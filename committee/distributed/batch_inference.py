@@ -78,7 +78,11 @@ def _native_stderr_to_file():
     Ray Data's progress bars on a terminal) still reaches the terminal. Ray Data passes its
     actors' constructor arguments through the object store and lets them restart, for which
     the core worker prints an ERROR line (core_worker.cc, ``MapWorker(MapBatches(...))``,
-    ray-project/ray#53727) on every prediction: a warning about Ray Data, not about the run."""
+    ray-project/ray#53727) on every prediction: a warning about Ray Data, not about the run.
+    Python's ``sys.stdout`` goes to the same file: the command prints nothing there while it
+    predicts, and Ray's driver prints there each error the raylet reports (an actor that
+    failed to start and is retried: the whole remote traceback, some 90 lines, repeating the
+    one line the command reports)."""
     folder = tempfile.gettempdir()
     with contextlib.suppress(Exception):  # Ray's private API: fall back to a temporary file
         import ray
@@ -92,12 +96,16 @@ def _native_stderr_to_file():
         os.O_WRONLY | os.O_CREAT | os.O_APPEND,
         0o600,
     )
+    sys.stdout.flush()
+    python_stdout = os.fdopen(os.dup(native), "w", buffering=1, errors="backslashreplace")
     os.dup2(native, 2)
-    previous, sys.stderr = sys.stderr, python_stderr
+    previous = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = python_stdout, python_stderr
     try:
         yield
     finally:
-        sys.stderr = previous
+        sys.stdout, sys.stderr = previous
+        python_stdout.close()
         python_stderr.close()
         os.dup2(saved, 2)
         os.close(saved)

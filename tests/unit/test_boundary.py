@@ -141,3 +141,20 @@ def test_connect_keeps_the_callers_signal_handlers_across_ray_init():
         assert signal.getsignal(signal.SIGTERM) is ours
     finally:
         signal.signal(signal.SIGTERM, saved)
+
+
+def test_a_signal_the_process_was_started_ignoring_stays_ignored(monkeypatch, tmp_path):
+    """`cmd &` and nohup start a command with SIGINT ignored: the boundary leaves it so."""
+    from committee.app import predict
+
+    def work(options):
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "predict", work)
+    saved = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        assert cli.main(["predict", str(tmp_path), "a.npy"]) == 130
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved)
