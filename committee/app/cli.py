@@ -1,10 +1,12 @@
-"""Command line: ``committee run``, ``tune``, ``report`` and ``predict``.
+"""Command line: ``committee run``, ``tune``, ``report``, ``predict`` and ``export``.
 
-Bad options end in one line on stderr (what was wrong, the value, what was expected) and exit
-status 2, before any Ray cluster starts; so do the known conditions the project names
+Every command goes through one error boundary (:func:`guarded`). Bad options end in one line
+on stderr (what was wrong, the value, what was expected) and exit status 2, before any Ray
+cluster starts; so do the known conditions the project names
 (:class:`committee.errors.CommitteeError`: a run folder, data or search that cannot be used, a
-diverged member). Any other failure of ``run`` or ``tune`` exits 1 with one line that says
-where its full traceback was written (RUN_DIR/logs/error.log, else a temporary file).
+diverged member), a full disk and a write the file system refuses. Ctrl-C exits 130, SIGTERM
+143, each with one line. Any other failure exits 1 with one line that says where its full
+traceback was written (RUN_DIR/logs/error.log, else a temporary file).
 """
 
 from __future__ import annotations
@@ -653,7 +655,9 @@ def _stop_on_next_signal() -> None:
 
     def handler(signum, frame):
         sys.stdout.flush()
-        print("committee: interrupted again; stopped without waiting", file=sys.stderr)
+        print(
+            "committee: interrupted while stopping; exited without waiting for it", file=sys.stderr
+        )
         sys.stderr.flush()
         os._exit(128 + signum)
 

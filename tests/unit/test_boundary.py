@@ -123,7 +123,7 @@ def test_a_second_signal_while_ray_shuts_down_is_one_line_not_a_traceback(
     assert exits == [128 + second]
     assert capsys.readouterr().err == (
         "committee: interrupted; nothing was written\n"
-        "committee: interrupted again; stopped without waiting\n"
+        "committee: interrupted while stopping; exited without waiting for it\n"
     )
 
 
