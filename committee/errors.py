@@ -86,11 +86,21 @@ class SearchError(CommitteeError):
 
 
 class MemberLoadError(CommitteeError):
-    """A member's .keras file did not load (in its batch-inference actor)."""
+    """A member's .keras file did not load, or is not a model of 28x28 images into 10 class
+    probabilities (in its batch-inference actor, or in the driver for ``export``)."""
 
 
 class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (kill, ``ray job stop``) received: stop as on Ctrl-C; the command line exits
+    with 128 + ``signum`` (143) instead of Ctrl-C's 130."""
+
+    def __init__(self, signum: int):
+        super().__init__(f"signal {signum}")
+        self.signum = signum
 
 
 class DiskFull(OSError):
@@ -111,16 +121,17 @@ def no_space(error: BaseException | str | None) -> str | None:
     return named.group(1) if named else ""
 
 
-def disk_full(error, where: str) -> DiskFull:
+RESUME = "rerun with the same --run-name to resume (finished members and checkpoints are kept)"
+
+
+def disk_full(error, where: str, then: str = RESUME) -> DiskFull:
     """The one-line error for a full disk; ``where`` is the folder written when no path is
-    known."""
+    known, ``then`` what to do once space is freed (a run's default: resume it)."""
     if isinstance(error, DiskFull):
         return error
     if isinstance(error, OSError) and error.filename:
         where = str(error.filename)
     return DiskFull(
         28,
-        f"no space left on device writing {no_space(error) or where}; free "
-        f"space and rerun with the same --run-name to resume (finished members "
-        f"and checkpoints are kept)",
+        f"no space left on device writing {no_space(error) or where}; free space and {then}",
     )

@@ -1,4 +1,4 @@
-"""The application: ``cli`` (the command line, one error boundary per command), ``options``
+"""The application: ``cli`` (the command line, one error boundary for every command), ``options``
 (Run/Tune/Predict/ExportOptions: defaults and constraint tables, the one home of each), ``run``,
 ``tune``, ``predict`` and ``export`` (one command end to end), ``api`` (the Python API:
 load / run / export, re-exported by ``committee``), ``provenance`` (versions, git commit,

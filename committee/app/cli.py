@@ -1,10 +1,12 @@
-"""Command line: ``committee run``, ``tune``, ``report`` and ``predict``.
+"""Command line: ``committee run``, ``tune``, ``report``, ``predict`` and ``export``.
 
-Bad options end in one line on stderr (what was wrong, the value, what was expected) and exit
-status 2, before any Ray cluster starts; so do the known conditions the project names
+Every command goes through one error boundary (:func:`guarded`). Bad options end in one line
+on stderr (what was wrong, the value, what was expected) and exit status 2, before any Ray
+cluster starts; so do the known conditions the project names
 (:class:`committee.errors.CommitteeError`: a run folder, data or search that cannot be used, a
-diverged member). Any other failure of ``run`` or ``tune`` exits 1 with one line that says
-where its full traceback was written (RUN_DIR/logs/error.log, else a temporary file).
+diverged member), a full disk and a write the file system refuses. Ctrl-C exits 130, SIGTERM
+143, each with one line. Any other failure exits 1 with one line that says where its full
+traceback was written (RUN_DIR/logs/error.log, else a temporary file).
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ import argparse
 import dataclasses
 import errno
 import os
+import signal
 import sys
+import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from committee import log
@@ -27,7 +32,16 @@ from committee.app.options import (
     TuneOptions,
 )
 from committee.data.fashion_mnist import SPLITS
-from committee.errors import one_line
+from committee.errors import (
+    RESUME,
+    CommitteeError,
+    DiskFull,
+    InputError,
+    Terminated,
+    UsageError,
+    disk_full,
+    one_line,
+)
 from committee.log import printable
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS, SPEC_CONSTRAINTS
 from committee.rundir.folder import LOGS, RunFolderError, write_text
@@ -414,23 +428,19 @@ def add_predict_parser(sub) -> None:
 
 
 def predict_command(args: argparse.Namespace) -> int:
-    """``committee predict``: one-line errors (exit 2) before Ray starts where knowable."""
+    """``committee predict``, through :func:`guarded`: bad input is one line and exit status 2
+    before Ray starts."""
     from committee.app.predict import predict, summary
-    from committee.app.run import interrupt_on_sigterm
 
     options = options_from(PredictOptions, args)
-    interrupt_on_sigterm()
-    try:
+
+    def work() -> int:
         path, table = predict(options)
-    except (ValueError, PermissionError, FileNotFoundError, ConnectionError) as exc:
-        _error(exc)
-        return 2
-    except KeyboardInterrupt:
-        print("committee: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    print(summary(table))
-    print(printable(f"predictions in {path}"))
-    return 0
+        print(summary(table))
+        print(printable(f"predictions in {path}"))
+        return 0
+
+    return guarded(work, where=lambda: str(Path(options.output or ".").parent), then="rerun")
 
 
 EXPORT_DESCRIPTION = """\
@@ -480,39 +490,39 @@ def add_export_parser(sub) -> None:
 
 
 def export_command(args: argparse.Namespace) -> int:
-    """``committee export``: bad input is one line and exit status 2 before any model is
-    loaded; a member that does not load is one line naming it (2); anything else exits 1 with
-    one line naming the file holding its traceback."""
-    from committee.app.export import export, validate
-    from committee.app.run import interrupt_on_sigterm
-    from committee.errors import CommitteeError
+    """``committee export``, through :func:`guarded`: bad input is one line and exit status 2
+    before any model is loaded; so is a member that does not load (naming it)."""
+    from committee.app.export import export
 
     options = options_from(ExportOptions, args)
-    interrupt_on_sigterm()
-    try:
-        checked = validate(options)  # nothing is loaded before every check passes
-    except (ValueError, PermissionError, FileNotFoundError) as exc:
-        _error(exc)
-        return 2
-    try:
-        path, _ = export(options, checked)
-    except (CommitteeError, FileExistsError, PermissionError) as exc:
-        _error(exc)
-        return 2
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            return _unexpected(exc, None)
-        from committee.errors import disk_full
 
-        _error(disk_full(exc, str(Path(options.output).parent)).strerror)
-        return 2
-    except KeyboardInterrupt:
-        print("committee: interrupted; nothing was written", file=sys.stderr)
-        return 130
-    except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
-        return _unexpected(exc, None)
-    print(printable(f"committee model in {path}"))
-    return 0
+    def work() -> int:
+        path, _ = export(options)
+        print(printable(f"committee model in {path}"))
+        return 0
+
+    return guarded(work, where=lambda: str(Path(options.output).parent), then="rerun")
+
+
+def report_command(args: argparse.Namespace) -> int:
+    """``committee report``, through :func:`guarded`: a run folder that cannot be drawn is one
+    line naming the file and field (exit status 2) before any file is rewritten."""
+    from committee.report.render import render
+
+    def work() -> int:
+        for path in render(args.run_dir):
+            print(printable(str(path)))
+        return 0
+
+    return guarded(
+        work,
+        where=lambda: str(args.run_dir),
+        then="rerun committee report",
+        interrupted=lambda: (
+            "committee: interrupted; each file is either redrawn or as it was: "
+            "rerun committee report to redraw them all"
+        ),
+    )
 
 
 SUBMIT_DESCRIPTION = """\
@@ -571,49 +581,19 @@ DEFAULT_JOB_SERVER = "http://127.0.0.1:8265"
 
 
 def submit_command(args: argparse.Namespace) -> int:
-    """``committee submit``: every option (the run's too) is checked before anything is
-    sent: one line, exit 2; a job server that cannot be reached or refuses the token: one
-    line, exit 2; otherwise the job's own exit status."""
-    import json
-    from urllib.parse import urlsplit
-
-    from committee.app.run import interrupt_on_sigterm
+    """``committee submit``, through :func:`guarded`: every option (the run's too) is checked
+    before anything is sent (one line, exit 2); so is a job server that cannot be reached or
+    refuses the token; otherwise the job's own exit status. Ctrl-C detaches (130): the job
+    goes on."""
     from committee.distributed.submission import submit
 
     run_args = args.run_args[1:] if args.run_args[:1] == ["--"] else args.run_args
     check = OneLineParser(prog="committee submit", argument_default=argparse.SUPPRESS)
     add_run_arguments(check)
     check.parse_args(run_args)  # exits 2 in one line on a bad run option
-    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
-    if not address and os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
-        address = os.environ["RAY_ADDRESS"]
-    address = address or DEFAULT_JOB_SERVER
-    parts = urlsplit(address)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        _error(
-            f"--address {address!r} is not a job server address; expected http://HOST:PORT "
-            "(the cluster dashboard's)"
-        )
-        return 2
-    working_dir = args.working_dir or Path(__file__).resolve().parents[2]
-    if not (working_dir / "jobs" / "train_committee.py").is_file():
-        _error(
-            f"--working-dir {str(working_dir)!r} holds no jobs/train_committee.py; expected "
-            "a copy of this project (its repository's folder)"
-        )
-        return 2
-    runtime_env = None
-    if args.runtime_env_json is not None:
-        try:
-            runtime_env = json.loads(args.runtime_env_json)
-        except ValueError as exc:
-            _error(f"--runtime-env-json is not JSON: {exc}")
-            return 2
-        if not isinstance(runtime_env, dict):
-            _error('--runtime-env-json must be a JSON object, e.g. {"env_vars": {...}}')
-            return 2
-    interrupt_on_sigterm()
-    try:
+
+    def work() -> int:
+        address, working_dir, runtime_env = _submission_options(args)
         return submit(
             address,
             run_args,
@@ -622,64 +602,185 @@ def submit_command(args: argparse.Namespace) -> int:
             runtime_env=runtime_env,
             wait=not args.no_wait,
         )
-    except (ConnectionError, ValueError) as exc:
-        _error(exc)
-        return 2
-    except KeyboardInterrupt:
-        return 130
-    except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
-        return _unexpected(exc, None)
+
+    return guarded(work, interrupted=lambda: "committee: detached; the job goes on on the cluster")
+
+
+def _submission_options(args: argparse.Namespace) -> tuple[str, Path, dict | None]:
+    """``(job server address, working folder, runtime environment)`` of ``committee
+    submit``'s options; UsageError naming the option otherwise."""
+    import json
+    from urllib.parse import urlsplit
+
+    address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
+    if not address and os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
+        address = os.environ["RAY_ADDRESS"]
+    address = address or DEFAULT_JOB_SERVER
+    parts = urlsplit(address)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--address {address!r} is not a job server address; expected http://HOST:PORT "
+            "(the cluster dashboard's)"
+        )
+    working_dir = args.working_dir or Path(__file__).resolve().parents[2]
+    if not (working_dir / "jobs" / "train_committee.py").is_file():
+        raise UsageError(
+            f"--working-dir {str(working_dir)!r} holds no jobs/train_committee.py; expected "
+            "a copy of this project (its repository's folder)"
+        )
+    if args.runtime_env_json is None:
+        return address, working_dir, None
+    try:
+        runtime_env = json.loads(args.runtime_env_json)
+    except ValueError as exc:
+        raise UsageError(f"--runtime-env-json is not JSON: {exc}") from None
+    if not isinstance(runtime_env, dict):
+        raise UsageError('--runtime-env-json must be a JSON object, e.g. {"env_vars": {...}}')
+    return address, working_dir, runtime_env
 
 
 def run_command(args: argparse.Namespace) -> int:
-    """Run a committee from parsed options; one-line errors, non-zero exit on failure."""
-    from committee.app.run import interrupt_on_sigterm, run
+    """``committee run`` or ``tune`` from parsed options, through :func:`guarded`; its error
+    log is the run folder's logs/error.log once the folder is named."""
+    from committee.app.run import run
     from committee.app.tune import tune
-    from committee.errors import CommitteeError
 
     options = options_from_args(args)
-    if isinstance(options, TuneOptions):
-        run = tune
-    interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
-    try:
-        run_dir = run(options)  # validates every option before anything starts
-    except (
-        CommitteeError,
-        FileExistsError,
-        PermissionError,
-        FileNotFoundError,
-        ConnectionError,
-    ) as exc:
-        _error(exc)
-        return 2
-    except OSError as exc:
-        if exc.errno != errno.ENOSPC:
-            return _unexpected(exc, options)
-        from committee.errors import disk_full
+    command = tune if isinstance(options, TuneOptions) else run
 
-        where = options.run_dir() if options.run_name else options.output
-        _error(disk_full(exc, str(where)).strerror)
-        return 2
-    except KeyboardInterrupt:
+    def work() -> int:
+        run_dir = command(options)  # validates every option before anything starts
+        print(printable(f"outputs in {run_dir}"))
+        return 0
+
+    def folder() -> Path:
+        return options.run_dir() if options.run_name else Path(options.output)
+
+    def interrupted() -> str:
         kept = (
             "the earlier run is kept"
             if options.overwrite
             else "finished members and checkpoints are kept"
         )
-        print(
-            printable(
-                f"committee: interrupted; {kept} in "
-                f"{options.run_dir() if options.run_name else options.output}: rerun with the "
-                f"same --run-name{' and --overwrite' if options.overwrite else ''} to "
-                f"{'start over' if options.overwrite else 'resume'}"
-            ),
-            file=sys.stderr,
+        return (
+            f"committee: interrupted; {kept} in {folder()}: rerun with the same "
+            f"--run-name{' and --overwrite' if options.overwrite else ''} to "
+            f"{'start over' if options.overwrite else 'resume'}"
         )
-        return 130
+
+    return guarded(
+        work,
+        run_dir=lambda: options.run_dir() if options.run_name else None,
+        where=lambda: str(folder()),
+        interrupted=interrupted,
+    )
+
+
+# Conditions a user can act on, each one line naming the value or file: exit status 2.
+KNOWN = (
+    CommitteeError,
+    InputError,
+    FileExistsError,
+    PermissionError,
+    FileNotFoundError,
+    ConnectionError,
+)
+# A file system that refuses a write for a reason its error names (read-only, out of quota,
+# a name too long for it, a file too large): one line naming the file, exit status 2.
+REFUSED_WRITES = frozenset({errno.EROFS, errno.EDQUOT, errno.ENAMETOOLONG, errno.EFBIG})
+
+
+def guarded(
+    work: Callable[[], int],
+    *,
+    run_dir: Callable[[], Path | None] = lambda: None,
+    where: Callable[[], str] = lambda: ".",
+    then: str = RESUME,
+    interrupted: Callable[[], str] = lambda: "committee: interrupted; nothing was written",
+) -> int:
+    """Every command's error boundary: ``work()``'s exit status, or what its exception means
+    (README, "Exit status"). A known condition (:data:`KNOWN`, a full disk, a write the file
+    system refuses) is one line and 2; Ctrl-C prints ``interrupted()`` and gives 130, SIGTERM
+    the same and 143; anything else is one line naming the file that holds its traceback
+    (``run_dir()``'s logs/error.log, else a temporary file) and 1. ``where``: the folder
+    written, for a full disk whose error names no file; ``then``: what to do once space is
+    freed. Afterwards the process's Ray, if it started one, is shut down with a second Ctrl-C
+    or SIGTERM ending the process at once in one line (not a traceback from Ray's shutdown);
+    the SIGINT and SIGTERM handlers are put back as they were."""
+    main_thread = threading.current_thread() is threading.main_thread()
+    saved = (
+        [(s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM)] if main_thread else []
+    )
+    interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
+    try:
+        try:
+            return work()
+        except BaseException:
+            _stop_on_next_signal()  # what follows is the way out: never a second traceback
+            raise
+    except KNOWN as exc:
+        _error(_file_error(exc) if isinstance(exc, OSError) else exc)
+        return 2
+    except OSError as exc:
+        if exc.errno == errno.ENOSPC or isinstance(exc, DiskFull):
+            _error(disk_full(exc, where(), then).strerror)
+            return 2
+        if exc.errno in REFUSED_WRITES and exc.filename:
+            _error(_file_error(exc))
+            return 2
+        return _unexpected(exc, run_dir())
+    except KeyboardInterrupt as exc:
+        print(printable(interrupted()), file=sys.stderr)
+        return 128 + exc.signum if isinstance(exc, Terminated) else 130
     except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
-        return _unexpected(exc, options)
-    print(printable(f"outputs in {run_dir}"))
-    return 0
+        return _unexpected(exc, run_dir())
+    finally:
+        _stop_on_next_signal()
+        from committee.distributed.cluster import disconnect
+
+        disconnect()
+        for signum, handler in saved:
+            if handler is not None:
+                signal.signal(signum, handler)
+
+
+def _file_error(exc: OSError) -> str:
+    """An OSError from the system as "<file>: <what the system said>" (a rename's: the file it
+    would replace); the project's own, which carry no errno, as their message."""
+    if exc.errno is None or not exc.filename:
+        return str(exc)
+    return f"{exc.filename2 or exc.filename}: {exc.strerror}"
+
+
+def interrupt_on_sigterm() -> None:
+    """Turn SIGTERM (kill, `ray job stop`) into :class:`~committee.errors.Terminated` (a
+    KeyboardInterrupt), so the command stops cleanly and exits 143. ``ray.init`` installs a
+    handler of its own; :func:`committee.distributed.cluster.connect` puts this one back."""
+
+    def handler(signum, frame):
+        raise Terminated(signum)
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, handler)
+
+
+def _stop_on_next_signal() -> None:
+    """From now on, Ctrl-C or SIGTERM ends the process at once with one line and 128 + the
+    signal's number: sent while a command stops or Ray shuts down, a KeyboardInterrupt would
+    surface as a traceback from wherever it landed (Ray's atexit shutdown, a thread's join)."""
+
+    def handler(signum, frame):
+        sys.stdout.flush()
+        print(
+            "committee: interrupted while stopping; exited without waiting for it", file=sys.stderr
+        )
+        sys.stderr.flush()
+        os._exit(128 + signum)
+
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            if signal.getsignal(signum) is not signal.SIG_IGN:  # nohup, `cmd &`: left ignored
+                signal.signal(signum, handler)
 
 
 def _error(message: BaseException | str) -> None:
@@ -688,12 +789,10 @@ def _error(message: BaseException | str) -> None:
     print(f"committee: error: {printable(str(message))}", file=sys.stderr)
 
 
-def _unexpected(exc: BaseException, options) -> int:
-    """Report an unexpected failure in one line naming the log of its traceback (the run
-    folder's logs/error.log when ``options`` name a run folder, else a temporary file);
-    exit 1."""
-    named = options is not None and options.run_name
-    log = log_failure(exc, options.run_dir() if named else None)
+def _unexpected(exc: BaseException, run_dir: Path | None) -> int:
+    """Report an unexpected failure in one line naming the log of its traceback (``run_dir``'s
+    logs/error.log when it is a run folder, else a temporary file); exit 1."""
+    log = log_failure(exc, run_dir)
     first = one_line(exc, 300, pick="first", empty="")
     _error(f"unexpected {type(exc).__name__}: {first} (traceback in {log})")
     return 1
@@ -726,23 +825,15 @@ def main(argv: list[str] | None = None) -> int:
     log.setup()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by a local Ray's workers
     args = build_parser().parse_args(argv)
-    if args.command in ("run", "tune"):
-        return run_command(args)
-    if args.command == "predict":
-        return predict_command(args)
-    if args.command == "export":
-        return export_command(args)
-    if args.command == "submit":
-        return submit_command(args)
-    from committee.report.render import render
-
-    try:
-        for path in render(args.run_dir):
-            print(printable(str(path)))
-    except (FileNotFoundError, KeyError, ValueError) as exc:
-        _error(exc)
-        return 2
-    return 0
+    commands = {
+        "run": run_command,
+        "tune": run_command,
+        "predict": predict_command,
+        "export": export_command,
+        "report": report_command,
+        "submit": submit_command,
+    }
+    return commands[args.command](args)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from committee import log, validation
 from committee.app.options import EXPORT_CHECKS, EXPORT_CONSTRAINTS, ExportOptions
 from committee.app.predict import check_output_file, fuse_rule
 from committee.ensemble import fusion
+from committee.errors import usage_errors
 from committee.log import logger
 from committee.rundir.finished_run import Committee, load_committee, load_models
 from committee.training.export import committee_model
@@ -96,7 +97,10 @@ def export(
     from committee.training.prediction import predict_proba
 
     log.setup()
-    committee, out = validate(options) if checked is None else checked
+    if checked is None:
+        with usage_errors():  # a ValueError here is bad input, not a failure of the work
+            checked = validate(options)
+    committee, out = checked
     models = load_models(committee)
     model = build(committee, options.rule, models)
     probe = probe_images()

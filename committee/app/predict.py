@@ -7,7 +7,8 @@ rules (fusion.fuse, with the run's fitted weights) -> one table, written atomica
 Output columns, one row per image (Parquet; CSV spells each probability list as 10
 columns ``<column>_0`` … ``<column>_9``):
 
-- ``input`` (the file), ``index`` (position in a .npy / IDX file; 0 for an image file);
+- ``input`` (the file; bytes of its name that are not UTF-8 as ``\\xNN``), ``index``
+  (position in a .npy / IDX file; 0 for an image file);
 - ``class``, ``class_name``: the committee's class under ``--rule`` (default mean);
 - ``disagreement``: the fraction of members whose class differs from the committee's;
 - ``entropy``: predictive entropy of the committee's probabilities, in nats (0..ln 10);
@@ -28,6 +29,7 @@ from committee import log, validation
 from committee.app.options import PREDICT_CHECKS, PREDICT_CONSTRAINTS, PredictOptions
 from committee.data import inputs
 from committee.ensemble import fusion
+from committee.errors import usage_errors
 from committee.log import logger, plural
 from committee.report.tables import prediction_table, write_table
 from committee.rundir import folder as runfolder
@@ -58,10 +60,14 @@ def output_path(output: str | None, run_name: str, run_dir: Path) -> Path:
 
 def check_output_file(output, path: Path, run_dir: Path, expected: str) -> None:
     """The checks every output file of a command gets (predict's table, export's model):
-    raises ValueError naming ``--output`` when its folder does not exist or is not writable,
-    when it is a folder (``expected``: what a file name should end in), or when it would
-    replace one of the run folder's own files."""
+    raises ValueError naming ``--output`` when its name cannot be written there
+    (:func:`~committee.rundir.folder.unwritable_name`: too long, not encodable), when its
+    folder does not exist or is not writable, when it is a folder (``expected``: what a file
+    name should end in), or when it would replace one of the run folder's own files."""
     folder = path.parent
+    why = runfolder.unwritable_name(path)
+    if why:
+        raise ValueError(f"--output {output}: {why}; expected a shorter file name")
     if not folder.is_dir():
         raise ValueError(
             f"--output {output}: folder {folder} does not exist; expected an existing folder"
@@ -120,7 +126,8 @@ def predict(options: PredictOptions) -> tuple[Path, pa.Table]:
     from committee.distributed import batch_inference, cluster
     from committee.training import backend
 
-    committee, images, out = validate(options)
+    with usage_errors():  # a ValueError here is bad input, not a failure of the work
+        committee, images, out = validate(options)
     for note in images.notes:
         logger.info(note)
     members = ", ".join(f"{n} (tta {t})" for n, (_, t) in committee.members.items())

@@ -7,8 +7,6 @@ seconds with one line and leaves nothing behind.
 
 from __future__ import annotations
 
-import signal
-import threading
 import time
 from contextlib import contextmanager
 from dataclasses import asdict
@@ -29,19 +27,6 @@ from committee.report import tables
 from committee.rundir import folder as runfolder
 from committee.rundir import identity as identity_mod
 from committee.rundir import storage
-
-
-def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM (kill, `ray job stop`) into KeyboardInterrupt, so the run stops cleanly.
-
-    Called again after ``ray.init``, which installs a SIGTERM handler of its own.
-    """
-
-    def handler(signum, frame):
-        raise KeyboardInterrupt(f"signal {signum}")
-
-    if threading.current_thread() is threading.main_thread():
-        signal.signal(signal.SIGTERM, handler)
 
 
 def _class_counts(labels: np.ndarray) -> list[int]:
@@ -155,7 +140,6 @@ def _run_locked(options, specs, run_dir, dataset, split, identity, mode) -> Path
     logger.info(starting_ray(options.address))
     with usage_errors():  # the address, and members the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
-        interrupt_on_sigterm()
         placement = cluster.plan_placement(
             len(specs), cluster.cluster_nodes(), options.cpus_per_member, options.gpus_per_member
         )

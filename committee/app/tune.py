@@ -15,7 +15,6 @@ from committee.app.options import TuneOptions, validate_tune
 from committee.app.provenance import code_version, machine_info, versions
 from committee.app.run import (
     identity_of,
-    interrupt_on_sigterm,
     owned_folder,
     prepare,
     starting_ray,
@@ -60,7 +59,6 @@ def _tune_locked(options, specs, run_dir, dataset, split, identity, mode) -> Pat
     logger.info(starting_ray(options.address))
     with usage_errors():  # the address, and trials the cluster cannot host
         cluster.connect(options.address, verbose=options.verbose)
-        interrupt_on_sigterm()
         placement, concurrency = tuning.plan_trials(
             cluster.cluster_nodes(),
             options.num_samples,

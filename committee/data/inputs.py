@@ -30,6 +30,8 @@ was expected. Arrays given in Python (the API's ``predict_proba(x)``) follow the
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -154,15 +156,17 @@ def read_inputs(
     light = []
     for path in files:
         suffix = path.suffix.lower()
-        if suffix in IMAGE_SUFFIXES:
-            budget.take(path, 1, 0, "an image")
-            pixels = read_image(path, invert)  # (28, 28)
-            if border_mean(pixels) > LIGHT_BORDER and not invert:
-                light.append(path)
-            array = pixels[np.newaxis]
-        else:
-            array, note = read_npy(path, budget) if suffix == ".npy" else read_idx(path, budget)
-            notes.append(note)
+        with _named(path):
+            if suffix in IMAGE_SUFFIXES:
+                budget.take(path, 1, 0, "an image")
+                pixels = read_image(path, invert)  # (28, 28)
+                if border_mean(pixels) > LIGHT_BORDER and not invert:
+                    light.append(path)
+                array = pixels[np.newaxis]
+            else:
+                reader = read_npy if suffix == ".npy" else read_idx
+                array, note = reader(path, budget)
+                notes.append(note)
         images.append(array)
         sources += [str(path)] * len(array)
         index.append(np.arange(len(array), dtype=np.int32))
@@ -183,6 +187,22 @@ def read_inputs(
         index=np.concatenate(index),
         notes=notes,
     )
+
+
+@contextmanager
+def _named(path: Path) -> Iterator[None]:
+    """For the block, any error of a decoding library that the readers do not name (Pillow
+    opens more formats than PNG and JPEG, each decoder with its own errors, such as
+    NotImplementedError) as :class:`InputError` naming ``path``."""
+    try:
+        yield
+    except InputError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - whatever a decoder raises, the file is at fault
+        raise InputError(
+            f"input {path}: not readable ({type(exc).__name__}: {one_line(exc)}); "
+            f"expected a PNG or JPEG image, a .npy array or an IDX .gz file as its extension says"
+        ) from None
 
 
 def border_mean(pixels: np.ndarray) -> float:

@@ -78,7 +78,11 @@ def _native_stderr_to_file():
     Ray Data's progress bars on a terminal) still reaches the terminal. Ray Data passes its
     actors' constructor arguments through the object store and lets them restart, for which
     the core worker prints an ERROR line (core_worker.cc, ``MapWorker(MapBatches(...))``,
-    ray-project/ray#53727) on every prediction: a warning about Ray Data, not about the run."""
+    ray-project/ray#53727) on every prediction: a warning about Ray Data, not about the run.
+    Python's ``sys.stdout`` goes to the same file: the command prints nothing there while it
+    predicts, and Ray's driver prints there each error the raylet reports (an actor that
+    failed to start and is retried: the whole remote traceback, some 90 lines, repeating the
+    one line the command reports)."""
     folder = tempfile.gettempdir()
     with contextlib.suppress(Exception):  # Ray's private API: fall back to a temporary file
         import ray
@@ -92,12 +96,16 @@ def _native_stderr_to_file():
         os.O_WRONLY | os.O_CREAT | os.O_APPEND,
         0o600,
     )
+    sys.stdout.flush()
+    python_stdout = os.fdopen(os.dup(native), "w", buffering=1, errors="backslashreplace")
     os.dup2(native, 2)
-    previous, sys.stderr = sys.stderr, python_stderr
+    previous = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = python_stdout, python_stderr
     try:
         yield
     finally:
-        sys.stderr = previous
+        sys.stdout, sys.stderr = previous
+        python_stdout.close()
         python_stderr.close()
         os.dup2(saved, 2)
         os.close(saved)
@@ -105,14 +113,17 @@ def _native_stderr_to_file():
 
 
 @contextlib.contextmanager
-def _ray_data_console(level: int = logging.ERROR):
-    """Ray Data logs each execution's start, plan and end at INFO, and warnings about its
-    own settings ("Progress bars disabled" whenever the output is not a terminal), on the
-    driver's terminal; for the block its console handlers show ``level`` and above, its log
-    files (Ray's session logs) everything."""
+def _ray_data_console(level: int = logging.CRITICAL):
+    """Ray Data logs each execution's start, plan and end at INFO, warnings about its own
+    settings ("Progress bars disabled" whenever the output is not a terminal), and an
+    actor's failure at ERROR with Ray's tracebacks, on the driver's terminal; for the block
+    the console handlers of Ray's loggers (``ray``, ``ray.data``) show ``level`` and above,
+    its log files (Ray's session logs) everything. A failure also comes back as the
+    exception :func:`predict_members` raises, which the command reports in one line."""
     handlers = [
         h
-        for h in logging.getLogger("ray.data").handlers
+        for name in ("ray", "ray.data")
+        for h in logging.getLogger(name).handlers
         if isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
     ]
     saved = [h.level for h in handlers]
@@ -140,7 +151,9 @@ def predict_members(
     ``members``: name -> (``.keras`` file bytes, TTA mode). Returns name -> float32
     ``(n, 10)``, rows in the order of ``images``. ``backend``: Keras' backend of the actors
     (default: ``KERAS_BACKEND``, else TensorFlow). Raises :class:`MemberLoadError` (a
-    ValueError, one line) when a member's file does not load.
+    ValueError, one line starting with ``models/<name>.keras``) when a member's file does not
+    load, is not a model of 28x28 images into 10 probabilities, or gives rows that are not
+    probabilities.
     """
     import ray
     import ray.data
@@ -191,4 +204,25 @@ def predict_members(
                 f"member {name} returned probabilities of shape {proba.shape}; "
                 f"expected ({len(images)}, {NUM_CLASSES})"
             )
+        _check_rows(name, proba)
     return probas
+
+
+def _check_rows(name: str, proba: np.ndarray) -> None:
+    """Raise :class:`MemberLoadError` (one line starting with ``models/<name>.keras``) unless
+    every row of the member's float32 ``(n, 10)`` probabilities is finite, >= 0 and sums to
+    1 (within :data:`~committee.training.prediction.ROW_SUM_TOLERANCE`): a model that passed
+    its probe can still overflow on some images."""
+    from committee.training.prediction import ROW_SUM_TOLERANCE
+
+    bad = (
+        ~np.isfinite(proba).all(axis=1)
+        | (proba < 0).any(axis=1)
+        | (np.abs(proba.sum(axis=1, dtype=np.float64) - 1) > ROW_SUM_TOLERANCE)
+    )
+    if bad.any():
+        raise MemberLoadError(
+            f"models/{name}.keras gave {bad.sum():,} of {len(proba):,} images (the first: "
+            f"image {int(np.argmax(bad))}) probabilities that are not finite, >= 0 and "
+            f"summing to 1; expected class probabilities (a softmax output)"
+        )

@@ -52,16 +52,52 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: bo
     ConnectionError. A local Ray binds every listener to 127.0.0.1 and turns token auth on by
     default (README, Security). Unless ``verbose``, the workers' output stays in Ray's own
     log files (members report to the driver through :func:`run_members`' queue) and Ray's
-    driver-side notices below errors are not shown.
+    driver-side notices below errors are not shown. The process's SIGINT and SIGTERM
+    handlers are those it had before (``ray.init`` replaces SIGTERM's).
     """
+    import ray
+
+    if ray.is_initialized():
+        return
+    with _signal_handlers_kept():
+        _connect(address, num_cpus, verbose)
+
+
+@contextlib.contextmanager
+def _signal_handlers_kept():
+    """For the block, ``ray.init``'s: the process's SIGINT and SIGTERM handlers as they were
+    before it. Ray's driver replaces SIGTERM's with one that exits at once, from wherever the
+    driver is, and a command's own (KeyboardInterrupt, one line, exit 143) is then lost."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only it has handlers
+        yield
+        return
+    saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for signum, handler in saved.items():
+            if handler is not None:  # None: set outside Python, cannot be put back
+                signal.signal(signum, handler)
+
+
+def disconnect() -> None:
+    """Shut down this process's Ray (a private local one stops; a joined cluster is left
+    running), if it started one; else nothing."""
+    ray = sys.modules.get("ray")  # not imported: no Ray to shut down
+    if ray is not None and ray.is_initialized():
+        ray.shutdown()
+
+
+def _connect(address: str | None, num_cpus: int | None, verbose: bool) -> None:
     import logging
 
     import ray
 
     from committee.distributed.address import resolve
 
-    if ray.is_initialized():
-        return
     address, source = resolve(address)  # ValueError naming --address or RAY_ADDRESS
     if address:
         check_ray_head(address, source)

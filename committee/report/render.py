@@ -241,7 +241,8 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
 
     The run folder is untrusted: results.json is checked against :mod:`committee.rundir.schema`,
     samples.npz is read without pickles and its arrays checked, and every output path must
-    resolve inside ``run_dir`` — all before anything is drawn.
+    resolve inside ``run_dir``, with a name its file system takes, in a writable folder
+    (:func:`~committee.rundir.folder.check_outputs`) — all before anything is drawn.
 
     Raises :class:`~committee.rundir.folder.RunFolderError` (one line naming the file and field).
     """
@@ -252,7 +253,7 @@ def render(run_dir: str | Path, results: dict | None = None) -> list[Path]:
     samples = read_samples(run_dir / SAMPLES)
     noise = noise_of(run_dir, results)
     plan = _outputs(run_dir, results, figure_plan(results, samples), noise)
-    runfolder.check_inside(run_dir, list(plan))
+    runfolder.check_outputs(run_dir, list(plan))
     runfolder.make_folder(run_dir, FIGURES)  # a real folder: figures.save renames within it
     for path, draw in plan.items():
         draw(path)

@@ -64,6 +64,12 @@ def write_predictions(path, table: pa.Table, root=None) -> None:
     runfolder.write_bytes(path, buffer.getvalue(), root)
 
 
+def utf8(name: str) -> str:
+    """A file name as text Parquet and CSV can hold (UTF-8): bytes of a name that are not
+    UTF-8 (Python keeps them as lone surrogates) written as ``\\xNN``; any other name as it is."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 def prediction_table(
     images: inputs.Inputs,
     member_probas: dict[str, np.ndarray],
@@ -74,7 +80,7 @@ def prediction_table(
     chosen = committee_probas[rule].argmax(axis=1)
     disagreement, entropy = diagnostics.uncertainty(committee_probas[rule], member_probas)
     columns = {
-        "input": pa.array(images.sources, pa.string()),
+        "input": pa.array([utf8(source) for source in images.sources], pa.string()),
         "index": pa.array(images.index, pa.int32()),
         "class": pa.array(chosen.astype(np.int8)),
         "class_name": pa.array([CLASS_NAMES[c] for c in chosen], pa.string()),

@@ -89,8 +89,54 @@ def check_inside(run_dir: str | os.PathLike, paths: list[Path]) -> None:
             )
 
 
+def check_outputs(run_dir: str | os.PathLike, paths: list[Path]) -> None:
+    """Raise :class:`RunFolderError` unless every path resolves inside ``run_dir``
+    (:func:`check_inside`) and has a name :func:`atomic_path` can write
+    (:func:`unwritable_name`; a name comes from the folder's own files, a member's), in a
+    folder that takes new files (not read-only, not on a read-only file system)."""
+    check_inside(run_dir, paths)
+    for path in paths:
+        why = unwritable_name(path)
+        if why:
+            raise RunFolderError(f"{path}: {why}; expected names that fit (a shorter member name)")
+    for folder in sorted({Path(path).parent for path in paths}):
+        if folder.is_dir() and not os.access(folder, os.W_OK | os.X_OK):
+            raise RunFolderError(
+                f"{folder} does not accept new files (read-only, or a read-only file "
+                f"system); expected a writable folder to redraw into"
+            )
+
+
 # atomic_path's temporary names: ".<name>.<mkstemp's 8 characters>.tmp".
 _TEMPORARY = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+TEMPORARY_EXTRA = len("..12345678.tmp")  # what a temporary name adds to the file's
+
+
+def unwritable_name(path: str | os.PathLike) -> str | None:
+    """Why :func:`atomic_path` cannot write ``path`` whatever the disk holds, or None: its file
+    name cannot be encoded in the file system's encoding, or, with the
+    :data:`TEMPORARY_EXTRA` bytes of its temporary name, is longer than the file system of its
+    nearest existing folder takes (``PC_NAME_MAX``, usually 255 bytes). The reason reads
+    after the path in a message: "<path>: <reason>; expected ..."."""
+    name = Path(path).name
+    try:
+        size = len(os.fsencode(name))
+    except UnicodeEncodeError as exc:
+        return f"its name cannot be encoded in the file system's encoding {exc.encoding}"
+    folder = Path(path).parent
+    while not folder.is_dir() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        most = os.pathconf(folder, "PC_NAME_MAX")
+    except (OSError, ValueError):  # not known here: the common limit
+        most = 255
+    if size + TEMPORARY_EXTRA > most:
+        return (
+            f"its name of {size} bytes is too long for its file system, which takes "
+            f"{most} bytes, {TEMPORARY_EXTRA} of them for the temporary file it is written "
+            f"through first"
+        )
+    return None
 
 
 def is_temporary(name: str) -> bool:

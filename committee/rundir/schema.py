@@ -13,6 +13,7 @@ plain: letters, digits, ``_``, ``-`` and ``.``, not starting with ``.``, at most
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Iterator
 from itertools import combinations
@@ -23,6 +24,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.ensemble.diagnostics import N_BINS
+from committee.members.seeds import MAX_SEED
 from committee.rundir import door
 from committee.rundir.folder import RunFolderError
 
@@ -49,7 +51,21 @@ def _one_line(value: str) -> str:
 
 Name = Annotated[str, AfterValidator(_plain_name)]
 Line = Annotated[str, AfterValidator(_one_line)]
-Count = Annotated[int, Field(ge=0)]
+# Counts stay exact as float64, in which numpy and matplotlib compute: a larger one (the schema
+# had no bound, and JSON none) overflows while the report is drawn.
+MAX_COUNT = 2**53
+Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
+Number = Annotated[float, Field(allow_inf_nan=False)]  # a score, a time: finite
+
+
+def _not_infinite(value: float) -> float:
+    if math.isinf(value):
+        raise ValueError("a finite number or NaN")
+    return value
+
+
+# A pair's diversity: NaN where it is undefined (Yule's Q of two members that never err).
+Pairwise = Annotated[float, AfterValidator(_not_infinite)]
 ClassCounts = Annotated[list[Count], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
 MatrixRow = Annotated[list[Count], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
 Matrix = Annotated[list[MatrixRow], Field(min_length=NUM_CLASSES, max_length=NUM_CLASSES)]
@@ -70,14 +86,14 @@ class Run(_Table):
     name: Line
     preset: Line
     members: Annotated[list[Name], Field(min_length=1, max_length=MAX_MEMBERS)]
-    seed: int
+    seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
     placement: Line
-    wall_s: float
+    wall_s: Number
 
 
 class ConfigMember(_Table):
     name: Name
-    epochs: Annotated[int, Field(gt=0)]
+    epochs: Annotated[int, Field(gt=0, le=MAX_COUNT)]
 
 
 class Config(_Table):
@@ -106,31 +122,31 @@ class Device(_Table):
 class Training(_Table):
     epochs_run: Count
     stopped_early: bool
-    epochs_planned: int | None = None
+    epochs_planned: Count | None = None
     precision: Line | None = None  # written since the dtype policy used is recorded
     device: Device | None = None
     history: Annotated[dict[Line, list[float]], Field(max_length=64)]
 
 
 class Scores(_Table):
-    accuracy: float
-    precision_macro: float
-    recall_macro: float
-    f1_macro: float
-    log_loss: float
-    val_accuracy: float | None = None
+    accuracy: Number
+    precision_macro: Number
+    recall_macro: Number
+    f1_macro: Number
+    log_loss: Number
+    val_accuracy: Number | None = None
 
 
 class Calibration(_Table):
-    nll: float
-    brier: float
-    ece: float
+    nll: Number
+    brier: Number
+    ece: Number
 
 
 class Diversity(_Table):
-    disagreement: float
-    q_statistic: float
-    double_fault: float
+    disagreement: Pairwise
+    q_statistic: Pairwise
+    double_fault: Pairwise
 
 
 class Bins(_Table):
@@ -157,9 +173,9 @@ class Results(_Table):
     members: _by_member(Scores)
     committee: _by_member(Scores)
     best_member: Name
-    gain_over_best_member: _by_member(float)
-    oracle_accuracy: float
-    weights: _by_member(float) | None = None
+    gain_over_best_member: _by_member(Number)
+    oracle_accuracy: Number
+    weights: _by_member(Number) | None = None
     code: Code | None = None  # absent in results.json written before it was recorded
     machine: Machine | None = None
     calibration: _by_member(Calibration)

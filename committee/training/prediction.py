@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from committee.data.fashion_mnist import IMAGE_SHAPE, NUM_CLASSES
 from committee.errors import MemberLoadError, one_line
 from committee.members.tta import tta_views
 
@@ -24,12 +25,12 @@ def load_member(name: str, model_bytes: bytes):
     """Member ``name``'s model from its ``.keras`` file's bytes (as
     :func:`committee.rundir.finished_run.load_committee` reads them), by :func:`load_model`
     from a private temporary file. Raises :class:`MemberLoadError` (one line starting with
-    ``models/<name>.keras``) when it does not load."""
+    ``models/<name>.keras``) when it does not load or fails :func:`check_member`."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"{name}.keras"
         path.write_bytes(model_bytes)
         try:
-            return load_model(path)
+            model = load_model(path)
         except Exception as exc:  # noqa: BLE001 - any unloadable file is reported alike
             why = one_line(exc, 200, pick="last")
             raise MemberLoadError(
@@ -37,6 +38,53 @@ def load_member(name: str, model_bytes: bytes):
                 f"mode ({type(exc).__name__}: {why}); expected the member's "
                 f"trained model as committee run saved it"
             ) from None
+    check_member(name, model)
+    return model
+
+
+MEMBER_INPUT = (None, *IMAGE_SHAPE, 1)  # a batch of 28x28 grayscale images
+MEMBER_OUTPUT = (None, NUM_CLASSES)  # a batch of class probabilities
+ROW_SUM_TOLERANCE = 1e-3  # as fusion.check_probas allows
+
+
+def check_member(name: str, model) -> None:
+    """Raise :class:`MemberLoadError` (one line starting with ``models/<name>.keras``) unless
+    ``model`` takes one input of shape (None, 28, 28, 1) and gives one output of shape
+    (None, 10) that, on a probe image, is class probabilities: finite, >= 0, summing to 1.
+    Checked before any image is classified, so that a wrong or broken (NaN) file is named
+    as the member's, not found in the committee's fusion."""
+    where = f"models/{name}.keras"
+    expected = "expected the member's trained model as committee run saved it"
+    shapes = [
+        [tuple(tensor.shape) for tensor in getattr(model, side, None) or []]
+        for side in ("inputs", "outputs")
+    ]
+    for shape_list, side, want in zip(shapes, ("input", "output"), (MEMBER_INPUT, MEMBER_OUTPUT)):
+        if shape_list != [want]:
+            found = ", ".join(map(str, shape_list)) or "none"
+            raise MemberLoadError(
+                f"{where} has {side} shape {found}; expected one {side} of shape {want}, "
+                f"as committee run saves a member's model"
+            )
+    probe = np.full((1, *MEMBER_INPUT[1:]), 0.5, np.float32)
+    try:
+        proba = np.asarray(model(probe, training=False), np.float64)
+    except Exception as exc:  # noqa: BLE001 - a model that cannot run is reported alike
+        raise MemberLoadError(
+            f"{where} fails on a probe image ({type(exc).__name__}: "
+            f"{one_line(exc, 200, pick='last')}); {expected}"
+        ) from None
+    if not np.all(np.isfinite(proba)):
+        raise MemberLoadError(
+            f"{where} gives probabilities that are not finite (NaN or infinite) on a probe "
+            f"image; {expected}"
+        )
+    if proba.min() < 0 or abs(proba.sum() - 1) > ROW_SUM_TOLERANCE:
+        raise MemberLoadError(
+            f"{where} gives outputs from {proba.min():.3g} to {proba.max():.3g} summing to "
+            f"{proba.sum():.4g} on a probe image; expected class probabilities (a softmax "
+            f"output: >= 0, summing to 1)"
+        )
 
 
 def averaged_weights(model):

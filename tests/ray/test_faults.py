@@ -124,7 +124,7 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
     )
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=120)
-    assert proc.returncode == 130, out[-3000:]
+    assert proc.returncode == 143, out[-3000:]  # 128 + SIGTERM
     assert "rerun with the same --run-name to resume" in out
     assert (run_dir / "INCOMPLETE").exists() and not (run_dir / "results.json").exists()
     assert not list(run_dir.rglob(".*.tmp"))

@@ -3,6 +3,8 @@ predictions, and bad inputs fail in one line with exit status 2 before Ray start
 
 from __future__ import annotations
 
+import os
+import re
 import struct
 
 import numpy as np
@@ -66,3 +68,80 @@ def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
     )
     with pytest.raises(InputError, match=r"input .*bomb.png: Image size \(10000000000 pixels\)"):
         read_image(tmp_path / "bomb.png")
+
+
+def test_a_file_pillow_opens_but_cannot_decode_is_one_line_naming_it(tmp_path):
+    """A DDS file named x.png: Pillow opens more than PNG and JPEG, and its DDS decoder raises
+    NotImplementedError for a pixel format it does not know."""
+    from committee.data.inputs import read_inputs
+    from committee.errors import InputError
+
+    header = (
+        struct.pack("<7I", 124, 0x1007, 28, 28, 0, 0, 0)
+        + b"\0" * 44
+        + struct.pack("<2I4s5I", 32, 4, b"ZZZZ", 0, 0, 0, 0, 0)  # a FourCC no decoder has
+        + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+    )
+    (tmp_path / "x.png").write_bytes(b"DDS " + header + bytes(1000))
+    with pytest.raises(InputError) as error:
+        read_inputs([tmp_path])
+    assert str(error.value).startswith(
+        f"input {tmp_path / 'x.png'}: not readable (NotImplementedError: Unimplemented pixel"
+    )
+
+
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        ("p" * 250 + ".csv", "its name of 254 bytes is too long for its file system"),
+        ("\ud800.csv", "its name cannot be encoded in the file system's encoding"),
+    ],
+    ids=["too-long", "not-encodable"],
+)
+def test_an_output_name_the_file_system_cannot_take_is_refused_before_work(
+    tmp_path, name, expected
+):
+    from committee.app.predict import output_path
+
+    with pytest.raises(ValueError, match=f"^--output {re.escape(str(tmp_path))}/.*: {expected}"):
+        output_path(str(tmp_path / name), "run", tmp_path / "run")
+
+
+def test_a_file_name_that_is_not_utf8_is_escaped_in_the_table(tmp_path):
+    """os.listdir gives bytes that are not UTF-8 as lone surrogates, which Parquet and CSV
+    cannot hold: the table writes them as \\xNN instead of failing after the inference."""
+    import pyarrow.csv as pcsv
+    import pyarrow.parquet as pq
+
+    from committee.data.inputs import Inputs
+    from committee.report.tables import prediction_table, write_table
+
+    name = os.fsdecode(b"/in/caf\xe9.png")  # Latin-1, as an old camera writes it
+    probas = np.full((1, 10), 0.1, np.float32)
+    table = prediction_table(
+        Inputs(np.zeros((1, 28, 28), np.float32), [name], np.zeros(1, np.int32)),
+        {"model1": probas},
+        {"mean": probas},
+        "mean",
+    )
+    write_table(tmp_path / "p.parquet", table)
+    write_table(tmp_path / "p.csv", table)
+    assert pq.read_table(tmp_path / "p.parquet")["input"].to_pylist() == ["/in/caf\\xe9.png"]
+    assert pcsv.read_csv(tmp_path / "p.csv")["input"].to_pylist() == ["/in/caf\\xe9.png"]
+
+
+def test_probabilities_that_are_not_probabilities_name_the_members_file():
+    """What a member gave back is checked per row, naming its file (not "member 0")."""
+    from committee.distributed.batch_inference import _check_rows
+    from committee.errors import MemberLoadError
+
+    proba = np.full((3, 10), 0.1, np.float32)
+    _check_rows("model1", proba)
+    proba[1, 4] = np.nan
+    proba[2] = 1.0
+    with pytest.raises(MemberLoadError) as error:
+        _check_rows("model1", proba)
+    assert str(error.value).startswith(
+        "models/model1.keras gave 2 of 3 images (the first: image 1) probabilities that are "
+        "not finite, >= 0 and summing to 1"
+    )

@@ -295,3 +295,89 @@ def test_three_members_pass_the_check():
     from committee.rundir import schema
 
     schema.check_results(json.loads(runfolder.json_text(synthetic_results(("a", "b", "c")))), "x")
+
+
+@pytest.mark.parametrize(
+    "edit, expected",
+    [
+        (
+            lambda r: r["data"].__setitem__("n_test", 10**400),
+            "field 'data.n_test' has 1000000",
+        ),
+        (
+            lambda r: r["confusion_matrix"]["model1"][0].__setitem__(0, 2**53 + 1),
+            "field 'confusion_matrix.model1[0][0]' has 9007199254740993; expected less than "
+            "or equal to 9007199254740992",
+        ),
+        (lambda r: r["run"].__setitem__("seed", 2**40), "field 'run.seed' has 1099511627776"),
+        (
+            lambda r: r["members"]["model1"].__setitem__("accuracy", float("inf")),
+            "field 'members.model1.accuracy' has inf; expected a finite number",
+        ),
+        (
+            lambda r: r["config"]["members"][0].__setitem__("epochs", 10**30),
+            "field 'config.members[0].epochs' has 1000000",
+        ),
+    ],
+    ids=["huge-count", "count-past-float64", "huge-seed", "infinite-score", "huge-epochs"],
+)
+def test_numbers_past_what_the_report_can_draw_are_refused(run_dir, capsys, edit, expected):
+    """The schema bounded counts below only: 10**400 passed it and overflowed in a figure."""
+    _edit_results(run_dir, edit)
+    _report_fails(run_dir, capsys, "results.json: " + expected)
+
+
+def test_a_member_name_too_long_for_the_file_system_is_refused_before_drawing(run_dir, capsys):
+    """240 characters: its figure's name fits in 255 bytes, its temporary file's does not."""
+    long = "m" * 240
+    runfolder.write_json(run_dir / runfolder.RESULTS, synthetic_results((long, "model2")))
+    _report_fails(
+        run_dir,
+        capsys,
+        f"curves_{long}.png: its name of 251 bytes is too long for its file system",
+        "expected names that fit",
+    )
+
+
+def test_a_folder_that_takes_no_new_file_is_refused_before_drawing(run_dir, capsys, monkeypatch):
+    """A read-only folder or file system (os.access says so, for root too on the latter)."""
+    import os
+
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != run_dir and access(p, mode))
+    _report_fails(run_dir, capsys, f"{run_dir} does not accept new files")
+
+
+@pytest.mark.parametrize(
+    "raised, status, expected",
+    [
+        (
+            OSError(28, "No space left on device", "/r/figures/.a.png.abcdefgh.tmp"),
+            2,
+            "committee: error: no space left on device writing "
+            "/r/figures/.a.png.abcdefgh.tmp; free space and rerun committee report",
+        ),
+        (
+            OSError(30, "Read-only file system", "/r/figures/.a.png.abcdefgh.tmp"),
+            2,
+            "committee: error: /r/figures/.a.png.abcdefgh.tmp: Read-only file system",
+        ),
+        (
+            KeyboardInterrupt(),
+            130,
+            "committee: interrupted; each file is either redrawn or as it was: rerun "
+            "committee report to redraw them all",
+        ),
+    ],
+    ids=["disk-full", "read-only", "ctrl-c"],
+)
+def test_a_write_failing_while_drawing_is_one_line(
+    run_dir, capsys, monkeypatch, raised, status, expected
+):
+    def failing(path):
+        raise raised
+
+    monkeypatch.setattr(runfolder, "atomic_path", failing)
+    assert cli.main(["report", str(run_dir)]) == status
+    captured = capsys.readouterr()
+    assert captured.err == expected + "\n" and captured.out == ""
