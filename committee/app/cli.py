@@ -41,6 +41,7 @@ from committee.errors import (
     UsageError,
     disk_full,
     one_line,
+    usage_errors,
 )
 from committee.log import printable
 from committee.members.spec import PRESET_MEMBER_MINUTES, PRESETS, SPEC_CONSTRAINTS
@@ -612,12 +613,28 @@ def _submission_options(args: argparse.Namespace) -> tuple[str, Path, dict | Non
     import json
     from urllib.parse import urlsplit
 
+    from committee.app.options import check_token_file
+    from committee.distributed.cluster import auth_mode
+
+    with usage_errors():  # what Ray's job client would otherwise fail on, or hang on (a FIFO)
+        auth_mode()
+        check_token_file()
     address = args.address or os.environ.get("RAY_API_SERVER_ADDRESS")
     if not address and os.environ.get("RAY_ADDRESS", "").startswith(("http://", "https://")):
         address = os.environ["RAY_ADDRESS"]
     address = address or DEFAULT_JOB_SERVER
-    parts = urlsplit(address)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(address)
+        usable = (
+            parts.scheme in ("http", "https")
+            and bool(parts.hostname)
+            and (parts.port is None or parts.port > 0)  # ValueError: out of range, not a number
+            and address.isprintable()
+            and " " not in address
+        )
+    except ValueError:
+        usable = False
+    if not usable:
         raise UsageError(
             f"--address {address!r} is not a job server address; expected http://HOST:PORT "
             "(the cluster dashboard's)"
@@ -634,6 +651,10 @@ def _submission_options(args: argparse.Namespace) -> tuple[str, Path, dict | Non
         runtime_env = json.loads(args.runtime_env_json)
     except ValueError as exc:
         raise UsageError(f"--runtime-env-json is not JSON: {exc}") from None
+    except RecursionError:
+        raise UsageError(
+            "--runtime-env-json is nested too deeply; expected a flat object"
+        ) from None
     if not isinstance(runtime_env, dict):
         raise UsageError('--runtime-env-json must be a JSON object, e.g. {"env_vars": {...}}')
     return address, working_dir, runtime_env
@@ -744,6 +765,14 @@ def guarded(
                 signal.signal(signum, handler)
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # surrogates: bytes the file system's decoding could not map
+        return False
+    return True
+
+
 def _file_error(exc: OSError) -> str:
     """An OSError from the system as "<file>: <what the system said>" (a rename's: the file it
     would replace); the project's own, which carry no errno, as their message."""
@@ -823,6 +852,14 @@ def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     log.setup()
+    for arg in sys.argv[1:] if argv is None else argv:
+        if not _utf8(arg):
+            # Ray hands a driver's command line to its core worker as UTF-8 and fails there
+            _error(
+                f"argument {arg!r} is not valid UTF-8 (a file name's raw bytes); expected UTF-8 "
+                "names: rename the file, or name its folder instead"
+            )
+            return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # inherited by a local Ray's workers
     args = build_parser().parse_args(argv)
     commands = {

@@ -232,6 +232,12 @@ def _token_file(environ: SimpleNamespace) -> None:
         )
 
 
+def check_token_file(environ=os.environ) -> None:
+    """Raise ValueError unless ``RAY_AUTH_TOKEN_PATH`` is unset or a readable regular file
+    (a FIFO there would block Ray's token loader)."""
+    _token_file(SimpleNamespace(RAY_AUTH_TOKEN_PATH=environ.get("RAY_AUTH_TOKEN_PATH") or None))
+
+
 def check_environment(environ=os.environ) -> None:
     """Raise ValueError naming the first variable of :data:`ENVIRONMENT` (then
     RAY_AUTH_TOKEN_PATH) whose value is not one the product takes."""

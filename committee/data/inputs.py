@@ -211,12 +211,16 @@ def border_mean(pixels: np.ndarray) -> float:
     return float(edge.mean())
 
 
+IMAGE_FORMATS = ("PNG", "JPEG")  # Pillow's names of the formats predict reads
+
+
 def read_image(path: Path, invert: bool = False) -> np.ndarray:
     """A PNG or JPEG as float32 ``(28, 28)`` in [0, 1] (module docstring: the conversion)."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     try:
-        with Image.open(path) as image:
+        # Pillow would also open GIF, DDS, TIFF... under a .png name: only what it says
+        with Image.open(path, formats=IMAGE_FORMATS) as image:
             if image.width * image.height > MAX_IMAGE_PIXELS:
                 raise InputError(
                     f"input {path}: {image.width}x{image.height} pixels; expected "

@@ -286,7 +286,7 @@ def use_of_search(run_dir: str | os.PathLike) -> str:
     )
 
 
-_NAME = r"[\w.-]+"  # a member's name (or a figure's) as a file name part
+_NAME = r"[\w-][\w.-]*"  # a member's name (or a figure's) as a file name part; never hidden
 # What the tool writes in each of its flat folders, by name (a killed write's temporaries aside).
 TOOL_FILES = {
     MODELS: re.compile(rf"{_NAME}\.keras"),
@@ -295,6 +295,11 @@ TOOL_FILES = {
     FIGURES: re.compile(rf"{_NAME}\.png"),
 }
 TENSORBOARD_FILE = re.compile(r"events\.out\.tfevents\..+")  # below tensorboard/<member>/
+# What Ray Train writes in train/<member>/ (Ray's hidden markers aside): its checkpoint folders,
+# each holding what the worker saved (training.checkpoint), and its checkpoints' record.
+RAY_TRAIN_FILES = re.compile(r"checkpoint_manager_snapshot\.json")
+RAY_CHECKPOINT = re.compile(r"checkpoint_[\w.:-]+")
+CHECKPOINT_FILES = re.compile(r"state\.json|model\.keras")
 # Ray's storage folders: <member>/ folders (their content Ray's own, not looked into) and Ray's
 # hidden marker files.
 RAY_FOLDERS = (TRAIN, TUNE)
@@ -341,6 +346,8 @@ def survey(run_dir: str | os.PathLike) -> tuple[list[Path], RunFolderError | Non
                 elif stat.S_ISDIR(member_mode):
                     if name == TENSORBOARD:
                         foreign += _foreign_events(member, wrong)
+                    elif name == TRAIN:
+                        foreign += _foreign_in_ray_train(member)
                 elif name == TENSORBOARD or not member.name.startswith("."):  # Ray's markers
                     foreign.append(member)
     return sorted(foreign), (wrong[0] if wrong else None)
@@ -358,6 +365,22 @@ def _foreign_events(member: Path, wrong: list) -> list[Path]:
                 wrong.append(door.refusal(path, mode))
             elif stat.S_ISREG(mode) and not TENSORBOARD_FILE.fullmatch(name):
                 foreign.append(path)
+    return foreign
+
+
+def _foreign_in_ray_train(member: Path) -> list[Path]:
+    """What under train/<member>/ neither Ray Train nor the worker writes (hidden names are
+    Ray's markers): anything but checkpoint folders of the worker's files and Ray's record."""
+    foreign = []
+    for path in sorted(member.iterdir()):
+        if path.name.startswith(".") or RAY_TRAIN_FILES.fullmatch(path.name):
+            continue
+        if not (RAY_CHECKPOINT.fullmatch(path.name) and _is_real_dir(path)):
+            foreign.append(path)
+            continue
+        for inner in sorted(path.iterdir()):
+            if not (inner.name.startswith(".") or CHECKPOINT_FILES.fullmatch(inner.name)):
+                foreign.append(inner)
     return foreign
 
 

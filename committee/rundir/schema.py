@@ -56,6 +56,10 @@ Line = Annotated[str, AfterValidator(_one_line)]
 MAX_COUNT = 2**53
 Count = Annotated[int, Field(ge=0, le=MAX_COUNT)]
 Number = Annotated[float, Field(allow_inf_nan=False)]  # a score, a time: finite
+# What each score can be (an out-of-range one is damage, not a figure to draw).
+Fraction = Annotated[float, Field(ge=0, le=1, allow_inf_nan=False)]  # accuracy, F1, a weight
+Gain = Annotated[float, Field(ge=-1, le=1, allow_inf_nan=False)]  # a difference of accuracies
+NonNegative = Annotated[float, Field(ge=0, allow_inf_nan=False)]  # seconds, log loss, Brier
 
 
 def _not_infinite(value: float) -> float:
@@ -88,7 +92,7 @@ class Run(_Table):
     members: Annotated[list[Name], Field(min_length=1, max_length=MAX_MEMBERS)]
     seed: Annotated[int, Field(ge=0, le=MAX_SEED)]
     placement: Line
-    wall_s: Number
+    wall_s: NonNegative
 
 
 class ConfigMember(_Table):
@@ -125,22 +129,23 @@ class Training(_Table):
     epochs_planned: Count | None = None
     precision: Line | None = None  # written since the dtype policy used is recorded
     device: Device | None = None
-    history: Annotated[dict[Line, list[float]], Field(max_length=64)]
+    history: Annotated[dict[Line, list[Number]], Field(max_length=64)]
+    train_s: NonNegative | None = None
 
 
 class Scores(_Table):
-    accuracy: Number
-    precision_macro: Number
-    recall_macro: Number
-    f1_macro: Number
-    log_loss: Number
-    val_accuracy: Number | None = None
+    accuracy: Fraction
+    precision_macro: Fraction
+    recall_macro: Fraction
+    f1_macro: Fraction
+    log_loss: NonNegative
+    val_accuracy: Fraction | None = None
 
 
 class Calibration(_Table):
-    nll: Number
-    brier: Number
-    ece: Number
+    nll: NonNegative
+    brier: NonNegative
+    ece: Fraction
 
 
 class Diversity(_Table):
@@ -173,9 +178,9 @@ class Results(_Table):
     members: _by_member(Scores)
     committee: _by_member(Scores)
     best_member: Name
-    gain_over_best_member: _by_member(Number)
-    oracle_accuracy: Number
-    weights: _by_member(Number) | None = None
+    gain_over_best_member: _by_member(Gain)
+    oracle_accuracy: Fraction
+    weights: _by_member(Fraction) | None = None
     code: Code | None = None  # absent in results.json written before it was recorded
     machine: Machine | None = None
     calibration: _by_member(Calibration)
@@ -201,8 +206,8 @@ class SearchMember(_Table):
 
 
 class SearchScore(_Table):
-    accuracy: float
-    val_accuracy: float | None = None
+    accuracy: Fraction
+    val_accuracy: Fraction | None = None
 
 
 class SearchScores(_Table):

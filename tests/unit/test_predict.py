@@ -70,23 +70,30 @@ def test_a_png_declaring_a_huge_size_is_one_line(tmp_path):
         read_image(tmp_path / "bomb.png")
 
 
-def test_a_file_pillow_opens_but_cannot_decode_is_one_line_naming_it(tmp_path):
-    """A DDS file named x.png: Pillow opens more than PNG and JPEG, and its DDS decoder raises
-    NotImplementedError for a pixel format it does not know."""
+@pytest.mark.parametrize("kind", ["dds", "gif"])
+def test_an_image_of_another_format_named_png_is_one_line_naming_it(tmp_path, kind):
+    """Pillow opens more than PNG and JPEG (a DDS decoder raised NotImplementedError for a
+    pixel format it does not know; a GIF was classified): only PNG and JPEG are opened."""
+    from PIL import Image
+
     from committee.data.inputs import read_inputs
     from committee.errors import InputError
 
-    header = (
-        struct.pack("<7I", 124, 0x1007, 28, 28, 0, 0, 0)
-        + b"\0" * 44
-        + struct.pack("<2I4s5I", 32, 4, b"ZZZZ", 0, 0, 0, 0, 0)  # a FourCC no decoder has
-        + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
-    )
-    (tmp_path / "x.png").write_bytes(b"DDS " + header + bytes(1000))
+    if kind == "dds":
+        header = (
+            struct.pack("<7I", 124, 0x1007, 28, 28, 0, 0, 0)
+            + b"\0" * 44
+            + struct.pack("<2I4s5I", 32, 4, b"ZZZZ", 0, 0, 0, 0, 0)  # a FourCC no decoder has
+            + struct.pack("<5I", 0x1000, 0, 0, 0, 0)
+        )
+        (tmp_path / "x.png").write_bytes(b"DDS " + header + bytes(1000))
+    else:
+        Image.new("L", (28, 28)).save(tmp_path / "x.png", format="GIF")
     with pytest.raises(InputError) as error:
         read_inputs([tmp_path])
-    assert str(error.value).startswith(
-        f"input {tmp_path / 'x.png'}: not readable (NotImplementedError: Unimplemented pixel"
+    assert str(error.value) == (
+        f"input {tmp_path / 'x.png'}: not a readable image (cannot identify image file "
+        f"'{tmp_path / 'x.png'}'); expected a PNG or JPEG file"
     )
 
 

@@ -318,8 +318,40 @@ def test_three_members_pass_the_check():
             lambda r: r["config"]["members"][0].__setitem__("epochs", 10**30),
             "field 'config.members[0].epochs' has 1000000",
         ),
+        # scores, weights and times out of what they can be are damage, not figures to draw
+        (
+            lambda r: r["members"]["model1"].__setitem__("accuracy", 5.0),
+            "field 'members.model1.accuracy' has 5.0; expected less than or equal to 1",
+        ),
+        (
+            lambda r: r["weights"].__setitem__("model1", -1.0),
+            "field 'weights.model1' has -1.0; expected greater than or equal to 0",
+        ),
+        (
+            lambda r: r["run"].__setitem__("wall_s", -5.0),
+            "field 'run.wall_s' has -5.0; expected greater than or equal to 0",
+        ),
+        (
+            lambda r: r["training"]["model1"].__setitem__("train_s", float("nan")),
+            "field 'training.model1.train_s' has nan; expected a finite number",
+        ),
+        (
+            lambda r: r["training"]["model1"]["history"].__setitem__("accuracy", [float("inf")]),
+            "field 'training.model1.history.accuracy[0]' has inf; expected a finite number",
+        ),
     ],
-    ids=["huge-count", "count-past-float64", "huge-seed", "infinite-score", "huge-epochs"],
+    ids=[
+        "huge-count",
+        "count-past-float64",
+        "huge-seed",
+        "infinite-score",
+        "huge-epochs",
+        "accuracy-above-1",
+        "negative-weight",
+        "negative-wall-time",
+        "nan-train-time",
+        "infinite-history",
+    ],
 )
 def test_numbers_past_what_the_report_can_draw_are_refused(run_dir, capsys, edit, expected):
     """The schema bounded counts below only: 10**400 passed it and overflowed in a figure."""

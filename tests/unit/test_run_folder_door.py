@@ -128,7 +128,15 @@ def test_a_fifo_among_a_members_files_refuses_the_resumption_before_work(tmp_pat
 
 
 @pytest.mark.parametrize(
-    "nested", ["figures/my_notes.txt", "models/archive/model1-v1.keras.bak", "logs/notes"]
+    "nested",
+    [
+        "figures/my_notes.txt",
+        "models/archive/model1-v1.keras.bak",
+        "logs/notes",
+        "figures/.hidden.png",  # a hidden name is never one the tool writes
+        "train/model1/mine.txt",  # nor is anything but Ray Train's own files there
+        "train/model1/checkpoint_2026-01-01_00-00-00.000000/notes.txt",
+    ],
 )
 def test_overwrite_refuses_user_files_anywhere_in_the_tree(tmp_path, nested):
     run = _run(tmp_path)
@@ -151,6 +159,9 @@ def test_overwrite_takes_a_tree_of_only_the_tools_files(tmp_path):
         "figures/curves_model1.png",
         "tensorboard/model1/train/events.out.tfevents.1.host.2.v2",
         "train/model1/checkpoint_2026-01-01_00-00-00.000000/state.json",
+        "train/model1/checkpoint_2026-01-01_00-00-00.000000/model.keras",
+        "train/model1/checkpoint_manager_snapshot.json",
+        "train/model1/.validate_storage_marker",
         "train/.validate_storage_marker",
         "tune/model1/experiment_state.json",
         "models/.model1.keras.abcd1234.tmp",
