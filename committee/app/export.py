@@ -92,15 +92,15 @@ def export(
     RunFolderError when a member's file does not load, RuntimeError when the saved file does
     not reproduce the committee (the file is then not written). ``checked``: what
     :func:`validate` returned for ``options``, when the caller has already called it."""
+    log.setup()
+    if checked is None:
+        with usage_errors():  # a ValueError here is bad input, not a failure of the work
+            checked = validate(options)  # before Keras: bad input is one line, at once
+    committee, out = checked
     import keras
 
     from committee.training.prediction import predict_proba
 
-    log.setup()
-    if checked is None:
-        with usage_errors():  # a ValueError here is bad input, not a failure of the work
-            checked = validate(options)
-    committee, out = checked
     models = load_models(committee)
     model = build(committee, options.rule, models)
     probe = probe_images()

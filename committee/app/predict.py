@@ -80,6 +80,12 @@ def check_output_file(output, path: Path, run_dir: Path, expected: str) -> None:
         raise ValueError(
             f"--output {output} is a folder; expected a file name ending in {expected}"
         )
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        # refused here, before any work, as the write itself would refuse it (rundir.door)
+        kind = "a symbolic link" if path.is_symlink() else "not a regular file (a FIFO?)"
+        raise ValueError(
+            f"--output {output} is {kind}; expected a new or regular file ending in {expected}"
+        )
     resolved = path.resolve()
     if (
         resolved.is_relative_to(run_dir.resolve())

@@ -152,3 +152,25 @@ def test_probabilities_that_are_not_probabilities_name_the_members_file():
         "models/model1.keras gave 2 of 3 images (the first: image 1) probabilities that are "
         "not finite, >= 0 and summing to 1"
     )
+
+
+@pytest.mark.parametrize("kind", ["link", "fifo"])
+def test_an_output_that_is_a_link_or_a_fifo_is_refused_before_any_work(tmp_path, kind):
+    """The write would refuse it too (rundir.door), but only after the whole inference."""
+    import os
+
+    from committee.app.predict import check_output_file
+
+    path = tmp_path / "out.parquet"
+    if kind == "link":
+        path.symlink_to(tmp_path / "elsewhere.txt")
+        what = "a symbolic link"
+    else:
+        os.mkfifo(path)
+        what = "not a regular file (a FIFO?)"
+    with pytest.raises(ValueError) as error:
+        check_output_file(str(path), path, tmp_path / "run", ".parquet or .csv")
+    assert str(error.value) == (
+        f"--output {path} is {what}; expected a new or regular file ending in .parquet or .csv"
+    )
+    assert not (tmp_path / "elsewhere.txt").exists()
