@@ -121,10 +121,13 @@ def _unpacked_size(path, part, limit: int) -> int:
 def load_checkpoint(folder: str | os.PathLike, max_epochs: int = MAX_EPOCHS):
     """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer.
     Raises ValueError for a state out of range for a member of ``max_epochs`` epochs
-    (TrainState.from_dict) before the model is loaded."""
+    (TrainState.from_dict) or a model file that is not a whole ``.keras`` archive within the
+    size caps (:func:`check_keras_archive`), both before the model is loaded."""
     folder = Path(folder)
     state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()), max_epochs)
-    import keras  # after the state: a damaged one is refused without loading Keras
+    # a resume checkpoint is as untrusted as a finished model: capped before Keras unpacks it
+    check_keras_archive(folder / MODEL_FILE)
+    import keras  # after the checks: a damaged checkpoint is refused without loading Keras
 
     model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
     return model, state

@@ -225,3 +225,17 @@ def test_a_keras_file_over_the_total_unpacked_cap_is_refused(tmp_path, monkeypat
     )
     small = _keras_zip(tmp_path / "small.keras", b"{}", weights=bytes(1000))
     checkpoint.check_keras_archive(small)  # within the caps: no error
+
+
+def test_a_resume_checkpoint_whose_config_inflates_is_refused_before_keras(tmp_path):
+    """train/<member>/checkpoint_*/model.keras is read back on a resume: the same caps as a
+    finished member's model (Keras is unimportable in this tier: it is never reached)."""
+    import json
+
+    from committee.training.state import TrainState
+
+    _keras_zip(tmp_path / checkpoint.MODEL_FILE, b" " * (64 << 20), method=zipfile.ZIP_DEFLATED)
+    state = TrainState(epoch=1, history={"loss": [1.0]}).__dict__
+    (tmp_path / checkpoint.STATE_FILE).write_text(json.dumps(state))
+    with pytest.raises(ValueError, match="its config.json unpacks to more than 4,194,304 bytes"):
+        checkpoint.load_checkpoint(tmp_path, max_epochs=5)
