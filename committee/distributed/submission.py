@@ -19,9 +19,9 @@ import sys
 import time
 from pathlib import Path
 
+from committee.distributed.cluster import AUTH_ENV
 from committee.log import logger
 
-AUTH_ENV = "RAY_AUTH_MODE"
 ENTRYPOINT = ("python", "jobs/train_committee.py")  # relative to the uploaded working folder
 # Never uploaded even where no .gitignore says so (Ray honours the folder's .gitignore too).
 EXCLUDES = [".venv", ".git", ".kit", ".gpudata", "runs", "data"]

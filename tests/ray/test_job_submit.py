@@ -53,14 +53,16 @@ def _readme_command(head, out: Path, submission_id: str, *options: str) -> list[
     return [COMMITTEE if a == "committee" else swap.get(a, a) for a in args] + list(options)
 
 
+def _client(head, argv: list[str], timeout=600, **env) -> subprocess.CompletedProcess:
+    """``argv`` run from this project's folder in a shell on the head's machine
+    (:func:`_client_env` with ``env``)."""
+    env = _client_env(head, **env)
+    return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=ROOT, env=env)
+
+
 def _job_cli(head, *args, timeout=600) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [RAY, "job", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=_client_env(head, RAY_ADDRESS=head.dashboard_url, **_ray_cli_auth(head)),
+    return _client(
+        head, [RAY, "job", *args], timeout, RAY_ADDRESS=head.dashboard_url, **_ray_cli_auth(head)
     )
 
 
@@ -71,15 +73,8 @@ def _ray_cli_auth(head) -> dict:
 
 
 def _committee_submit(head, *args: str, env_home: Path | None = None, timeout=600):
-    env = _client_env(head) if env_home is None else _client_env(head, HOME=str(env_home))
-    return subprocess.run(
-        [COMMITTEE, "submit", *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        cwd=ROOT,
-        env=env,
-    )
+    home = {} if env_home is None else {"HOME": str(env_home)}
+    return _client(head, [COMMITTEE, "submit", *args], timeout, **home)
 
 
 def _status(head, job_id: str) -> str:
@@ -153,14 +148,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(default_head, tm
     config.write_text(json.dumps({"model1": {"epochs": 1}, "model3": {"epochs": 4}}))
     small = ("--members", "model1,model3", "--limit-train", "12000", "--config", str(config))
     first = _readme_command(default_head, tmp_path, "stopped-try1", *small)
-    proc = subprocess.run(
-        [*first[:2], "--no-wait", *first[2:]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        cwd=ROOT,
-        env=_client_env(default_head),
-    )
+    proc = _client(default_head, [*first[:2], "--no-wait", *first[2:]], timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "submitted job stopped-try1" in proc.stderr, proc.stderr[-3000:]
     job_id = "stopped-try1"
@@ -192,14 +180,7 @@ def test_stopped_job_leaves_no_half_written_outputs_and_resumes(default_head, tm
     assert not list(run_dir.rglob(".*.tmp")), "temporary files left behind"
 
     # README's command as written (the next submission id) resumes it to the committee.
-    again = subprocess.run(
-        _readme_command(default_head, tmp_path, "stopped-try2", *small),
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=ROOT,
-        env=_client_env(default_head),
-    )
+    again = _client(default_head, _readme_command(default_head, tmp_path, "stopped-try2", *small))
     logs = again.stdout + again.stderr
     assert again.returncode == 0, logs[-3000:]
     assert "job stopped-try2 succeeded" in again.stderr
