@@ -90,6 +90,15 @@ class MemberLoadError(CommitteeError):
     probabilities (in its batch-inference actor, or in the driver for ``export``)."""
 
 
+class CheckpointError(CommitteeError):
+    """A file of a resume checkpoint did not load: ``file`` is its name within the checkpoint
+    folder (``state.json`` or ``model.keras``), ``cause`` what went wrong reading it."""
+
+    def __init__(self, file: str, cause: BaseException):
+        self.file, self.cause = file, cause
+        super().__init__(f"{file}: {type(cause).__name__}: {one_line(cause, None, pick='last')}")
+
+
 class MemberDiverged(CommitteeError):
     """A member's loss became NaN or infinite; it was stopped and not saved."""
 

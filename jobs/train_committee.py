@@ -13,7 +13,12 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from committee.app.cli import OneLineParser, add_run_arguments, run_command  # noqa: E402
+from committee.app.cli import (  # noqa: E402
+    OneLineParser,
+    add_run_arguments,
+    as_process,
+    run_command,
+)
 
 
 def main(argv=None) -> int:
@@ -25,6 +30,8 @@ def main(argv=None) -> int:
         argument_default=argparse.SUPPRESS,  # defaults are RunOptions' (committee.app.options)
     )
     add_run_arguments(parser)
+    if argv is None:  # this process is the job's driver: signals handled as committee's
+        return as_process(lambda: run_command(parser.parse_args(None)))
     return run_command(parser.parse_args(argv))
 
 

@@ -1,11 +1,14 @@
 """Helpers the tiers share: the data's place, damaging a data file, the CLI in a fresh
-interpreter, a real Ray head started (and stopped) by its process id."""
+interpreter, a real Ray head started (and stopped) by its process id, a guard against
+waiting on a FIFO."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -232,3 +235,19 @@ def _terminate(proc: subprocess.Popen) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def no_hang(seconds=5):
+    """Fail, rather than hang, a block that waits on a FIFO."""
+
+    def stop(*_):
+        raise TimeoutError("blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, stop)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -12,6 +12,7 @@ traceback was written (RUN_DIR/logs/error.log, else a temporary file).
 from __future__ import annotations
 
 import argparse
+import atexit
 import dataclasses
 import errno
 import os
@@ -732,12 +733,15 @@ def guarded(
     saved = (
         [(s, signal.getsignal(s)) for s in (signal.SIGINT, signal.SIGTERM)] if main_thread else []
     )
-    interrupt_on_sigterm()  # `ray job stop` and kill send SIGTERM
+    interrupt_on_signals()
     try:
         try:
             return work()
-        except BaseException:
+        except BaseException as exc:
             _stop_on_next_signal()  # what follows is the way out: never a second traceback
+            interrupt = _interruption(exc)
+            if interrupt is not None and interrupt is not exc:
+                raise interrupt from None  # what a library turned the interrupt into
             raise
     except KNOWN as exc:
         _error(_file_error(exc) if isinstance(exc, OSError) else exc)
@@ -781,16 +785,26 @@ def _file_error(exc: OSError) -> str:
     return f"{exc.filename2 or exc.filename}: {exc.strerror}"
 
 
-def interrupt_on_sigterm() -> None:
-    """Turn SIGTERM (kill, `ray job stop`) into :class:`~committee.errors.Terminated` (a
-    KeyboardInterrupt), so the command stops cleanly and exits 143. ``ray.init`` installs a
-    handler of its own; :func:`committee.distributed.cluster.connect` puts this one back."""
+def interrupt_on_signals() -> None:
+    """Turn Ctrl-C into KeyboardInterrupt and SIGTERM (kill, `ray job stop`) into
+    :class:`~committee.errors.Terminated` (a KeyboardInterrupt), so the command stops cleanly
+    and exits 130 or 143; the first signal also arms :func:`_stop_on_next_signal`, so a second
+    one, sent while the first is still unwinding through Ray's clean-up, ends the process at
+    once in one line (it would otherwise interrupt that clean-up half-way, and Ray's core
+    worker then ends the process with status 1). ``ray.init`` installs a SIGTERM handler of
+    its own; :func:`committee.distributed.cluster.connect` puts this one back. A SIGINT that
+    is ignored (``nohup``, a background job) stays ignored."""
 
     def handler(signum, frame):
+        _stop_on_next_signal()
+        if signum == signal.SIGINT:
+            raise KeyboardInterrupt
         raise Terminated(signum)
 
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
+        if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+            signal.signal(signal.SIGINT, handler)
 
 
 def _stop_on_next_signal() -> None:
@@ -851,6 +865,15 @@ def log_failure(exc: BaseException, run_dir: Path | None) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The ``committee`` command: its exit status (README, "Exit status"). ``argv`` None: this
+    process is the command (the console script, ``python -m committee``), run by
+    :func:`as_process`; else it is called in-process and leaves the signal handlers as found."""
+    if argv is None:
+        return as_process(lambda: _main(None))
+    return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     log.setup()
     for arg in sys.argv[1:] if argv is None else argv:
         if not _utf8(arg):
@@ -871,6 +894,52 @@ def main(argv: list[str] | None = None) -> int:
         "submit": submit_command,
     }
     return commands[args.command](args)
+
+
+def as_process(command: Callable[[], int]) -> int:
+    """``command()``'s exit status, as the one command of this process (``committee``,
+    jobs/train_committee.py): Ctrl-C and SIGTERM interrupt it from the start
+    (:func:`interrupt_on_signals`), also while it imports its libraries before its own
+    boundary (:func:`guarded`) begins (one line; 130 or 143), and a signal while the process
+    then exits (threads joined, Ray's own atexit shutdown) ends it at once in one line. One
+    arriving after the last atexit callback is ignored, rather than killing the process
+    mid-teardown by the signal (Python puts the default handlers back there) in place of the
+    command's exit status."""
+
+    def ignore() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, signal.SIG_IGN)
+
+    # atexit runs callbacks last-registered first: this one, registered before Ray is
+    # imported, runs after Ray's shutdown; the stop handler covers the way there
+    atexit.register(ignore)
+    interrupt_on_signals()
+    try:
+        status = command()
+    except BaseException as exc:  # before the command's boundary: nothing written yet
+        interrupt = _interruption(exc)
+        if interrupt is None:
+            raise
+        _stop_on_next_signal()
+        print("committee: interrupted; nothing was written", file=sys.stderr)
+        status = 128 + interrupt.signum if isinstance(interrupt, Terminated) else 130
+    _stop_on_next_signal()
+    return status
+
+
+def _interruption(exc: BaseException) -> KeyboardInterrupt | None:
+    """The Ctrl-C or SIGTERM behind ``exc``: itself, or one in its chain of causes (a C
+    extension interrupted while it initialises raises ImportError from it), else None. A
+    deliberate exit (SystemExit) is never one."""
+    if isinstance(exc, SystemExit):
+        return None
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, KeyboardInterrupt):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

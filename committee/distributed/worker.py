@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from committee import log
-from committee.errors import one_line
+from committee.errors import CheckpointError, one_line
 from committee.log import MEMBER, forwarding, logger
 from committee.members.spec import MemberSpec
 from committee.rundir import storage
@@ -192,19 +192,24 @@ def _load_resume_point(spec: MemberSpec, checkpoint, member_storage: str | None)
         try:
             with candidate.as_directory() as folder:
                 return load_checkpoint(folder, max_epochs=spec.epochs)
-        except Exception as exc:  # noqa: BLE001 - any unreadable checkpoint is skipped alike
-            why = one_line(exc, 200, pick="last")
-            logger.warning(
-                f"[{name}] warning: checkpoint {candidate.path}/{MODEL_FILE} could "
-                f"not be loaded ({type(exc).__name__}: {why}); trying an older one",
-                extra=MEMBER,
-            )
+        except CheckpointError as exc:  # one of its files: named
+            _skipped(name, f"{candidate.path}/{exc.file}", exc.cause)
+        except Exception as exc:  # noqa: BLE001 - the folder itself could not be fetched
+            _skipped(name, candidate.path, exc)
     if candidates:
         logger.warning(
             f"[{name}] warning: no checkpoint could be loaded; training from the start",
             extra=MEMBER,
         )
     return None
+
+
+def _skipped(name: str, what: str, cause: BaseException) -> None:
+    logger.warning(
+        f"[{name}] warning: checkpoint {what} could not be loaded "
+        f"({type(cause).__name__}: {one_line(cause, 200, pick='last')}); trying an older one",
+        extra=MEMBER,
+    )
 
 
 def predict_member(

@@ -268,10 +268,7 @@ def _checked_results(run_dir: Path, results: dict | None) -> dict:
     """
     path = run_dir / runfolder.RESULTS
     if results is None:
-        if not path.is_file():
-            raise runfolder.RunFolderError(
-                f"{path} not found; expected the folder of a finished run"
-            )
+        runfolder.door.require_regular(path, "the folder of a finished run")
         return schema.read_results(path)
     results = json.loads(runfolder.json_text(results))
     schema.check_results(results, str(path))
@@ -379,12 +376,13 @@ def render_search(run_dir: str | Path) -> list[Path]:
     naming the file, and what to run instead when the search has not finished."""
     run_dir = Path(run_dir)
     path = run_dir / runfolder.RESULTS
-    if not path.is_file():
+    if not path.exists() and not path.is_symlink():
         unfinished = (run_dir / runfolder.INCOMPLETE).exists()
         raise runfolder.RunFolderError(
             f"{path} not found; expected a finished search's results"
             + (": rerun the same committee tune --run-name to finish it" if unfinished else "")
         )
+    runfolder.door.require_regular(path, "a finished search's results")
     results = schema.read_search_results(path)
     scores = {k: results[k] for k in ("default", "tuned") if results.get(k) is not None}
     report = run_dir / REPORT

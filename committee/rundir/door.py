@@ -177,6 +177,18 @@ def read_bytes(path: str | os.PathLike, limit: int | None = None) -> bytes:
         return f.read() if limit is None else f.read(limit + 1)
 
 
+def require_regular(path: str | os.PathLike, expected: str) -> None:
+    """Raise :class:`RunFolderError` unless ``path`` (links followed) is a regular file: a
+    missing one as "``path`` not found; expected ``expected``", anything else (a FIFO, a
+    folder, a device) as :func:`refusal`, so a FIFO is named as one and not called missing."""
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise RunFolderError(f"{path} not found; expected {expected}") from None
+    if not stat.S_ISREG(mode):
+        raise refusal(path, mode)
+
+
 def check_regular(path: str | os.PathLike) -> None:
     """Raise :class:`RunFolderError` unless ``path`` (links followed) is a regular file, for
     a library that opens it by path; a missing file raises FileNotFoundError."""

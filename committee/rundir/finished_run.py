@@ -49,10 +49,7 @@ def load_committee(run_dir: str | os.PathLike) -> Committee:
             f"{runfolder.use_of_search(run_dir)}"
         )
     results_path = run_dir / runfolder.RESULTS
-    if not results_path.is_file():
-        raise RunFolderError(
-            f"{results_path} not found; expected the folder of a finished committee run"
-        )
+    runfolder.door.require_regular(results_path, "the folder of a finished committee run")
     if (run_dir / runfolder.INCOMPLETE).exists():
         raise RunFolderError(
             f"run folder {run_dir} holds an unfinished run ({runfolder.INCOMPLETE}"
@@ -112,11 +109,9 @@ def load_models(committee: Committee) -> dict:
 
 def _model_bytes(run_dir: Path, name: str) -> bytes:
     path = member_paths(run_dir, name)[0]
-    if not path.is_file():
-        raise RunFolderError(
-            f"{path} not found; expected member {name}'s trained model "
-            f"(models/<member>.keras of a finished run)"
-        )
+    runfolder.door.require_regular(
+        path, f"member {name}'s trained model (models/<member>.keras of a finished run)"
+    )
     runfolder.check_inside(run_dir, [path])
     if path.stat().st_size > MAX_MODEL_BYTES:
         raise RunFolderError(

@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import json
 import os
+import stat
 from dataclasses import asdict
 from pathlib import Path
 
+from committee.errors import CheckpointError
 from committee.members.spec import MAX_EPOCHS
 from committee.training.state import TrainState
 
@@ -120,14 +122,31 @@ def _unpacked_size(path, part, limit: int) -> int:
 
 def load_checkpoint(folder: str | os.PathLike, max_epochs: int = MAX_EPOCHS):
     """Return ``(model, state)``; the model is loaded in Keras' safe mode, with its optimizer.
-    Raises ValueError for a state out of range for a member of ``max_epochs`` epochs
-    (TrainState.from_dict) or a model file that is not a whole ``.keras`` archive within the
-    size caps (:func:`check_keras_archive`), both before the model is loaded."""
-    folder = Path(folder)
-    state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()), max_epochs)
-    # a resume checkpoint is as untrusted as a finished model: capped before Keras unpacks it
-    check_keras_archive(folder / MODEL_FILE)
-    import keras  # after the checks: a damaged checkpoint is refused without loading Keras
 
-    model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
+    Raises :class:`~committee.errors.CheckpointError` naming the file that did not load
+    (``.file``, ``.cause``): a ``state.json`` missing, not a regular file, not JSON or out of
+    range for a member of ``max_epochs`` epochs (TrainState.from_dict), checked first; a
+    ``model.keras`` that is not a whole archive within the size caps
+    (:func:`check_keras_archive`), checked before Keras is imported; or one Keras refuses."""
+    folder = Path(folder)
+    try:
+        _check_regular(folder / STATE_FILE)
+        state = TrainState.from_dict(json.loads((folder / STATE_FILE).read_text()), max_epochs)
+    except (OSError, ValueError) as exc:  # JSONDecodeError and UnicodeDecodeError included
+        raise CheckpointError(STATE_FILE, exc) from exc
+    try:
+        # a resume checkpoint is as untrusted as a finished model: capped before Keras unpacks
+        _check_regular(folder / MODEL_FILE)
+        check_keras_archive(folder / MODEL_FILE)
+        import keras  # after the checks: a damaged checkpoint is refused without loading Keras
+
+        model = keras.models.load_model(folder / MODEL_FILE, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many kinds for a damaged file
+        raise CheckpointError(MODEL_FILE, exc) from exc
     return model, state
+
+
+def _check_regular(path: Path) -> None:
+    """OSError unless ``path`` is a regular file: reading a FIFO would wait forever."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise OSError(f"{path} is not a regular file")

@@ -119,7 +119,10 @@ def small_disk(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
-def test_a_rerun_with_other_settings_is_refused_before_anything_changes(finished, tmp_path):
+def test_a_rerun_with_other_settings_is_refused_before_anything_changes(finished, tmp_path, capsys):
+    """In this process (the refusal comes before data and Ray: no interpreter to start)."""
+    from committee.app import cli
+
     run_dir = _copy(finished, tmp_path)
     _unfinish(run_dir)
     before = _listing(run_dir)
@@ -137,11 +140,12 @@ def test_a_rerun_with_other_settings_is_refused_before_anything_changes(finished
         (("--members", "model1"), "(members: model1,model2 -> model1)"),
     ]:
         started = time.time()
-        proc = run_cli("run", *ARGS, "--output", str(tmp_path), "--run-name", "base", *extra)
-        assert proc.returncode == 2, proc.stderr[-2000:]
-        line = _last_line(proc)
-        assert "holds an unfinished run with other settings" in line and words in line, line
-        assert time.time() - started < 60  # before Ray started
+        status = cli.main(["run", *ARGS, "--output", str(tmp_path), "--run-name", "base", *extra])
+        err = capsys.readouterr().err.strip()
+        assert status == 2 and len(err.splitlines()) == 1, err
+        assert "holds an unfinished run with other settings" in err and words in err, err
+        assert time.time() - started < 30  # before data and Ray
+        assert "ray" not in sys.modules or not sys.modules["ray"].is_initialized()
         assert _listing(run_dir) == before
     results = json.loads((finished / "results.json").read_text())
     assert {n: t["seed"] for n, t in results["training"].items()} == {"model1": 0, "model2": 1}
@@ -159,8 +163,11 @@ def test_resumption_survives_damaged_state(finished, tmp_path):
         path.unlink()
     newest = sorted((run_dir / "train" / "model1").glob("checkpoint_2*"))[-1] / "model.keras"
     os.truncate(newest, 20_000)
-    # model2: its probabilities damaged, its checkpoint snapshot emptied, a partial checkpoint
+    # model2: its probabilities damaged, its newest checkpoint's state torn, its checkpoint
+    # snapshot emptied, a partial checkpoint
     os.truncate(run_dir / "members" / "model2.npz", 1000)
+    torn = sorted((run_dir / "train" / "model2").glob("checkpoint_2*"))[-1] / "state.json"
+    torn.write_text('{"epoch": 2')
     (run_dir / "train" / "model2" / "checkpoint_manager_snapshot.json").write_text("")
     partial = run_dir / "train" / "model2" / "checkpoint_2000-01-01_00-00-00.000000"
     partial.mkdir()
@@ -171,11 +178,13 @@ def test_resumption_survives_damaged_state(finished, tmp_path):
     said = proc.stdout + proc.stderr  # the workers' lines reach the driver's stdout
     assert f"checkpoint {newest.parent}/model.keras could not be loaded" in said
     assert "model2: its saved files are damaged (BadZipFile" in said
+    assert f"checkpoint {torn} could not be loaded (JSONDecodeError" in said  # not model.keras
     assert "checkpoint_manager_snapshot.json: unreadable" in said
     assert f"removed the partial checkpoint {partial}" in said and not partial.exists()
 
     results = json.loads((run_dir / "results.json").read_text())
-    assert results["training"]["model1"]["resumed_at"] == [1]  # from the older checkpoint
+    for name in ("model1", "model2"):  # each from its older checkpoint
+        assert results["training"][name]["resumed_at"] == [1], name
     assert results["training"]["model1"]["epochs_run"] == 2
     probs = {n: np.load(run_dir / "members" / f"{n}.npz")["test"] for n in ("model1", "model2")}
     mean = (probs["model1"] + probs["model2"]) / 2  # the figures recompute from saved outputs

@@ -9,11 +9,22 @@ import errno
 import os
 import re
 import signal
+import sys
 
 import pytest
 
 from committee.app import cli
 from committee.errors import RunFolderError, Terminated
+
+
+@pytest.fixture(autouse=True)
+def _handlers_restored():
+    """A test that stands a fake for os._exit leaves the stop handlers installed: not the next."""
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    yield
+    signal.signal(signal.SIGINT, saved[0])
+    signal.signal(signal.SIGTERM, saved[1])
+
 
 COMMANDS = {  # command -> (the module and function doing its work, its arguments)
     "run": ("committee.app.run", "run", ["--output", "{tmp}", "--run-name", "x"]),
@@ -125,6 +136,69 @@ def test_a_second_signal_while_ray_shuts_down_is_one_line_not_a_traceback(
         "committee: interrupted; nothing was written\n"
         "committee: interrupted while stopping; exited without waiting for it\n"
     )
+
+
+def test_a_second_ctrl_c_while_the_first_unwinds_ends_the_process_in_one_line(
+    monkeypatch, capsys, tmp_path
+):
+    """Two Ctrl-C 0.2 s apart: the second lands in Ray's clean-up, which the first is still
+    unwinding through (Ray Data's executor), before the boundary sees the first. Interrupting
+    that clean-up half-way once left Ray's core worker to end the process with status 1."""
+    from committee.app import predict
+
+    exits = []
+
+    def fake_exit(code):
+        exits.append(code)
+        raise SystemExit(code)  # stands for os._exit
+
+    def work(options):
+        try:
+            os.kill(os.getpid(), signal.SIGINT)
+            raise AssertionError("Ctrl-C did not interrupt the work")
+        finally:  # stands for the library's clean-up on the way out
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(predict, "predict", work)
+    monkeypatch.setattr(os, "_exit", fake_exit)
+    with pytest.raises(SystemExit):
+        cli.main(["predict", str(tmp_path), "a.npy"])
+    assert exits == [130]
+    assert capsys.readouterr().err == (
+        "committee: interrupted while stopping; exited without waiting for it\n"
+    )
+
+
+def test_an_interrupt_a_library_turned_into_another_error_is_still_an_interrupt(
+    monkeypatch, capsys, tmp_path
+):
+    """A C extension interrupted while it initialises raises ImportError from the
+    KeyboardInterrupt: still 130 and one line, before the command's boundary too."""
+    from committee.app import predict
+
+    def interrupted_import(*_):
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt as exc:
+            raise ImportError("initialization failed") from exc
+
+    monkeypatch.setattr(predict, "predict", interrupted_import)
+    assert cli.main(["predict", str(tmp_path), "a.npy"]) == 130
+    assert capsys.readouterr().err == "committee: interrupted; nothing was written\n"
+
+    registered = []
+    monkeypatch.setattr(cli.atexit, "register", registered.append)
+    saved = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
+    try:  # as the process's one command, interrupted while it imports its libraries
+        assert cli.as_process(interrupted_import) == 130
+        assert capsys.readouterr().err == "committee: interrupted; nothing was written\n"
+        with pytest.raises(SystemExit):  # anything else passes through
+            cli.as_process(lambda: sys.exit(2))
+        registered[0]()  # the last atexit callback: a signal then no longer kills the teardown
+        assert signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGINT, saved[0])
+        signal.signal(signal.SIGTERM, saved[1])
 
 
 def test_connect_keeps_the_callers_signal_handlers_across_ray_init():

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import json
+import os
 import zipfile
 
 import numpy as np
 import pytest
+from helpers import no_hang
 
 from committee.rundir import folder as runfolder
 from committee.rundir import member_files
@@ -105,6 +107,30 @@ def test_a_member_json_out_of_range_is_predicted_again(tmp_path, capsys, change,
     assert member_files.load_finished_member(tmp_path, "m", identity, 4, 5) is None
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and words in err[0] and "predicting it again" in err[0], err
+
+
+def test_a_damaged_checkpoint_names_the_file_that_did_not_load(tmp_path):
+    """The resume warning names this file (state.json or model.keras), not always the model;
+    a FIFO in its place is refused, not waited on (Keras is never imported here)."""
+    from committee.errors import CheckpointError
+    from committee.training.checkpoint import MODEL_FILE, STATE_FILE, load_checkpoint
+
+    state = tmp_path / STATE_FILE
+    cases = [
+        (lambda: state.write_text('{"epoch": 2'), STATE_FILE, "JSONDecodeError"),
+        (lambda: os.mkfifo(state), STATE_FILE, "OSError"),
+        (lambda: None, STATE_FILE, "FileNotFoundError"),
+    ]
+    for damage, file, cause in cases:
+        state.unlink(missing_ok=True)
+        damage()
+        with no_hang(), pytest.raises(CheckpointError) as caught:
+            load_checkpoint(tmp_path, max_epochs=20)
+        assert (caught.value.file, type(caught.value.cause).__name__) == (file, cause)
+    state.write_text(json.dumps({**TrainState(epoch=2, history={"loss": [1.0, 0.5]}).__dict__}))
+    (tmp_path / MODEL_FILE).write_bytes(b"PK\x03\x04 torn")
+    with pytest.raises(CheckpointError, match=r"^model.keras: ValueError: .* is not a \.keras"):
+        load_checkpoint(tmp_path, max_epochs=20)
 
 
 def test_a_checkpoint_state_out_of_range_is_refused_before_its_model_is_loaded(tmp_path):

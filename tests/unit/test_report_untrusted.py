@@ -7,17 +7,20 @@ plus the other fields job.run writes."""
 from __future__ import annotations
 
 import json
+import os
 import pickle
 from pathlib import Path
 
 import numpy as np
 import pytest
+from helpers import no_hang
 
 from committee.app import cli
 from committee.data.fashion_mnist import NUM_CLASSES
 from committee.ensemble import scoring
 from committee.report import render as report
 from committee.rundir import folder as runfolder
+from committee.rundir.finished_run import load_committee
 
 MEMBERS = ("model1", "model2")
 
@@ -288,6 +291,33 @@ def test_a_figures_link_leading_outside_is_refused(run_dir, capsys, tmp_path):
     (run_dir / "figures").symlink_to(outside)
     _report_fails(run_dir, capsys, "outside the run folder")
     assert not any(outside.iterdir())
+
+
+@pytest.mark.parametrize("make", [os.mkfifo, os.mkdir], ids=["fifo", "folder"])
+@pytest.mark.parametrize("command", ["report", "predict"])
+def test_a_results_json_that_is_not_a_file_is_named_for_what_it_is(run_dir, capsys, make, command):
+    """Not "not found": the user sees what is in the way (and nothing waits on a FIFO)."""
+    (run_dir / runfolder.RESULTS).unlink()
+    make(run_dir / runfolder.RESULTS)
+    what = "a FIFO" if make is os.mkfifo else "a folder"
+    args = [command, str(run_dir)] + ([str(run_dir / "in.npy")] if command == "predict" else [])
+    with no_hang():
+        assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"committee: error: {run_dir / runfolder.RESULTS} is {what}; expected a regular file "
+        "(the tool neither writes nor reads through it: move it away)"
+    )
+
+
+def test_a_members_model_file_is_named_for_what_it_is(run_dir):
+    model = run_dir / runfolder.MODELS / "model1.keras"
+    with pytest.raises(runfolder.RunFolderError, match=r"model1.keras not found; expected member"):
+        load_committee(run_dir)
+    model.parent.mkdir()
+    os.mkfifo(model)
+    with no_hang(), pytest.raises(runfolder.RunFolderError, match=r"model1.keras is a FIFO;"):
+        load_committee(run_dir)
 
 
 def test_three_members_pass_the_check():

@@ -4,12 +4,11 @@ files the tool never writes (no Ray, no Keras: the folders are made here)."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
 
 import numpy as np
 import pytest
+from helpers import no_hang
 
 from committee.app import progress
 from committee.app.cli import log_failure
@@ -18,22 +17,6 @@ from committee.rundir import folder as runfolder
 from committee.rundir import member_files, schema
 
 IDENTITY = {"format": 1, "kind": "run", "seed": 0, "members": {}}
-
-
-@contextlib.contextmanager
-def no_hang(seconds=5):
-    """Fail, rather than hang, a block that waits on a FIFO."""
-
-    def stop(*_):
-        raise TimeoutError("blocked on a FIFO")
-
-    previous = signal.signal(signal.SIGALRM, stop)
-    signal.alarm(seconds)
-    try:
-        yield
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
 
 
 def _run(tmp_path, complete=True):
