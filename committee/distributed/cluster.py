@@ -66,18 +66,28 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: bo
 @contextlib.contextmanager
 def _signal_handlers_kept():
     """For the block, ``ray.init``'s: the process's SIGINT and SIGTERM handlers as they were
-    before it. Ray's driver replaces SIGTERM's with one that exits at once, from wherever the
-    driver is, and a command's own (KeyboardInterrupt, one line, exit 143) is then lost."""
+    before it, also while it runs. Ray's driver replaces SIGTERM's with one that exits at once
+    (status 15), from wherever the driver is, and a command's own (KeyboardInterrupt, one
+    line, exit 143) would then be lost."""
     import signal
     import threading
 
     if threading.current_thread() is not threading.main_thread():  # only it has handlers
         yield
         return
+    ray_utils = sys.modules.get("ray._private.utils")  # imported with ray, before ray.init
+
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    # While ray.init starts Ray, its own SIGTERM handler would end the process with
+    # sys.exit(15), no line said; kept out, a SIGTERM then stops the command as one sent later.
+    set_sigterm_handler = getattr(ray_utils, "set_sigterm_handler", None)
+    if set_sigterm_handler is not None:
+        ray_utils.set_sigterm_handler = lambda handler: None
     try:
         yield
     finally:
+        if set_sigterm_handler is not None:
+            ray_utils.set_sigterm_handler = set_sigterm_handler
         for signum, handler in saved.items():
             if handler is not None:  # None: set outside Python, cannot be put back
                 signal.signal(signum, handler)

@@ -217,6 +217,31 @@ def test_connect_keeps_the_callers_signal_handlers_across_ray_init():
         signal.signal(signal.SIGTERM, saved)
 
 
+def test_a_sigterm_while_ray_starts_is_the_commands_not_rays(monkeypatch):
+    """ray.init sets a SIGTERM handler of its own (sys.exit(15), nothing said) through
+    ray._private.utils.set_sigterm_handler before it starts Ray: within connect's block that
+    call does nothing, so a SIGTERM then still stops the command in one line, exit 143."""
+    import types
+
+    from committee.distributed.cluster import _signal_handlers_kept
+
+    def rays(handler):
+        signal.signal(signal.SIGTERM, handler)
+
+    fake = types.SimpleNamespace(set_sigterm_handler=rays)  # Ray is unimportable here
+    monkeypatch.setitem(sys.modules, "ray._private.utils", fake)
+
+    def ours(signum, frame):
+        raise Terminated(signum)
+
+    signal.signal(signal.SIGTERM, ours)
+    with pytest.raises(Terminated):
+        with _signal_handlers_kept():
+            fake.set_sigterm_handler(lambda signum, frame: sys.exit(signum))  # as ray.init
+            os.kill(os.getpid(), signal.SIGTERM)
+    assert fake.set_sigterm_handler is rays and signal.getsignal(signal.SIGTERM) is ours
+
+
 def test_a_signal_the_process_was_started_ignoring_stays_ignored(monkeypatch, tmp_path):
     """`cmd &` and nohup start a command with SIGINT ignored: the boundary leaves it so."""
     from committee.app import predict
