@@ -217,17 +217,22 @@ def search(
         f"{spec.name}: searching {plural(num_samples, 'configuration')} ({scheduler}, up to "
         f"{max_concurrent} at once)"
     )
-    if verbose:
-        return tuner.fit()
-    saved = os.environ.get("RAY_AIR_NEW_OUTPUT")
-    os.environ["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output prints its tables even at verbose=0
+    # Tune's own SIGINT handler would end the search quietly and return, as if it had
+    # finished with no results; left to the command's, Ctrl-C stops the search as SIGTERM does
+    # (one line, 130), and a rerun resumes from Tune's last saved experiment state.
+    env = {"TUNE_DISABLE_SIGINT_HANDLER": "1"}
+    if not verbose:
+        env["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output prints its tables even at verbose=0
+    saved = {name: os.environ.get(name) for name in env}
+    os.environ.update(env)
     try:
         return tuner.fit()
     finally:
-        if saved is None:
-            os.environ.pop("RAY_AIR_NEW_OUTPUT", None)
-        else:
-            os.environ["RAY_AIR_NEW_OUTPUT"] = saved
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _trial_lines(member: str):

@@ -158,7 +158,14 @@ def open_append(path: str | os.PathLike, root: str | os.PathLike) -> BinaryIO:
 def open_regular(path: str | os.PathLike) -> BinaryIO:
     """``path`` opened to read, links followed, only if it is a regular file: a FIFO, a
     device or a socket raises :class:`RunFolderError` before any read could block."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0))
+    except OSError:  # a socket cannot be opened at all (ENXIO): say what it is
+        with contextlib.suppress(OSError):
+            mode = os.stat(path).st_mode
+            if not stat.S_ISREG(mode):
+                raise refusal(path, mode) from None
+        raise
     return _regular(fd, Path(path), "rb")
 
 

@@ -99,6 +99,20 @@ def test_fifos_are_refused_not_waited_on(tmp_path):
         runfolder.check(config.parent, IDENTITY)
 
 
+def test_a_socket_is_named_as_one_where_a_file_is_read(tmp_path):
+    """A socket cannot even be opened (ENXIO): the refusal still says what it is."""
+    import socket
+
+    run = _run(tmp_path)
+    server = socket.socket(socket.AF_UNIX)
+    try:
+        server.bind(str(run / runfolder.SAMPLES))
+        with pytest.raises(runfolder.RunFolderError, match=r"samples.npz is a socket; expected"):
+            read_samples(run / runfolder.SAMPLES)
+    finally:
+        server.close()
+
+
 def test_a_fifo_among_a_members_files_refuses_the_resumption_before_work(tmp_path):
     run = _run(tmp_path, complete=False)
     model, _, probs = member_files.member_paths(run, "m")
