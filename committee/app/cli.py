@@ -920,7 +920,6 @@ def as_process(command: Callable[[], int]) -> int:
         interrupt = _interruption(exc)
         if interrupt is None:
             raise
-        _stop_on_next_signal()
         print("committee: interrupted; nothing was written", file=sys.stderr)
         status = 128 + interrupt.signum if isinstance(interrupt, Terminated) else 130
     _stop_on_next_signal()

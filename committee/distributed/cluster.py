@@ -146,35 +146,45 @@ def _connect(address: str | None, num_cpus: int | None, verbose: bool) -> None:
             "process on this machine can reach it and run code in it"
         )
     port = free_port()
-    names = ("RAY_API_SERVER_ADDRESS", _LOOPBACK_ENV, *auth)
-    saved = {name: os.environ.get(name) for name in names}
+    values = {"RAY_API_SERVER_ADDRESS": f"http://127.0.0.1:{port}", _LOOPBACK_ENV: "0", **auth}
     saved_cluster = ray_constants.ENABLE_RAY_CLUSTER
-    os.environ["RAY_API_SERVER_ADDRESS"] = f"http://127.0.0.1:{port}"
-    os.environ[_LOOPBACK_ENV] = "0"
-    os.environ.update(auth)
-    ray_constants.ENABLE_RAY_CLUSTER = False
-    if auth:
-        from ray._private.authentication.authentication_token_setup import _enable_token_auth
-        from ray._raylet import AuthenticationTokenLoader
+    with scoped_environ(values):
+        ray_constants.ENABLE_RAY_CLUSTER = False
+        try:
+            if auth:
+                from ray._private.authentication.authentication_token_setup import (
+                    _enable_token_auth,
+                )
+                from ray._raylet import AuthenticationTokenLoader
 
-        _enable_token_auth()  # this process's cached RayConfig reads the mode again
-        AuthenticationTokenLoader.instance().reset_cache()  # and the token
+                _enable_token_auth()  # this process's cached RayConfig reads the mode again
+                AuthenticationTokenLoader.instance().reset_cache()  # and the token
+            ray.init(
+                address="local",
+                num_cpus=num_cpus,
+                include_dashboard=True,
+                dashboard_host="127.0.0.1",
+                dashboard_port=port,
+                _node_ip_address="127.0.0.1",
+                log_to_driver=verbose,
+                logging_level=logging.INFO if verbose else logging.ERROR,
+                # Each member brings a controller, a worker and short tasks: on 2 CPUs the
+                # raylet's default (one startup per CPU) warns of "too many workers".
+                _system_config={"worker_maximum_startup_concurrency": 4},
+            )
+        finally:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
+
+
+@contextlib.contextmanager
+def scoped_environ(values: dict[str, str]):
+    """For the block, this process's environment with ``values`` set; afterwards each of
+    those variables as it was before (unset again where it was unset)."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
     try:
-        ray.init(
-            address="local",
-            num_cpus=num_cpus,
-            include_dashboard=True,
-            dashboard_host="127.0.0.1",
-            dashboard_port=port,
-            _node_ip_address="127.0.0.1",
-            log_to_driver=verbose,
-            logging_level=logging.INFO if verbose else logging.ERROR,
-            # Each member brings a controller, a worker and short tasks: on 2 CPUs the
-            # raylet's default (one startup per CPU) warns of "too many workers".
-            _system_config={"worker_maximum_startup_concurrency": 4},
-        )
+        yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = saved_cluster
         for name, value in saved.items():
             if value is None:
                 os.environ.pop(name, None)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import importlib
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -28,6 +27,7 @@ from committee.distributed.cluster import (
     Placement,
     floor_resource,
     plan_placement,
+    scoped_environ,
 )
 from committee.distributed.driver import (
     member_trainer,
@@ -223,16 +223,8 @@ def search(
     env = {"TUNE_DISABLE_SIGINT_HANDLER": "1"}
     if not verbose:
         env["RAY_AIR_NEW_OUTPUT"] = "0"  # the new output prints its tables even at verbose=0
-    saved = {name: os.environ.get(name) for name in env}
-    os.environ.update(env)
-    try:
+    with scoped_environ(env):
         return tuner.fit()
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _trial_lines(member: str):

@@ -376,13 +376,12 @@ def render_search(run_dir: str | Path) -> list[Path]:
     naming the file, and what to run instead when the search has not finished."""
     run_dir = Path(run_dir)
     path = run_dir / runfolder.RESULTS
-    if not path.exists() and not path.is_symlink():
-        unfinished = (run_dir / runfolder.INCOMPLETE).exists()
-        raise runfolder.RunFolderError(
-            f"{path} not found; expected a finished search's results"
-            + (": rerun the same committee tune --run-name to finish it" if unfinished else "")
-        )
-    runfolder.door.require_regular(path, "a finished search's results")
+    unfinished = (run_dir / runfolder.INCOMPLETE).exists()
+    runfolder.door.require_regular(
+        path,
+        "a finished search's results"
+        + (": rerun the same committee tune --run-name to finish it" if unfinished else ""),
+    )
     results = schema.read_search_results(path)
     scores = {k: results[k] for k in ("default", "tuned") if results.get(k) is not None}
     report = run_dir / REPORT
