@@ -59,7 +59,7 @@ def connect(address: str | None = None, num_cpus: int | None = None, verbose: bo
 
     if ray.is_initialized():
         return
-    with _signal_handlers_kept():
+    with _signal_handlers_kept(), _daemons_in_own_session():
         _connect(address, num_cpus, verbose)
 
 
@@ -91,6 +91,39 @@ def _signal_handlers_kept():
         for signum, handler in saved.items():
             if handler is not None:  # None: set outside Python, cannot be put back
                 signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _daemons_in_own_session():
+    """For the block: every process Ray starts (GCS, raylet, dashboard; the raylet's workers
+    inherit it) starts in a session of its own. A signal to this command's process group
+    (``kill %1``, a job runner's stop) then reaches the command alone, which shuts its Ray
+    down in order; delivered to the raylet as well it killed it under the running command,
+    whose core worker then ended the process with status 1 from its own thread. Ray's
+    daemons still die with this process: on Linux each asks the kernel for that
+    (``PR_SET_PDEATHSIG``), which sessions do not change. Where the kernel cannot, Ray
+    reaps them through the process group, so they stay in it."""
+    services = sys.modules.get("ray._private.services")
+    ray_utils = sys.modules.get("ray._private.utils")
+    popen = getattr(services, "ConsolePopen", None)
+    if (
+        popen is None
+        or not sys.platform.startswith("linux")
+        or not ray_utils.detect_fate_sharing_support()
+    ):
+        yield
+        return
+
+    class _NewSessionPopen(popen):
+        def __init__(self, *args, **kwargs):
+            kwargs["start_new_session"] = True
+            super().__init__(*args, **kwargs)
+
+    services.ConsolePopen = _NewSessionPopen
+    try:
+        yield
+    finally:
+        services.ConsolePopen = popen
 
 
 def disconnect() -> None:

@@ -26,6 +26,7 @@ def _cli_popen(*args, env):
         text=True,
         cwd=ROOT,
         env=env,
+        start_new_session=True,  # its own process group, as a shell's job
     )
 
 
@@ -111,7 +112,7 @@ def test_killed_worker_resumes_from_its_checkpoint(ray_head, tmp_path):
     )
 
 
-def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
+def test_sigterm_to_the_commands_process_group_then_rerun_resumes(tmp_path):
     run_dir = tmp_path / "interrupted"
     args = ("--backend", "jax", "--members", "model2", "--epochs", "3", "--limit-train", "2000")
     args += ("--output", str(tmp_path), "--run-name", "interrupted")
@@ -122,7 +123,7 @@ def test_sigterm_to_the_driver_then_rerun_resumes(tmp_path):
         "the first registered checkpoint",
         proc,
     )
-    proc.send_signal(signal.SIGTERM)
+    os.killpg(proc.pid, signal.SIGTERM)  # as `kill %1` does: the whole job, Ray's not in it
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 143, out[-3000:]  # 128 + SIGTERM
     assert "rerun with the same --run-name to resume" in out

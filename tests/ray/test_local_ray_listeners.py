@@ -33,6 +33,12 @@ def ray_listeners() -> list[tuple[str, int, str]]:
     return sorted(out)
 
 
+def _ray_processes():
+    import psutil
+
+    return psutil.Process().children(recursive=True)
+
+
 def _auth_seen_by_a_worker() -> tuple[str | None, bool]:
     return os.environ.get("RAY_AUTH_MODE"), bool(os.environ.get("RAY_AUTH_TOKEN"))
 
@@ -68,7 +74,48 @@ def test_local_ray_binds_every_listener_to_loopback(monkeypatch):
         exposed = {(ip, name) for ip, _, name in listeners if not _is_loopback(ip)}
         assert exposed == UNBINDABLE, "\n".join(map(str, listeners))
         assert ray.util.get_node_ip_address() == "127.0.0.1"
+        # A signal to the command's process group (kill %1, a job runner's stop) must not
+        # reach Ray's processes under it: they are in sessions of their own.
+        in_my_group = [p.name() for p in _ray_processes() if os.getpgid(p.pid) == os.getpgrp()]
+        assert in_my_group == [], in_my_group
     finally:
         ray.shutdown()
     assert os.environ.get("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER") is None  # driver's restored
     assert os.environ.get("RAY_AUTH_TOKEN") is None  # the token lived in Ray's processes only
+
+
+_DRIVER = """
+import os, sys
+from committee.distributed.cluster import connect
+connect(num_cpus=1)
+import psutil
+print(" ".join(str(p.pid) for p in psutil.Process().children(recursive=True)), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_the_private_rays_processes_die_with_a_killed_driver():
+    """Out of the command's process group, Ray's processes still share its fate: a driver
+    killed with SIGKILL (no atexit, no ray.shutdown) takes its gcs_server and raylet along."""
+    import subprocess
+    import sys
+
+    import psutil
+
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _DRIVER],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        pids = [int(pid) for pid in proc.stdout.readline().split()]
+        daemons = [p for p in map(psutil.Process, pids) if p.name() in {"raylet", "gcs_server"}]
+        assert len(daemons) == 2, pids
+        assert all(os.getsid(p.pid) != proc.pid for p in daemons)  # out of its session
+    finally:
+        proc.kill()
+        proc.wait(timeout=30)
+    _, alive = psutil.wait_procs(daemons, timeout=20)
+    assert alive == [], [p.name() for p in alive]
