@@ -108,6 +108,7 @@ def _daemons_in_own_session():
     popen = getattr(services, "ConsolePopen", None)
     if (
         popen is None
+        or ray_utils is None
         or not sys.platform.startswith("linux")
         or not ray_utils.detect_fate_sharing_support()
     ):
