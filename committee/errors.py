@@ -12,6 +12,7 @@ callers that caught ValueError keep working.
 from __future__ import annotations
 
 import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -144,3 +145,20 @@ def disk_full(error, where: str, then: str = RESUME) -> DiskFull:
         28,
         f"no space left on device writing {no_space(error) or where}; free space and {then}",
     )
+
+
+_KINDS = (
+    (stat.S_ISLNK, "a symbolic link"),
+    (stat.S_ISDIR, "a folder"),
+    (stat.S_ISFIFO, "a FIFO"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+    (stat.S_ISREG, "a regular file"),
+)
+
+
+def file_kind(mode: int) -> str:
+    """What an ``st_mode`` is, in words (``"a symbolic link"``, ``"a FIFO"``, …), for the
+    one-line refusals of anything that is not a regular file."""
+    return next((words for test, words in _KINDS if test(mode)), "not a regular file")

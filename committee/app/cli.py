@@ -756,7 +756,7 @@ def guarded(
         return _unexpected(exc, run_dir())
     except KeyboardInterrupt as exc:
         print(printable(interrupted()), file=sys.stderr)
-        return 128 + exc.signum if isinstance(exc, Terminated) else 130
+        return _exit_status(exc)
     except Exception as exc:  # noqa: BLE001 - not bad input: its traceback must not be lost
         return _unexpected(exc, run_dir())
     finally:
@@ -785,6 +785,20 @@ def _file_error(exc: OSError) -> str:
     return f"{exc.filename2 or exc.filename}: {exc.strerror}"
 
 
+# The signal that interrupted this process's command, if one did: Ray's C++ turns an exception
+# raised in a handler while it waits (ray.get, ray.wait) into a new, plain KeyboardInterrupt,
+# and a Terminated's signal number would be lost with it.
+_received: int | None = None
+
+
+def _exit_status(interrupt: KeyboardInterrupt) -> int:
+    """128 + the number of the signal behind ``interrupt``: its own (Terminated), else the one
+    this process's handler last received, else SIGINT's (130)."""
+    if isinstance(interrupt, Terminated):
+        return 128 + interrupt.signum
+    return 128 + (_received or signal.SIGINT)
+
+
 def interrupt_on_signals() -> None:
     """Turn Ctrl-C into KeyboardInterrupt and SIGTERM (kill, `ray job stop`) into
     :class:`~committee.errors.Terminated` (a KeyboardInterrupt), so the command stops cleanly
@@ -796,11 +810,15 @@ def interrupt_on_signals() -> None:
     is ignored (``nohup``, a background job) stays ignored."""
 
     def handler(signum, frame):
+        global _received
+        _received = signum
         _stop_on_next_signal()
         if signum == signal.SIGINT:
             raise KeyboardInterrupt
         raise Terminated(signum)
 
+    global _received
+    _received = None
     if threading.current_thread() is threading.main_thread():
         signal.signal(signal.SIGTERM, handler)
         if signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
@@ -818,6 +836,10 @@ def _stop_on_next_signal() -> None:
             "committee: interrupted while stopping; exited without waiting for it", file=sys.stderr
         )
         sys.stderr.flush()
+        if "ray" in sys.modules:  # else it started no Ray: nothing to stop
+            from committee.distributed.cluster import kill_private_ray
+
+            kill_private_ray()
         os._exit(128 + signum)
 
     if threading.current_thread() is threading.main_thread():
@@ -921,7 +943,7 @@ def as_process(command: Callable[[], int]) -> int:
         if interrupt is None:
             raise
         print("committee: interrupted; nothing was written", file=sys.stderr)
-        status = 128 + interrupt.signum if isinstance(interrupt, Terminated) else 130
+        status = _exit_status(interrupt)
     _stop_on_next_signal()
     return status
 

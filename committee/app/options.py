@@ -269,7 +269,9 @@ def _plain_run_name(options: RunOptions) -> None:
 
 
 def _address_form(options: RunOptions) -> None:
-    address_mod.resolve(options.address)  # its form; connect() checks that a Ray head answers
+    address, _ = address_mod.resolve(options.address)  # connect() checks that a head answers
+    if not address:  # a private local Ray: its folder for files and sockets must do
+        cluster.check_ray_temp_dir()
 
 
 def _writable_output(options: RunOptions) -> None:
@@ -427,7 +429,9 @@ PREDICT_CONSTRAINTS = {
 def _predict_address_form(options: PredictOptions) -> None:
     from committee.distributed.address import resolve
 
-    resolve(options.address)  # its form; connect() checks that a Ray head answers
+    address, _ = resolve(options.address)  # connect() checks that a Ray head answers
+    if not address:  # a private local Ray: its folder for files and sockets must do
+        cluster.check_ray_temp_dir()
 
 
 def _predict_backend(options: PredictOptions) -> None:

@@ -30,6 +30,8 @@ was expected. Arrays given in Python (the API's ``predict_proba(x)``) follow the
 from __future__ import annotations
 
 import os
+import re
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,7 +47,7 @@ from committee.data.fashion_mnist import (
     npy_header,
     read_images_idx_gz,
 )
-from committee.errors import InputError, one_line
+from committee.errors import InputError, file_kind, one_line
 from committee.log import plural
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
@@ -100,27 +102,60 @@ class InputBudget:
         self.used += cost
 
 
+_MISSING = "missing"
+
+
+def _not_regular(path: Path) -> str | None:
+    """None for a regular file (through links), else what ``path`` is in words: ``_MISSING``,
+    "a broken symbolic link", "a FIFO", "a character device", …"""
+    try:
+        return None if stat.S_ISREG(mode := path.stat().st_mode) else file_kind(mode)
+    except FileNotFoundError:
+        return "a broken symbolic link" if path.is_symlink() else _MISSING
+    except NotADirectoryError:  # a file's name used as a folder: x.png/y.png
+        return _MISSING
+    except OSError as exc:  # no permission, a loop of links, a name too long
+        return f"not readable ({exc.strerror})"
+
+
 def expand(paths: list[str | os.PathLike]) -> tuple[list[Path], list[str]]:
     """The files named by ``paths``, folders replaced by their files with known extensions
-    (sorted by name, hidden entries skipped), and a log line per folder that had hidden
-    entries. Raises :class:`InputError` for a missing path, a file with another extension,
-    or a folder holding no such file."""
+    (sorted by name; hidden entries and entries that are not regular files, such as FIFOs
+    and devices, skipped), and a log line per folder that had skipped entries. Raises
+    :class:`InputError` for a path that is missing or not a regular file or folder, a file
+    with another extension, or a folder holding no such file."""
     files: list[Path] = []
     notes: list[str] = []
     for raw in paths:
         path = Path(raw)
         if path.is_dir():
-            found, hidden = [], []
+            found, hidden, odd = [], [], []
             for p in sorted(path.iterdir()):
-                if p.is_file() and p.suffix.lower() in SUFFIXES:
+                if p.suffix.lower() not in SUFFIXES:
+                    continue
+                if p.name.startswith("."):
                     # Hidden entries are other programs' metadata (macOS' ._x.png beside x.png,
                     # AppleDouble data, not a PNG), never images someone meant to classify.
-                    (hidden if p.name.startswith(".") else found).append(p)
-            skipped = (
-                f"skipped {plural(len(hidden), 'hidden entry', 'hidden entries')} (names "
-                f"starting with '.', e.g. {hidden[0].name})"
-                if hidden
-                else ""
+                    hidden.append(p)
+                elif (what := _not_regular(p)) is not None:
+                    odd.append(f"{p.name}: {what}")  # a FIFO would block the read
+                else:
+                    found.append(p)
+            skipped = "; ".join(
+                filter(
+                    None,
+                    (
+                        f"skipped {plural(len(hidden), 'hidden entry', 'hidden entries')} "
+                        f"(names starting with '.', e.g. {hidden[0].name})"
+                        if hidden
+                        else "",
+                        f"skipped {plural(len(odd), 'entry', 'entries')} that "
+                        f"{'is not a regular file' if len(odd) == 1 else 'are not regular files'} "
+                        f"({', '.join(odd[:3])}{', …' if len(odd) > 3 else ''})"
+                        if odd
+                        else "",
+                    ),
+                )
             )
             if not found:
                 raise InputError(
@@ -130,10 +165,10 @@ def expand(paths: list[str | os.PathLike]) -> tuple[list[Path], list[str]]:
             if skipped:
                 notes.append(f"input folder {path}: {skipped}")
             files += found
-        elif not path.is_file():
+        elif (what := _not_regular(path)) is not None:
             raise InputError(
-                f"input {path} does not exist; expected an image, a .npy or .gz "
-                f"file, or a folder of them"
+                f"input {path} {'does not exist' if what == _MISSING else 'is ' + what}; "
+                "expected an image, a .npy or .gz file, or a folder of them"
             )
         elif path.suffix.lower() not in SUFFIXES:
             raise InputError(
@@ -247,8 +282,11 @@ def read_image(path: Path, invert: bool = False) -> np.ndarray:
                 gray = gray.resize(IMAGE_SHAPE[::-1], getattr(Image.Resampling, RESAMPLE))
             pixels = np.asarray(gray, dtype=np.uint8)
     except Image.DecompressionBombError as exc:  # Pillow's own cap, checked at open
+        # its words ("exceeds limit of 178956970 pixels") name a cap that is not the tool's
+        size = re.search(r"\((\d+) pixels\)", str(exc))
         raise InputError(
-            f"input {path}: {one_line(exc)}; expected at most {MAX_IMAGE_PIXELS:,} pixels"
+            f"input {path}: {f'{int(size[1]):,} pixels' if size else 'too many pixels'}; "
+            f"expected at most {MAX_IMAGE_PIXELS:,} pixels"
         ) from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         if isinstance(exc, InputError):

@@ -45,6 +45,37 @@ TCP_TIMEOUT_S = 5.0  # a TCP connect to the address
 PROBE_TIMEOUT_S = 10.0  # one gRPC call that only a Ray GCS (or Ray Client server) answers
 
 
+# A private Ray's Unix sockets: <temp>/ray/session_<date>_<time>_<µs>_<pid>/sockets/<name>,
+# the longest of them (a dashboard module's, Ray 2.60) as below, with the largest pid Linux
+# gives (pid_max 4194304); Linux caps a Unix socket's path at 107 bytes.
+_SOCKET_UNDER_TEMP = "/ray/session_2026-01-01_00-00-00_000000_4194304/sockets/dash_TaskEventsHead"
+SOCKET_PATH_MAX = 107
+TEMP_DIR_MAX = SOCKET_PATH_MAX - len(_SOCKET_UNDER_TEMP)
+
+
+def check_ray_temp_dir(environ=os.environ) -> None:
+    """Raise ValueError naming ``RAY_TMPDIR`` (else ``TMPDIR``, which Ray takes on Linux) if a
+    private local Ray could not start under the folder it names: empty, not a folder, or
+    longer than :data:`TEMP_DIR_MAX` bytes (Ray makes Unix sockets under it, and their paths
+    would exceed the 107 bytes Linux allows). Unset: Ray uses /tmp, nothing to check."""
+    name = next((n for n in ("RAY_TMPDIR", "TMPDIR") if n in environ), None)
+    if name is None or (name == "TMPDIR" and not sys.platform.startswith("linux")):
+        return
+    path = environ[name]
+    fix = f"set RAY_TMPDIR to a short folder such as /tmp (or unset {name})"
+    if not path:
+        raise ValueError(f"{name} is set but empty; expected the folder for Ray's files: {fix}")
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{name} {path!r} is not a folder; expected one for Ray's files: {fix}")
+    size = len(os.fsencode(path))
+    if size > TEMP_DIR_MAX:
+        raise ValueError(
+            f"{name} {path!r} is {size} bytes long; expected at most {TEMP_DIR_MAX}: the Unix "
+            f"sockets a private Ray makes under it would exceed the {SOCKET_PATH_MAX} bytes "
+            f"Linux allows a socket's path: {fix}"
+        )
+
+
 def connect(address: str | None = None, num_cpus: int | None = None, verbose: bool = False) -> None:
     """Join the cluster at ``address`` / RAY_ADDRESS, or start a private local Ray.
 
@@ -127,12 +158,88 @@ def _daemons_in_own_session():
         services.ConsolePopen = popen
 
 
+def kill_private_ray() -> None:
+    """SIGKILL every process in the sessions that this process's children lead: its private
+    Ray's (:func:`_daemons_in_own_session`: the GCS, the raylet with its agents and workers,
+    the dashboard). For a process about to end without ``ray.shutdown``: the kernel would kill
+    its direct children with it, but the raylet's agents and idle workers then linger for up
+    to a minute. Linux only (its /proc); elsewhere nothing."""
+    import signal
+
+    me = os.getpid()
+    processes = list(_processes())
+    leaders = {pid for pid, ppid, sid in processes if ppid == me and sid == pid}
+    for pid, _, sid in processes:
+        if sid in leaders:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:  # gone meanwhile
+                pass
+
+
+def _processes():
+    """(pid, parent's pid, session id) of each process /proc shows."""
+    try:
+        entries = [entry for entry in os.listdir("/proc") if entry.isdigit()]
+    except OSError:  # no /proc
+        return
+    for entry in entries:
+        try:
+            with open(f"/proc/{entry}/stat") as handle:
+                fields = handle.read().rpartition(")")[2].split()  # after "pid (comm)"
+            yield int(entry), int(fields[1]), int(fields[3])
+        except (OSError, IndexError, ValueError):  # gone meanwhile
+            continue
+
+
 def disconnect() -> None:
     """Shut down this process's Ray (a private local one stops; a joined cluster is left
     running), if it started one; else nothing."""
     ray = sys.modules.get("ray")  # not imported: no Ray to shut down
     if ray is not None and ray.is_initialized():
-        ray.shutdown()
+        with _signal_handlers_back_after_core_worker():
+            ray.shutdown()
+
+
+@contextlib.contextmanager
+def _signal_handlers_back_after_core_worker():
+    """For a ``ray.shutdown()`` in the block: the process's SIGINT and SIGTERM handlers are
+    installed again as soon as Ray's core worker is gone, and at the end. Destroyed, the core
+    worker sets SIGTERM's action back to the system's default (its C++ failure-signal handler
+    uninstalls itself so) while Python still reports its own handler: a SIGTERM while Ray then
+    stops the private Ray's processes (about a second), or any time after, would kill the
+    process by the signal, with no line and no exit status of the command's."""
+    import signal
+    import threading
+
+    state = getattr(sys.modules.get("ray._private.state"), "state", None)
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def reinstall() -> None:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            handler = signal.getsignal(signum)
+            if handler is not None:  # None: set outside Python, nothing to put back
+                signal.signal(signum, handler)
+
+    # ray.shutdown's next step after destroying the core worker
+    disconnect_state = getattr(state, "disconnect", None)
+    if disconnect_state is not None:
+
+        def disconnect_then_reinstall(*args, **kwargs):
+            try:
+                return disconnect_state(*args, **kwargs)
+            finally:
+                reinstall()
+
+        state.disconnect = disconnect_then_reinstall
+    try:
+        yield
+    finally:
+        if disconnect_state is not None:
+            del state.disconnect  # the class's method again
+        reinstall()
 
 
 def _connect(address: str | None, num_cpus: int | None, verbose: bool) -> None:

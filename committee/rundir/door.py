@@ -23,29 +23,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from committee.errors import RunFolderError
+from committee.errors import RunFolderError, file_kind
 
 _DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | getattr(os, "O_CLOEXEC", 0)
-_KINDS = (
-    (stat.S_ISLNK, "a symbolic link"),
-    (stat.S_ISDIR, "a folder"),
-    (stat.S_ISFIFO, "a FIFO"),
-    (stat.S_ISCHR, "a character device"),
-    (stat.S_ISBLK, "a block device"),
-    (stat.S_ISSOCK, "a socket"),
-    (stat.S_ISREG, "a regular file"),
-)
-
-
-def kind(mode: int) -> str:
-    """What an ``st_mode`` is, in words (``"a symbolic link"``, ``"a FIFO"``, …)."""
-    return next((words for test, words in _KINDS if test(mode)), "not a regular file")
 
 
 def refusal(path: str | os.PathLike, mode: int, expected: str = "a regular file") -> RunFolderError:
     """The one-line refusal of ``path``, found to be what ``mode`` says instead of ``expected``."""
     return RunFolderError(
-        f"{path} is {kind(mode)}; expected {expected} (the tool neither writes nor reads "
+        f"{path} is {file_kind(mode)}; expected {expected} (the tool neither writes nor reads "
         f"through it: move it away)"
     )
 

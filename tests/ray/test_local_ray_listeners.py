@@ -119,3 +119,93 @@ def test_the_private_rays_processes_die_with_a_killed_driver():
         proc.wait(timeout=30)
     _, alive = psutil.wait_procs(daemons, timeout=20)
     assert alive == [], [p.name() for p in alive]
+
+
+_SHUTDOWN_UNDER_SIGTERMS = """
+import os, signal, threading, time
+from committee.distributed import cluster
+handled = []
+signal.signal(signal.SIGTERM, lambda signum, frame: handled.append(signum))
+cluster.connect(num_cpus=1)
+stop = threading.Event()
+def send():
+    while not stop.is_set():
+        os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(0.01)
+sender = threading.Thread(target=send)
+sender.start()
+time.sleep(0.2)
+cluster.disconnect()
+stop.set()
+sender.join()
+os.kill(os.getpid(), signal.SIGTERM)  # after the shutdown too
+time.sleep(0.1)
+print(len(handled), flush=True)
+"""
+
+
+def test_sigterms_during_and_after_rays_shutdown_reach_the_commands_handler():
+    """Ray's core worker, destroyed by ray.shutdown, sets SIGTERM back to the default action
+    behind Python's back: a SIGTERM then killed the process by the signal (a second SIGTERM
+    while a command stopped: no line, no exit status of its own). disconnect() installs the
+    handlers again: a SIGTERM every 10 ms through the whole shutdown reaches the handler."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run(
+        [sys.executable, "-c", _SHUTDOWN_UNDER_SIGTERMS],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        start_new_session=True,
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert int(proc.stdout.split()[-1]) > 20  # the shutdown lasts about a second
+
+
+def test_a_hard_stop_kills_the_sessions_its_children_lead_and_nothing_else():
+    """The second signal's way out (no ray.shutdown): the private Ray's sessions (the raylet
+    with its agents and workers, grandchildren of the command) die with it; a child in the
+    command's own session is not the private Ray's and is left alone."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from committee.distributed.cluster import kill_private_ray
+
+    leader = subprocess.Popen(  # a daemon as Ray starts it, with a child of its own
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys, time\n"
+            "child = subprocess.Popen(['sleep', '60'])\nprint(child.pid, flush=True)\n"
+            "time.sleep(60)",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    bystander = subprocess.Popen(["sleep", "60"])
+    try:
+        grandchild = int(leader.stdout.readline())
+        kill_private_ray()
+        assert leader.wait(timeout=10) == -signal.SIGKILL
+        deadline = time.time() + 10
+        while time.time() < deadline and _alive(grandchild):
+            time.sleep(0.05)
+        assert not _alive(grandchild)
+        assert bystander.poll() is None
+    finally:
+        for proc in (leader, bystander):
+            proc.kill()
+            proc.wait()
+
+
+def _alive(pid: int) -> bool:
+    """A process that exists and is not a zombie (its parent, killed, no longer reaps it)."""
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rpartition(")")[2].split()[0] != "Z"
+    except OSError:
+        return False

@@ -104,6 +104,31 @@ def test_sigterm_stops_the_work_and_exits_143_in_one_line(monkeypatch, capsys, t
     assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == before
 
 
+def test_a_sigterm_a_library_turned_into_a_plain_keyboardinterrupt_still_exits_143(
+    monkeypatch, capsys, tmp_path
+):
+    """Ray's C++ waits (ray.get, ray.wait: a search's every step) swallow the exception the
+    handler raises and raise a new, plain KeyboardInterrupt: the signal received decides."""
+    from committee.app import predict
+
+    def work(options):
+        try:
+            os.kill(os.getpid(), signal.SIGTERM)
+        except KeyboardInterrupt:
+            raise KeyboardInterrupt from None  # as ray._raylet.check_status does
+        raise AssertionError("SIGTERM did not interrupt the work")
+
+    monkeypatch.setattr(predict, "predict", work)
+    assert cli.main(["predict", str(tmp_path), "a.npy"]) == 143
+    assert capsys.readouterr().err == "committee: interrupted; nothing was written\n"
+
+    def ctrl_c(options):  # the next command starts afresh: a plain Ctrl-C is 130 again
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(predict, "predict", ctrl_c)
+    assert cli.main(["predict", str(tmp_path), "a.npy"]) == 130
+
+
 @pytest.mark.parametrize("second", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_a_second_signal_while_ray_shuts_down_is_one_line_not_a_traceback(
     second, monkeypatch, capsys, tmp_path

@@ -174,6 +174,12 @@ ENVIRONMENT_CASES = [  # (variable, value, expected words): what Ray or Keras wo
     ("KERAS_BACKEND", "torch", "KERAS_BACKEND 'torch' is unknown; expected one of tensorflow, jax"),
     ("RAY_AUTH_TOKEN_PATH", "/nonexistent/token", "RAY_AUTH_TOKEN_PATH '/nonexistent/token' is"),
     ("RAY_ADDRESS", "http://127.0.0.1:8265", "RAY_ADDRESS 'http://127.0.0.1:8265' is not a Ray"),
+    # Ray's folder for files and Unix sockets (RAY_TMPDIR, else TMPDIR): one line, not Ray's
+    # "AF_UNIX path length cannot exceed 107 bytes" or NotADirectoryError after it starts
+    ("TMPDIR", "/" + "x" * 60, "TMPDIR '/xxxxxxxxxx"),
+    ("RAY_TMPDIR", "/" + "x" * 39, "is 40 bytes long; expected at most 32"),
+    ("TMPDIR", "/etc/passwd", "TMPDIR '/etc/passwd' is not a folder"),
+    ("RAY_TMPDIR", "", "RAY_TMPDIR is set but empty"),
 ]
 
 
@@ -192,3 +198,14 @@ def test_a_backend_not_installed_is_one_line_before_ray(monkeypatch, capsys, tmp
     _run_and_check(
         ["--backend", "jax"], 'install it with pip install -e ".[jax]"', capsys, tmp_path
     )
+
+
+def test_rays_temp_folder_is_the_one_ray_takes():
+    """RAY_TMPDIR wins over TMPDIR (as Ray's get_default_system_temp_dir); unset, /tmp."""
+    from committee.distributed.cluster import TEMP_DIR_MAX, check_ray_temp_dir
+
+    check_ray_temp_dir({"RAY_TMPDIR": "/tmp", "TMPDIR": "/etc/passwd"})
+    check_ray_temp_dir({})
+    check_ray_temp_dir({"TMPDIR": "/" + "x" * (TEMP_DIR_MAX - 1)})  # at the limit
+    with pytest.raises(ValueError, match="^TMPDIR '/xx"):
+        check_ray_temp_dir({"TMPDIR": "/" + "x" * TEMP_DIR_MAX})

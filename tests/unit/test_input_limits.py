@@ -5,6 +5,7 @@ programs' hidden files, and files small on disk that would decode or inflate to 
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 import zipfile
 import zlib
@@ -110,6 +111,50 @@ def test_hidden_entries_of_a_folder_are_skipped_and_counted(tmp_path):
     with pytest.raises(InputError) as err:
         inputs.read_inputs([folder])
     assert "holds no .png" in str(err.value) and "skipped 2 hidden entries" in str(err.value)
+
+
+def test_inputs_that_are_not_regular_files_are_named_for_what_they_are(tmp_path):
+    """Named on the command line: refused in one line saying what it is (a FIFO would block
+    the read; it is never opened). In a folder: skipped and counted, with what each is."""
+    from PIL import Image
+
+    fifo = tmp_path / "in.npy"
+    os.mkfifo(fifo)
+    device = tmp_path / "z.npy"
+    device.symlink_to("/dev/zero")
+    for path, what in ((fifo, "is a FIFO"), (device, "is a character device")):
+        with pytest.raises(InputError, match=f"^input {path} {what}; expected an image"):
+            inputs.read_inputs([path])
+    with pytest.raises(InputError, match="does not exist"):
+        inputs.read_inputs([tmp_path / "missing.png"])
+
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    Image.fromarray(np.zeros((28, 28), np.uint8)).save(folder / "x.png")
+    os.mkfifo(folder / "y.png")
+    (folder / "z.npy").symlink_to("/dev/zero")
+    (folder / "w.png").symlink_to(tmp_path / "gone.png")
+    read = inputs.read_inputs([folder])
+    assert read.sources == [str(folder / "x.png")]
+    assert (
+        f"input folder {folder}: skipped 3 entries that are not regular files (w.png: a "
+        "broken symbolic link, y.png: a FIFO, z.npy: a character device)"
+    ) in read.notes
+
+
+def test_a_picture_too_large_is_refused_with_its_size_and_the_tools_cap(tmp_path):
+    """Above the tool's cap, and above Pillow's own (which says "exceeds limit of 178956970
+    pixels"): both name the picture's size and the tool's cap, never Pillow's."""
+    from PIL import Image
+
+    for side, pixels in ((8_000, "8000x8000 pixels"), (15_000, "225,000,000 pixels")):
+        path = tmp_path / f"{side}.png"
+        Image.new("1", (side, side)).save(path)  # a few KB on disk
+        with pytest.raises(InputError) as err:
+            inputs.read_inputs([path])
+        assert str(err.value) == (
+            f"input {path}: {pixels}; expected at most {inputs.MAX_IMAGE_PIXELS:,} pixels"
+        )
 
 
 # --------------------------------------------------------------------------- decoded size
