@@ -164,6 +164,9 @@ def _is_number(value) -> bool:
 MAX_EPOCHS = 100_000
 MAX_BATCH_SIZE = 60_000  # the training set's images: a larger batch is the same batch
 MAX_LEARNING_RATE = 1e38  # Keras holds it in float32 (largest 3.4e38); too large diverges
+# float32's smallest normal number: a learning rate below it becomes 0 (or a denormal that
+# the CPU kernels flush to 0) in the optimizer's float32 variable, and nothing would train.
+MIN_LEARNING_RATE = 1.1754943508222875e-38
 
 # What each field of a MemberSpec may hold (committee.validation), checked in this order for
 # every spec, its overrides (--epochs, --batch-size, --learning-rate) and each configuration
@@ -171,7 +174,9 @@ MAX_LEARNING_RATE = 1e38  # Keras holds it in float32 (largest 3.4e38); too larg
 SPEC_CONSTRAINTS = {
     "architecture": Options(ARCHITECTURES),
     "optimizer": Options(OPTIMIZERS),
-    "learning_rate": Interval(float, 0, MAX_LEARNING_RATE, closed="right", noun="a number"),
+    "learning_rate": Interval(
+        float, MIN_LEARNING_RATE, MAX_LEARNING_RATE, closed="both", noun="a number"
+    ),
     "batch_size": Interval(int, 1, MAX_BATCH_SIZE, closed="both", noun="an integer"),
     "epochs": Interval(int, 1, MAX_EPOCHS, closed="both", noun="an integer"),
     "schedule": Options(SCHEDULES),

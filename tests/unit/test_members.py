@@ -38,9 +38,19 @@ def test_seed_schedule_matches_the_notebook_recursion():
     [
         ({"architecture": "transformer"}, "architecture 'transformer' is unknown"),
         ({"optimizer": "adadelata"}, "optimizer 'adadelata' is unknown"),
-        ({"learning_rate": 0}, "learning rate 0 must be a number in \\(0, 1e\\+38\\]"),
-        ({"learning_rate": float("nan")}, "learning rate nan must be a number in \\(0, 1e\\+38\\]"),
-        ({"learning_rate": "0.1"}, "learning rate '0.1' must be a number in \\(0, 1e\\+38\\]"),
+        ({"learning_rate": 1e-320}, "learning rate 1e-320 must be a number in \\[1.17549"),
+        (
+            {"learning_rate": 0},
+            "learning rate 0 must be a number in \\[1.17549\\d+e-38, 1e\\+38\\]",
+        ),
+        (
+            {"learning_rate": float("nan")},
+            "learning rate nan must be a number in \\[1.17549\\d+e-38, 1e\\+38\\]",
+        ),
+        (
+            {"learning_rate": "0.1"},
+            "learning rate '0.1' must be a number in \\[1.17549\\d+e-38, 1e\\+38\\]",
+        ),
         ({"batch_size": 0}, "batch size 0 must be an integer in 1..60000"),
         ({"epochs": -1}, "epochs -1 must be an integer in 1..100000"),
         ({"epochs": 2.5}, "epochs 2.5 must be an integer in 1..100000"),
