@@ -168,13 +168,27 @@ def kill_private_ray() -> None:
 
     me = os.getpid()
     processes = list(_processes())
-    leaders = {pid for pid, ppid, sid in processes if ppid == me and sid == pid}
+    leaders = {pid for pid, ppid, sid in processes if ppid == me and sid == pid and _rays(pid)}
     for pid, _, sid in processes:
         if sid in leaders:
             try:
                 os.kill(pid, signal.SIGKILL)
             except OSError:  # gone meanwhile
                 pass
+
+
+def _rays(pid: int) -> bool:
+    """Whether process ``pid`` runs a program of Ray's package (its GCS, raylet, dashboard or
+    log monitor), by its command line."""
+    ray = sys.modules.get("ray")
+    if ray is None:
+        return False
+    package = os.fsencode(os.path.dirname(ray.__file__) + os.sep)
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return package in handle.read()
+    except OSError:
+        return False
 
 
 def _processes():

@@ -165,39 +165,47 @@ def test_sigterms_during_and_after_rays_shutdown_reach_the_commands_handler():
 
 def test_a_hard_stop_kills_the_sessions_its_children_lead_and_nothing_else():
     """The second signal's way out (no ray.shutdown): the private Ray's sessions (the raylet
-    with its agents and workers, grandchildren of the command) die with it; a child in the
-    command's own session is not the private Ray's and is left alone."""
+    with its agents and workers, grandchildren of the command) die with it. A child in the
+    command's own session, or leading a session but not running Ray's programs, is left."""
+    import contextlib
     import signal
     import subprocess
     import sys
     import time
 
+    import ray
+
     from committee.distributed.cluster import kill_private_ray
 
-    leader = subprocess.Popen(  # a daemon as Ray starts it, with a child of its own
-        [
-            sys.executable,
-            "-c",
-            "import subprocess, sys, time\n"
-            "child = subprocess.Popen(['sleep', '60'])\nprint(child.pid, flush=True)\n"
-            "time.sleep(60)",
-        ],
-        stdout=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    def daemon(*argv):  # a session leader with a child of its own; prints the child's pid
+        code = (
+            "import subprocess, time\nchild = subprocess.Popen(['sleep', '60'])\n"
+            "print(child.pid, flush=True)\ntime.sleep(60)"
+        )
+        return subprocess.Popen(
+            [sys.executable, "-c", code, *argv],
+            stdout=subprocess.PIPE,
+            text=True,
+            start_new_session=True,
+        )
+
+    rays = daemon(os.path.join(os.path.dirname(ray.__file__), "raylet"))  # as Ray names it
+    other = daemon()
     bystander = subprocess.Popen(["sleep", "60"])
     try:
-        grandchild = int(leader.stdout.readline())
+        grandchild, others_child = int(rays.stdout.readline()), int(other.stdout.readline())
         kill_private_ray()
-        assert leader.wait(timeout=10) == -signal.SIGKILL
+        assert rays.wait(timeout=10) == -signal.SIGKILL
         deadline = time.time() + 10
         while time.time() < deadline and _alive(grandchild):
             time.sleep(0.05)
         assert not _alive(grandchild)
-        assert bystander.poll() is None
+        assert other.poll() is None and _alive(others_child) and bystander.poll() is None
     finally:
-        for proc in (leader, bystander):
+        for proc in (rays, other):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)  # the session, its child too
+        for proc in (rays, other, bystander):
             proc.kill()
             proc.wait()
 
