@@ -268,7 +268,7 @@ def _plain_run_name(options: RunOptions) -> None:
         check_run_name(options.run_name)
 
 
-def _address_form(options: RunOptions) -> None:
+def _address_form(options: RunOptions | PredictOptions) -> None:
     address, _ = address_mod.resolve(options.address)  # connect() checks that a head answers
     if not address:  # a private local Ray: its folder for files and sockets must do
         cluster.check_ray_temp_dir()
@@ -426,21 +426,13 @@ PREDICT_CONSTRAINTS = {
 }
 
 
-def _predict_address_form(options: PredictOptions) -> None:
-    from committee.distributed.address import resolve
-
-    address, _ = resolve(options.address)  # connect() checks that a Ray head answers
-    if not address:  # a private local Ray: its folder for files and sockets must do
-        cluster.check_ray_temp_dir()
-
-
 def _predict_backend(options: PredictOptions) -> None:
     from committee.training.backend import resolve
 
     resolve(None, installed=True)  # KERAS_BACKEND, the actors'; fails before Ray starts
 
 
-PREDICT_CHECKS = (_environment, _predict_address_form, _predict_backend)
+PREDICT_CHECKS = (_environment, _address_form, _predict_backend)
 
 
 # --------------------------------------------------------------------------- export

@@ -141,22 +141,19 @@ def expand(paths: list[str | os.PathLike]) -> tuple[list[Path], list[str]]:
                     odd.append(f"{p.name}: {what}")  # a FIFO would block the read
                 else:
                     found.append(p)
-            skipped = "; ".join(
-                filter(
-                    None,
-                    (
-                        f"skipped {plural(len(hidden), 'hidden entry', 'hidden entries')} "
-                        f"(names starting with '.', e.g. {hidden[0].name})"
-                        if hidden
-                        else "",
-                        f"skipped {plural(len(odd), 'entry', 'entries')} that "
-                        f"{'is not a regular file' if len(odd) == 1 else 'are not regular files'} "
-                        f"({', '.join(odd[:3])}{', …' if len(odd) > 3 else ''})"
-                        if odd
-                        else "",
-                    ),
+            parts = []
+            if hidden:
+                parts.append(
+                    f"skipped {plural(len(hidden), 'hidden entry', 'hidden entries')} "
+                    f"(names starting with '.', e.g. {hidden[0].name})"
                 )
-            )
+            if odd:
+                are = "is not a regular file" if len(odd) == 1 else "are not regular files"
+                parts.append(
+                    f"skipped {plural(len(odd), 'entry', 'entries')} that {are} "
+                    f"({', '.join(odd[:3])}{', …' if len(odd) > 3 else ''})"
+                )
+            skipped = "; ".join(parts)
             if not found:
                 raise InputError(
                     f"input folder {path} holds no {', '.join(SUFFIXES)} files"

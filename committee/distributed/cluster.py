@@ -111,17 +111,36 @@ def _signal_handlers_kept():
     saved = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     # While ray.init starts Ray, its own SIGTERM handler would end the process with
     # sys.exit(15), no line said; kept out, a SIGTERM then stops the command as one sent later.
-    set_sigterm_handler = getattr(ray_utils, "set_sigterm_handler", None)
-    if set_sigterm_handler is not None:
-        ray_utils.set_sigterm_handler = lambda handler: None
+    with contextlib.ExitStack() as stack:
+        if getattr(ray_utils, "set_sigterm_handler", None) is not None:
+            stack.enter_context(_replaced(ray_utils, "set_sigterm_handler", lambda handler: None))
+        stack.callback(_put_back, saved)
+        yield
+
+
+def _put_back(handlers: dict) -> None:
+    """Install ``handlers`` (signal number: Python handler) again, also where Python still
+    reports them but something below it replaced them."""
+    import signal
+
+    for signum, handler in handlers.items():
+        if handler is not None:  # None: set outside Python, cannot be put back
+            signal.signal(signum, handler)
+
+
+@contextlib.contextmanager
+def _replaced(owner, name: str, value):
+    """For the block, ``owner.name`` (a module's or an object's attribute) is ``value``;
+    afterwards what it was, or the class's again where ``owner`` had none of its own."""
+    had, old = name in vars(owner), vars(owner).get(name)
+    setattr(owner, name, value)
     try:
         yield
     finally:
-        if set_sigterm_handler is not None:
-            ray_utils.set_sigterm_handler = set_sigterm_handler
-        for signum, handler in saved.items():
-            if handler is not None:  # None: set outside Python, cannot be put back
-                signal.signal(signum, handler)
+        if had:
+            setattr(owner, name, old)
+        else:
+            delattr(owner, name)
 
 
 @contextlib.contextmanager
@@ -151,11 +170,8 @@ def _daemons_in_own_session():
             kwargs["start_new_session"] = True
             super().__init__(*args, **kwargs)
 
-    services.ConsolePopen = _NewSessionPopen
-    try:
+    with _replaced(services, "ConsolePopen", _NewSessionPopen):
         yield
-    finally:
-        services.ConsolePopen = popen
 
 
 def kill_private_ray() -> None:
@@ -230,30 +246,21 @@ def _signal_handlers_back_after_core_worker():
     if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def reinstall() -> None:
-        for signum in (signal.SIGINT, signal.SIGTERM):
-            handler = signal.getsignal(signum)
-            if handler is not None:  # None: set outside Python, nothing to put back
-                signal.signal(signum, handler)
-
-    # ray.shutdown's next step after destroying the core worker
-    disconnect_state = getattr(state, "disconnect", None)
-    if disconnect_state is not None:
-
-        def disconnect_then_reinstall(*args, **kwargs):
-            try:
-                return disconnect_state(*args, **kwargs)
-            finally:
-                reinstall()
-
-        state.disconnect = disconnect_then_reinstall
-    try:
-        yield
-    finally:
+    handlers = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    with contextlib.ExitStack() as stack:
+        # ray.shutdown's next step after destroying the core worker
+        disconnect_state = getattr(state, "disconnect", None)
         if disconnect_state is not None:
-            del state.disconnect  # the class's method again
-        reinstall()
+
+            def disconnect_then_reinstall(*args, **kwargs):
+                try:
+                    return disconnect_state(*args, **kwargs)
+                finally:
+                    _put_back(handlers)
+
+            stack.enter_context(_replaced(state, "disconnect", disconnect_then_reinstall))
+        stack.callback(_put_back, handlers)
+        yield
 
 
 def _connect(address: str | None, num_cpus: int | None, verbose: bool) -> None:

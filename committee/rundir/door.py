@@ -175,11 +175,9 @@ def require_regular(path: str | os.PathLike, expected: str) -> None:
     missing one as "``path`` not found; expected ``expected``", anything else (a FIFO, a
     folder, a device) as :func:`refusal`, so a FIFO is named as one and not called missing."""
     try:
-        mode = os.stat(path).st_mode
+        check_regular(path)
     except FileNotFoundError:
         raise RunFolderError(f"{path} not found; expected {expected}") from None
-    if not stat.S_ISREG(mode):
-        raise refusal(path, mode)
 
 
 def check_regular(path: str | os.PathLike) -> None:
