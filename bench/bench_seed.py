@@ -160,7 +160,7 @@ def where_the_time_went(plain: dict, training: dict, sampler: CpuSampler) -> Non
     spans = [(info["started_at"], info["finished_at"]) for info in training.values()]
     begin, end = sampler.samples[0][0], sampler.samples[-1][0]
     edges = sorted({begin, end, *(t for span in spans for t in span)})
-    by_count: dict[int, list[float]] = {}
+    by_count: dict[int, list[tuple[float, float]]] = {}
     for t0, t1 in zip(edges, edges[1:]):
         count = sum(1 for a, b in spans if a <= (t0 + t1) / 2 < b)
         by_count.setdefault(count, []).append((t0, t1))
