@@ -103,8 +103,8 @@ class RayHead:
     ):
         import secrets
 
-        self.port, self.dashboard_port = free_port(), free_port()
-        self.client_port = free_port()  # ephemeral range: outside Ray's 10002-19999 workers
+        # ephemeral range: outside Ray's 10002-19999 workers
+        self.port, self.dashboard_port, self.client_port = _distinct_ports(3)
         self.token = secrets.token_hex(32)
         # On SIGTERM a node drains for up to 30 s while anything runs on it; a test's
         # head (and each node added) stops at once instead.
@@ -143,7 +143,7 @@ class RayHead:
             "--node-ip-address=127.0.0.1",
             f"--temp-dir={self.temp_dir}",
         ]
-        agent_ports = _agent_ports()
+        agent_ports = _agent_ports(taken=(self.port, self.dashboard_port, self.client_port))
         self.agent_port = agent_ports["dashboard-agent-listen-port"]
         cmd += [f"--{name}={port}" for name, port in agent_ports.items()]
         if resources:
@@ -214,14 +214,25 @@ class RayHead:
         shutil.rmtree(self.temp_dir, ignore_errors=True)
 
 
-def _agent_ports() -> dict[str, int]:
+def _distinct_ports(n: int, taken: tuple[int, ...] = ()) -> list[int]:
+    """``n`` free ports, none twice and none in ``taken``: each free_port() is free when
+    asked, so two calls can give the same port (Ray then refuses to start)."""
+    ports: list[int] = []
+    while len(ports) < n:
+        port = free_port()
+        if port not in ports and port not in taken:
+            ports.append(port)
+    return ports
+
+
+def _agent_ports(taken: tuple[int, ...] = ()) -> dict[str, int]:
     """Free ports for a node's agents. Ray's defaults (the dashboard agent's HTTP port is
     52365) are the same for every node on the machine, so a second head started beside the
     first (tests run in two processes) would have no job agent: `ray job submit` is then
     refused with "No available agent" for as long as the head lives."""
     names = ("dashboard-agent-listen-port", "dashboard-agent-grpc-port")
     names += ("runtime-env-agent-port", "metrics-export-port")
-    return {name: free_port() for name in names}
+    return dict(zip(names, _distinct_ports(len(names), taken)))
 
 
 def _terminate(proc: subprocess.Popen) -> None:
